@@ -1,0 +1,261 @@
+"""Datasets for training and evaluation.
+
+``mnist`` reads the standard IDX files (gzip-compressed or raw) into memory; ``imagefolder``,
+``cifar10`` and ``fake`` come from torchvision. Resizing and normalisation follow the
+network's facts in the registry, the same facts export writes into the ONNX metadata, so the
+runtime preprocesses exactly as training did.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, TensorDataset
+
+from architectures import ModelSpec
+
+from .errors import DataError
+
+__all__ = [
+    "DATASETS",
+    "DataBundle",
+    "default_data_dir",
+    "load_dataset",
+    "read_idx",
+]
+
+DATASETS = ("mnist", "imagefolder", "cifar10", "fake")
+DATA_DIR_ENV = "KIT_DATA_DIR"
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_MNIST_HELP = (
+    "expected t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] and either "
+    "train-images-idx3-ubyte[.gz]/train-labels-idx1-ubyte[.gz] or "
+    "train5k-images-idx3-ubyte[.gz]/train5k-labels-idx1-ubyte[.gz]; get them from "
+    "https://yann.lecun.com/exdb/mnist/ or pass --download"
+)
+
+
+@dataclass
+class DataBundle:
+    """A train and a test split, plus what a report should say about them."""
+
+    train: Dataset
+    test: Dataset
+    name: str
+    num_classes: int
+    description: str
+
+
+def default_data_dir() -> Path | None:
+    """The data directory from ``$KIT_DATA_DIR``, if set."""
+    value = os.environ.get(DATA_DIR_ENV)
+    return Path(value) if value else None
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (gzip-compressed when its name ends in ``.gz``).
+
+    Raises:
+        DataError: the file is unreadable, has a bad magic number or is truncated.
+    """
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path) as f:
+                raw = f.read()
+        else:
+            raw = path.read_bytes()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"Cannot read {path}: {exc}.") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise DataError(f"{path} is not an IDX file (bad magic number).")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise DataError(f"{path} is truncated: its header is incomplete.")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataError(
+            f"{path} is truncated or padded: its header promises {expected} bytes of data "
+            f"for shape {dims}, the file holds {len(raw) - header}."
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+
+
+def _find(data_dir: Path, stem: str) -> Path | None:
+    for name in (f"{stem}.gz", stem):
+        if (data_dir / name).is_file():
+            return data_dir / name
+    return None
+
+
+def _mnist_split(data_dir: Path, prefix: str) -> tuple[np.ndarray, np.ndarray] | None:
+    images = _find(data_dir, f"{prefix}-images-idx3-ubyte")
+    labels = _find(data_dir, f"{prefix}-labels-idx1-ubyte")
+    if images is None or labels is None:
+        return None
+    x, y = read_idx(images), read_idx(labels)
+    if x.ndim != 3 or y.ndim != 1:
+        raise DataError(f"{images} must hold N x H x W images and {labels} N labels.")
+    if len(x) != len(y):
+        raise DataError(
+            f"{images.name} holds {len(x)} images but {labels.name} holds {len(y)} labels."
+        )
+    return x, y
+
+
+def load_mnist(data_dir: Path, spec: ModelSpec) -> DataBundle:
+    """MNIST from IDX files in ``data_dir`` as in-memory tensors, normalised for ``spec``.
+
+    The full ``train-*`` files are used when present, else the ``train5k-*`` subset.
+    """
+    if not data_dir.is_dir():
+        raise DataError(f"MNIST data directory {data_dir} does not exist; {_MNIST_HELP}.")
+    if spec.input_shape[0] != 1:
+        raise DataError(
+            f"MNIST is 1-channel but {spec.name} takes {spec.input_shape}; "
+            "use --dataset imagefolder, cifar10 or fake."
+        )
+    test = _mnist_split(data_dir, "t10k")
+    train = _mnist_split(data_dir, "train") or _mnist_split(data_dir, "train5k")
+    if test is None or train is None:
+        raise DataError(f"MNIST files are missing in {data_dir}; {_MNIST_HELP}.")
+
+    def to_tensors(x: np.ndarray, y: np.ndarray) -> TensorDataset:
+        images = torch.from_numpy(x.astype(np.float32) / 255.0).unsqueeze(1)
+        images = _resize(images, spec.input_shape[1:])
+        images = (images - spec.mean[0]) / spec.std[0]
+        return TensorDataset(images, torch.from_numpy(y.astype(np.int64)))
+
+    return DataBundle(
+        train=to_tensors(*train),
+        test=to_tensors(*test),
+        name="mnist",
+        num_classes=10,
+        description=f"MNIST from {data_dir}: {len(train[1])} training, {len(test[1])} test images",
+    )
+
+
+def _resize(images: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return torch.nn.functional.interpolate(
+        images, size=tuple(size), mode="bilinear", antialias=True
+    )
+
+
+def _torchvision_transform(spec: ModelSpec):  # type: ignore[no-untyped-def]
+    from torchvision import transforms
+
+    steps = [transforms.Resize(tuple(spec.input_shape[1:]))]
+    if spec.input_shape[0] == 1:
+        steps.append(transforms.Grayscale(1))
+    steps += [transforms.ToTensor(), transforms.Normalize(spec.mean, spec.std)]
+    return transforms.Compose(steps)
+
+
+def load_dataset(
+    name: str,
+    spec: ModelSpec,
+    *,
+    data_dir: Path | None = None,
+    download: bool = False,
+    num_classes: int | None = None,
+    fake_size: int = 256,
+) -> DataBundle:
+    """Load dataset ``name`` preprocessed for the network ``spec``.
+
+    Args:
+        name: One of ``DATASETS``.
+        spec: The network's facts (input shape, mean, std).
+        data_dir: Where the files are (``$KIT_DATA_DIR`` when None).
+        download: Let torchvision fetch MNIST or CIFAR-10 into ``data_dir``.
+        num_classes: Classes for ``fake`` data (the network's default when None).
+        fake_size: Training images in ``fake`` data (the test split is a quarter of it).
+
+    Raises:
+        DataError: unknown dataset, missing or corrupt files.
+    """
+    data_dir = data_dir or default_data_dir()
+    if name == "fake":
+        from torchvision.datasets import FakeData
+
+        n = num_classes or spec.num_classes
+        tf = _torchvision_transform(spec)
+        shape = tuple(spec.input_shape)
+        return DataBundle(
+            train=FakeData(fake_size, shape, n, transform=tf, random_offset=0),
+            test=FakeData(max(fake_size // 4, 1), shape, n, transform=tf, random_offset=10_000),
+            name="fake",
+            num_classes=n,
+            description=f"torchvision FakeData: {fake_size} random {shape} images",
+        )
+    if data_dir is None:
+        raise DataError(f"Dataset {name!r} needs --data-dir (or ${DATA_DIR_ENV}).")
+    if name == "mnist":
+        if download:
+            from torchvision.datasets import MNIST
+
+            MNIST(str(data_dir), download=True)
+            data_dir = data_dir / "MNIST" / "raw"
+        return load_mnist(data_dir, spec)
+    if name == "cifar10":
+        from torchvision.datasets import CIFAR10
+
+        tf = _torchvision_transform(spec)
+        try:
+            train = CIFAR10(str(data_dir), train=True, transform=tf, download=download)
+            test = CIFAR10(str(data_dir), train=False, transform=tf, download=download)
+        except RuntimeError as exc:
+            raise DataError(f"CIFAR-10 not found in {data_dir} ({exc}); pass --download.") from None
+        return DataBundle(train, test, "cifar10", 10, f"CIFAR-10 from {data_dir}")
+    if name == "imagefolder":
+        from torchvision.datasets import ImageFolder
+
+        tf = _torchvision_transform(spec)
+        splits = []
+        for split in ("train", "val"):
+            root = data_dir / split
+            if not root.is_dir():
+                raise DataError(
+                    f"ImageFolder data needs {data_dir}/train/<class>/*.jpg and "
+                    f"{data_dir}/val/<class>/*.jpg; {root} does not exist."
+                )
+            try:
+                splits.append(ImageFolder(str(root), transform=tf))
+            except (FileNotFoundError, RuntimeError) as exc:
+                raise DataError(f"Cannot read image folder {root}: {exc}.") from None
+        train_ds, test_ds = splits
+        return DataBundle(
+            train_ds,
+            test_ds,
+            "imagefolder",
+            len(train_ds.classes),
+            f"ImageFolder {data_dir}: {len(train_ds)} training, {len(test_ds)} val images",
+        )
+    raise DataError(f"Unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}.")
+
+
+def real_samples(
+    spec: ModelSpec, data_dir: Path, *, dataset: str | None = None, count: int = 256
+) -> tuple[str, torch.Tensor]:
+    """The first ``count`` test samples of ``dataset`` (the spec's recipe dataset by default).
+
+    Returns:
+        ``(label, batch)`` for :func:`kit.parity.run_parity`.
+    """
+    name = dataset or spec.recipe.dataset
+    bundle = load_dataset(name, spec, data_dir=data_dir)
+    n = min(count, len(bundle.test))  # type: ignore[arg-type]
+    if isinstance(bundle.test, TensorDataset):
+        batch = bundle.test.tensors[0][:n]
+    else:
+        batch = torch.stack([bundle.test[i][0] for i in range(n)])
+    return f"{name} test b={n}", batch.contiguous()

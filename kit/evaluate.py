@@ -1,0 +1,83 @@
+"""Test-set accuracy of eager weights or of an exported model (``kit eval``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import TensorDataset
+
+from .data import load_dataset
+from .models import build_model, load_weights, resolve_spec
+from .train import evaluate, pick_device
+
+__all__ = ["evaluate_eager", "evaluate_exported"]
+
+
+def evaluate_eager(
+    model_name: str,
+    weights: Path,
+    data_dir: Path,
+    *,
+    dataset: str | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Accuracy of ``weights`` loaded into the registered network ``model_name``."""
+    spec = resolve_spec(model_name)
+    data = load_dataset(dataset or spec.recipe.dataset, spec, data_dir=data_dir)
+    model = build_model(spec, num_classes=data.num_classes)
+    load_weights(model, weights)
+    dev = pick_device(device)
+    _, acc, preds = evaluate(model.to(dev), data.test, dev)
+    total = len(preds)
+    return {
+        "model": spec.name,
+        "runtime": f"eager torch ({dev.type})",
+        "data": data.description,
+        "accuracy": acc,
+        "correct": round(acc * total),
+        "total": total,
+    }
+
+
+def evaluate_exported(
+    artifact_dir: Path, data_dir: Path, *, dataset: str | None = None
+) -> dict[str, Any]:
+    """Accuracy of an exported ONNX model through kit.runtime, and its top-1 agreement
+    with the eager network rebuilt from the manifest."""
+    from . import runtime
+    from .export.manifest import read_manifest
+    from .parity import rebuild_reference
+
+    manifest = read_manifest(artifact_dir)
+    spec, reference = rebuild_reference(artifact_dir, manifest)
+    model = runtime.load(artifact_dir)
+    data = load_dataset(dataset or spec.recipe.dataset, spec, data_dir=data_dir)
+    test = data.test
+    if isinstance(test, TensorDataset):
+        images, labels = test.tensors
+    else:
+        pairs = [test[i] for i in range(len(test))]  # type: ignore[arg-type]
+        images = torch.stack([p[0] for p in pairs])
+        labels = torch.tensor([p[1] for p in pairs])
+    onnx_pred, eager_pred = [], []
+    for i in range(0, len(labels), 500):
+        x = images[i : i + 500].contiguous()
+        onnx_pred.append(model.predict(x.numpy())["logits"].argmax(1))
+        with torch.no_grad():
+            eager_pred.append(reference(x).argmax(1).numpy())
+    pred, ref = np.concatenate(onnx_pred), np.concatenate(eager_pred)
+    y = labels.numpy()
+    correct = int((pred == y).sum())
+    return {
+        "model": spec.name,
+        "runtime": f"onnxruntime {model.provider}",
+        "data": data.description,
+        "accuracy": correct / len(y),
+        "correct": correct,
+        "total": len(y),
+        "top1_agreement": float((pred == ref).mean()),
+        "disagreements": int((pred != ref).sum()),
+    }

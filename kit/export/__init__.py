@@ -1,0 +1,244 @@
+"""Export a network to TorchScript, torch.export and ONNX, verified before it lands.
+
+:func:`export_model` writes every artifact into a temporary directory beside the target,
+runs parity against the eager network, writes ``manifest.json`` and only then moves the
+directory into place: an interrupted or failed export leaves nothing half-written.
+:func:`verify_artifacts` reruns the same checks on a saved directory.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from architectures import ModelSpec
+
+from .._files import sha256_file, write_json_atomic
+from ..errors import ArtifactError, UsageError
+from ..parity import DEFAULT_BATCH_SIZES, ParityReport, run_parity
+from .manifest import FORMAT_VERSION, MANIFEST, describe_files, library_versions
+
+__all__ = ["FILE_NAMES", "FORMATS", "ExportResult", "export_model", "parse_formats"]
+
+FORMATS = ("onnx", "torchscript", "pt2")
+FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.ts", "pt2": "model.pt2"}
+WEIGHTS_FILE = "weights.safetensors"
+
+
+@dataclass
+class ExportResult:
+    """Where the artifacts landed and how parity went."""
+
+    directory: Path
+    report: ParityReport
+    manifest: dict[str, Any]
+
+
+def parse_formats(text: str) -> list[str]:
+    """``"onnx,pt2"`` -> ``["onnx", "pt2"]``.
+
+    Raises:
+        UsageError: an unknown or empty format list.
+    """
+    formats = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise UsageError(
+            f"Unknown format {', '.join(unknown) or '(none)'}; choose from {', '.join(FORMATS)}."
+        )
+    return list(dict.fromkeys(formats))
+
+
+def model_facts(spec: ModelSpec, num_classes: int, weights_sha256: str | None) -> dict[str, Any]:
+    """The facts a runtime needs, embedded in the ONNX file and the manifest."""
+    import kit
+
+    return {
+        "name": spec.name,
+        "input_shape": list(spec.input_shape),
+        "mean": list(spec.mean),
+        "std": list(spec.std),
+        "num_classes": num_classes,
+        "class_names": spec.labels(num_classes) if num_classes else [],
+        "atol": spec.atol,
+        "rtol": spec.rtol,
+        "weights_sha256": weights_sha256,
+        "kit_version": kit.__version__,
+    }
+
+
+def _make_staging_dir(out_root: Path, name: str) -> Path:
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out_root, prefix=f".{name}.partial-"))
+        staging.chmod(0o755)  # mkdtemp makes it private; artifacts are meant to be shared
+        return staging
+    except OSError as exc:
+        raise ArtifactError(
+            f"Cannot write to output directory {out_root}: {exc.strerror}."
+        ) from None
+
+
+def _move_into_place(staging: Path, target: Path) -> None:
+    backup = None
+    if target.exists():
+        backup = target.with_name(f".{target.name}.old-{staging.name}")
+        target.rename(backup)
+    staging.rename(target)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def export_model(
+    spec: ModelSpec,
+    model: nn.Module,
+    out_root: Path,
+    *,
+    formats: Sequence[str] = FORMATS,
+    opset: int | None = None,
+    num_classes: int,
+    seed: int,
+    weights: Path | None = None,
+    weights_sha256: str | None = None,
+    factory: str | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    real: tuple[str, torch.Tensor] | None = None,
+    extra: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> ExportResult:
+    """Export ``model`` to ``out_root/spec.name`` and verify every artifact.
+
+    Args:
+        spec: The network's facts.
+        model: The eager network with its final weights.
+        out_root: Parent of the artifact directory (``exported/``).
+        formats: Subset of ``FORMATS``.
+        opset: ONNX opset (the exporter's default when None).
+        num_classes: Classes of this network's head.
+        seed: Seed the weights were drawn from when ``weights`` is None.
+        weights: The state_dict file the weights came from, copied as safetensors.
+        weights_sha256: sha256 of ``weights``.
+        factory: ``module:factory`` for a user's network, recorded to rebuild it.
+        atol: Absolute tolerance (the spec's when None).
+        rtol: Relative tolerance (the spec's when None).
+        batch_sizes: Random batch sizes for parity.
+        real: Real samples ``(label, batch)`` for parity.
+        extra: More manifest entries (training metrics, say).
+        progress: Show a progress bar on a terminal.
+
+    Returns:
+        The landed directory, the parity report and the manifest.
+
+    Raises:
+        ArtifactError: an exporter failed or the output cannot be written.
+        ParityError: an artifact disagrees with eager (nothing is written).
+    """
+    from tqdm.auto import tqdm
+
+    from .onnx import export_onnx
+    from .program import export_program, save_program
+    from .torchscript import export_torchscript
+
+    atol = spec.atol if atol is None else atol
+    rtol = spec.rtol if rtol is None else rtol
+    model = model.eval()
+    staging = _make_staging_dir(out_root, spec.name)
+    try:
+        steps = ["capture"] * bool({"onnx", "pt2"} & set(formats)) + list(formats) + ["parity"]
+        bar = tqdm(
+            total=len(steps),
+            desc=f"export {spec.name}",
+            unit="step",
+            disable=not progress or None,
+            leave=False,
+        )
+        example = torch.randn(2, *spec.input_shape, generator=torch.Generator().manual_seed(seed))
+        program = None
+        if "capture" in steps:
+            bar.set_postfix_str("torch.export")
+            program = export_program(model, example)
+            bar.update()
+        facts = model_facts(spec, num_classes, weights_sha256)
+        opset_used = None
+        for fmt in formats:
+            bar.set_postfix_str(fmt)
+            path = staging / FILE_NAMES[fmt]
+            if fmt == "onnx":
+                assert program is not None
+                opset_used = export_onnx(program, example, path, opset=opset, facts=facts)
+            elif fmt == "pt2":
+                assert program is not None
+                save_program(program, path)
+            else:
+                export_torchscript(model, example, path)
+            bar.update()
+        file_formats = {FILE_NAMES[f]: f for f in formats}
+        if weights is not None:
+            from safetensors.torch import save_file
+
+            save_file(
+                {k: v.contiguous() for k, v in model.state_dict().items()},
+                str(staging / WEIGHTS_FILE),
+            )
+            file_formats[WEIGHTS_FILE] = "safetensors"
+        bar.set_postfix_str("parity")
+        report = run_parity(
+            model,
+            {f: staging / FILE_NAMES[f] for f in formats},
+            name=spec.name,
+            input_shape=spec.input_shape,
+            atol=atol,
+            rtol=rtol,
+            batch_sizes=batch_sizes,
+            real=real,
+            seed=seed,
+        )
+        bar.update()
+        bar.close()
+        report.raise_for_failures()
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "model": {
+                "name": spec.name,
+                "factory": factory,
+                "num_classes": num_classes,
+                "input_shape": list(spec.input_shape),
+                "seed": seed,
+                "weights": None
+                if weights is None
+                else {
+                    "file": WEIGHTS_FILE,
+                    "sha256": sha256_file(staging / WEIGHTS_FILE),
+                    "source": str(weights),
+                    "source_sha256": weights_sha256,
+                },
+            },
+            "facts": facts,
+            "inputs": [
+                {"name": "input", "shape": ["batch", *spec.input_shape], "dtype": "float32"}
+            ],
+            "outputs": [{"name": "logits", "shape": ["batch", num_classes], "dtype": "float32"}],
+            "opset": opset_used,
+            "files": describe_files(staging, file_formats),
+            "versions": library_versions(),
+            "parity": report.to_dict(),
+            **(extra or {}),
+        }
+        write_json_atomic(staging / MANIFEST, manifest)
+        target = out_root / spec.name
+        _move_into_place(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ExportResult(directory=target, report=report, manifest=manifest)

@@ -1,0 +1,92 @@
+"""ONNX export through the torch.onnx dynamo exporter, checked with ``onnx.checker``."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ArtifactError
+
+__all__ = ["FACTS_KEY", "INPUT_NAME", "OUTPUT_NAME", "export_onnx", "read_facts"]
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+#: ``metadata_props`` key holding the model's facts as JSON (read by ``kit.runtime``).
+FACTS_KEY = "kit.facts"
+
+
+def export_onnx(
+    program: torch.export.ExportedProgram,
+    example: torch.Tensor,
+    path: Path,
+    *,
+    opset: int | None,
+    facts: dict[str, Any],
+) -> int | None:
+    """Write ``program`` to ``path`` as ONNX with a dynamic ``batch`` axis.
+
+    The input is named ``input``, the output ``logits``; ``facts`` (input shape, mean/std,
+    class names, weights' sha256, kit version) go into ``metadata_props`` so a runtime
+    needs nothing else. The file is checked with the full ONNX checker (which runs strict
+    shape inference) before this returns.
+
+    Returns:
+        The ONNX opset the file uses.
+
+    Raises:
+        ArtifactError: the exporter or the checker failed.
+    """
+    try:
+        # The exporter narrates its steps on stdout; kit reports results, not steps.
+        with contextlib.redirect_stdout(io.StringIO()):
+            onnx_program = torch.onnx.export(
+                program,
+                (example,),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                opset_version=opset,
+                dynamo=True,
+                verbose=False,
+            )
+    except Exception as exc:
+        raise ArtifactError(f"torch.onnx could not export the network: {exc}") from exc
+    assert onnx_program is not None
+    graph = onnx_program.model.graph
+    batch_dim = graph.inputs[0].shape[0] if graph.inputs[0].shape is not None else None
+    if batch_dim is not None and not isinstance(batch_dim, int):
+        onnx_program.rename_axes({batch_dim: "batch"})
+    onnx_program.model.metadata_props[FACTS_KEY] = json.dumps(facts, sort_keys=True)
+    onnx_program.model.producer_name = "kit"
+    onnx_program.save(path, external_data=False)
+    check_onnx(path)
+    return onnx_program.model.opset_imports.get("")
+
+
+def check_onnx(path: Path) -> None:
+    """Run the full ONNX checker on ``path``.
+
+    Raises:
+        ArtifactError: the file is not a valid ONNX model.
+    """
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as exc:  # checker raises ValidationError, decode errors, OSError
+        raise ArtifactError(f"{path.name} is not a valid ONNX model: {exc}".strip()) from None
+
+
+def read_facts(path: Path) -> dict[str, Any]:
+    """The facts export embedded in an ONNX file (empty when there are none)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    for prop in model.metadata_props:
+        if prop.key == FACTS_KEY:
+            return dict(json.loads(prop.value))
+    return {}

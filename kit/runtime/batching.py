@@ -1,0 +1,136 @@
+"""Dynamic batching: merge concurrent requests for one model into one session run.
+
+A request waits at most ``max_delay`` seconds for company; a batch never exceeds
+``max_batch`` rows (a single larger request runs alone). Each caller gets exactly its own
+rows back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["BatchStats", "Batcher"]
+
+
+@dataclass
+class BatchStats:
+    """What one batch cost, for metrics."""
+
+    rows: int
+    requests: int
+    compute_seconds: float
+
+
+@dataclass
+class _Pending:
+    x: np.ndarray
+    future: asyncio.Future[tuple[dict[str, np.ndarray], float]]
+    enqueued: float
+
+
+class Batcher:
+    """Collects requests for ``run`` (a batch -> named outputs) and runs them together."""
+
+    def __init__(
+        self,
+        run: Callable[[np.ndarray], dict[str, np.ndarray]],
+        executor: Executor,
+        *,
+        max_batch: int,
+        max_delay: float,
+        on_batch: Callable[[BatchStats], None] | None = None,
+    ) -> None:
+        self._run = run
+        self._executor = executor
+        self.max_batch = max_batch
+        self.max_delay = max_delay
+        self._on_batch = on_batch
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._arrived = asyncio.Event()
+        self._carry: _Pending | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def submit(self, x: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
+        """Queue ``x``; returns its outputs and the seconds it waited in the queue."""
+        future: asyncio.Future[tuple[dict[str, np.ndarray], float]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._queue.put_nowait(_Pending(x, future, time.perf_counter()))
+        self._arrived.set()
+        return await future
+
+    async def _next(self) -> _Pending:
+        if self._carry is not None:
+            item, self._carry = self._carry, None
+            return item
+        return await self._queue.get()
+
+    def _drain(self, batch: list[_Pending], rows: int) -> int:
+        while rows < self.max_batch and not self._queue.empty():
+            item = self._queue.get_nowait()
+            if rows + len(item.x) > self.max_batch:
+                self._carry = item
+                return self.max_batch
+            batch.append(item)
+            rows += len(item.x)
+        return rows
+
+    async def _collect(self) -> list[_Pending]:
+        first = await self._next()
+        batch, rows = [first], len(first.x)
+        deadline = time.perf_counter() + self.max_delay
+        while rows < self.max_batch and self._carry is None:
+            rows = self._drain(batch, rows)
+            remaining = deadline - time.perf_counter()
+            if rows >= self.max_batch or remaining <= 0:
+                break
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                rows = self._drain(batch, rows)
+                break
+        return batch
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._collect()
+            batch = [p for p in batch if not p.future.done()]  # callers that gave up
+            if not batch:
+                continue
+            started = time.perf_counter()
+            x = batch[0].x if len(batch) == 1 else np.concatenate([p.x for p in batch])
+            try:
+                outputs = await loop.run_in_executor(self._executor, self._run, x)
+            except Exception as exc:
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(exc)
+                continue
+            elapsed = time.perf_counter() - started
+            if self._on_batch is not None:
+                self._on_batch(BatchStats(len(x), len(batch), elapsed))
+            offset = 0
+            for p in batch:
+                n = len(p.x)
+                mine = {k: v[offset : offset + n] for k, v in outputs.items()}
+                offset += n
+                if not p.future.done():
+                    p.future.set_result((mine, started - p.enqueued))

@@ -1,0 +1,266 @@
+"""``kit.runtime``: load an exported model and run it with onnxruntime, nothing else.
+
+The facts export embedded in the ONNX metadata (input shape, mean/std, class names) are
+all this needs; with a ``manifest.json`` beside the model every file's sha256 is checked
+before anything runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from .._files import sha256_file
+from ..errors import ArtifactError, InputError
+from .preprocess import prepare_images
+
+__all__ = ["Model", "Prediction", "default_providers", "load"]
+
+log = logging.getLogger(__name__)
+
+FACTS_KEY = "kit.facts"  # written by kit.export.onnx; a constant here keeps torch out
+MANIFEST = "manifest.json"
+MODEL_FILE = "model.onnx"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One class of a classification: its label, index and probability."""
+
+    label: str
+    index: int
+    probability: float
+
+
+def _gpu_present() -> bool:
+    if sys.platform.startswith("linux"):
+        return os.path.exists("/dev/nvidiactl") or os.path.exists("/proc/driver/nvidia")
+    return True  # elsewhere let onnxruntime find out
+
+
+def default_providers() -> list[Any]:
+    """CUDA (then CPU) when this onnxruntime has CUDA and a GPU is present; CPU otherwise.
+
+    onnxruntime-gpu lists CUDA as available even without a GPU, so the device nodes are
+    checked too; :attr:`Model.provider` says what really runs.
+    """
+    if "CUDAExecutionProvider" in ort.get_available_providers() and _gpu_present():
+        try:
+            ort.preload_dlls()  # CUDA/cuDNN from the nvidia-* wheels, without importing torch
+        except Exception as exc:  # older onnxruntime, or libraries elsewhere on the path
+            log.debug("onnxruntime.preload_dlls failed: %s", exc)
+        return [
+            ("CUDAExecutionProvider", {"cudnn_conv_algo_search": "HEURISTIC"}),
+            "CPUExecutionProvider",
+        ]
+    return ["CPUExecutionProvider"]
+
+
+def _verify_manifest(directory: Path) -> None:
+    path = directory / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"Cannot read {path}: {exc}.") from None
+    for name, info in files.items():
+        file = directory / name
+        if not file.is_file():
+            raise ArtifactError(f"{file} is listed in {MANIFEST} but missing.")
+        if sha256_file(file) != info["sha256"]:
+            raise ArtifactError(
+                f"{file} does not match its sha256 in {MANIFEST}; refusing to load a modified artifact."
+            )
+
+
+class Model:
+    """An ONNX classifier with its facts. Safe to call from many threads at once."""
+
+    def __init__(
+        self, session: ort.InferenceSession, path: Path, *, io_binding: bool | None = None
+    ) -> None:
+        self.session = session
+        self.path = path
+        meta = session.get_modelmeta().custom_metadata_map
+        self.facts: dict[str, Any] = json.loads(meta[FACTS_KEY]) if FACTS_KEY in meta else {}
+        inp = session.get_inputs()[0]
+        if len(session.get_inputs()) != 1:
+            raise ArtifactError(
+                f"{path} has {len(session.get_inputs())} inputs; kit models take one."
+            )
+        self.input_name: str = inp.name
+        self.input_type: str = inp.type
+        self.output_names: list[str] = [o.name for o in session.get_outputs()]
+        sample = self.facts.get("input_shape") or [
+            d if isinstance(d, int) else None for d in inp.shape[1:]
+        ]
+        self.input_shape: tuple[int | None, ...] = tuple(sample)
+        self.name: str = self.facts.get("name") or path.stem
+        self.class_names: list[str] = list(self.facts.get("class_names") or [])
+        self.provider: str = session.get_providers()[0]
+        self.io_binding = (
+            self.provider != "CPUExecutionProvider" if io_binding is None else io_binding
+        )
+        self._rank = 1 + len(self.input_shape)
+        self._fixed = all(isinstance(d, int) for d in self.input_shape)
+        self._device = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
+
+    def __repr__(self) -> str:
+        return f"Model(name={self.name!r}, input={self.input_shape}, provider={self.provider!r})"
+
+    # -- validation ---------------------------------------------------------------------
+    def input_problems(self, x: Any) -> list[str]:
+        """Every reason ``x`` cannot be fed to the model, one sentence each."""
+        if not isinstance(x, np.ndarray):
+            return [f"The input must be a numpy array, not {type(x).__name__}."]
+        problems = []
+        if x.dtype != np.float32:
+            problems.append(f"The input has dtype {x.dtype}; the model takes float32.")
+        expected = ("N", *self.input_shape)
+        if x.ndim != self._rank:
+            problems.append(
+                f"The input has {x.ndim} dimensions {x.shape}; the model takes {self._rank} {expected}."
+            )
+        else:
+            if x.shape[0] == 0:
+                problems.append("The input batch is empty; send at least one sample.")
+            for axis, (got, want) in enumerate(
+                zip(x.shape[1:], self.input_shape, strict=True), start=1
+            ):
+                if want is not None and got != want:
+                    problems.append(
+                        f"Dimension {axis} of the input is {got}; the model takes {want} there {expected}."
+                    )
+        if x.dtype.kind == "f" and x.size and not np.isfinite(x).all():
+            bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+            problems.append(f"The input holds {bad} NaN or infinite value(s).")
+        return problems
+
+    def _check(self, x: Any) -> None:
+        # Fast path: a well-formed batch passes with a few attribute reads and one reduction.
+        if (
+            type(x) is np.ndarray
+            and x.dtype == np.float32
+            and x.ndim == self._rank
+            and x.shape[0]
+            and (x.shape[1:] == self.input_shape or not self._fixed)
+        ):
+            total = float(x.sum()) if x.size < 4096 else float(np.add.reduce(x, axis=None))
+            if math.isfinite(total):
+                if self._fixed:
+                    return
+            elif np.isfinite(x).all():  # the sum overflowed; the values are fine
+                return
+        problems = self.input_problems(x)
+        if problems:
+            raise InputError(" ".join(problems))
+
+    # -- inference ----------------------------------------------------------------------
+    def predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Run a batch. Returns ``{output name: array}`` (``{"logits": (N, classes)}``).
+
+        The whole input is validated first (rank, shape, dtype, finite values);
+        every problem is reported at once.
+
+        Raises:
+            InputError: the input does not fit the model.
+        """
+        self._check(x)
+        if self.io_binding:
+            binding = self.session.io_binding()
+            binding.bind_cpu_input(self.input_name, np.ascontiguousarray(x))
+            for name in self.output_names:
+                binding.bind_output(name, self._device)
+            self.session.run_with_iobinding(binding)
+            outputs = binding.copy_outputs_to_cpu()
+        else:
+            outputs = self.session.run(self.output_names, {self.input_name: x})
+        return dict(zip(self.output_names, outputs, strict=True))
+
+    def preprocess(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """uint8 images (HxW, HxWxC; L/RGB/RGBA; any size) -> the model's normalised input."""
+        if not self._fixed or "mean" not in self.facts:
+            raise ArtifactError(
+                f"{self.path} carries no kit facts (input shape, mean/std); export it with kit to classify images."
+            )
+        return prepare_images(images, self.input_shape, self.facts["mean"], self.facts["std"])  # type: ignore[arg-type]
+
+    def classify(
+        self, images: np.ndarray | Sequence[np.ndarray], top_k: int = 5
+    ) -> list[list[Prediction]]:
+        """The ``top_k`` most probable classes of each image, most probable first."""
+        logits = self.predict(self.preprocess(images))[self.output_names[0]].astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        k = max(1, min(top_k, probs.shape[1]))
+        results = []
+        for row in probs:
+            best = np.argsort(-row, kind="stable")[:k]
+            results.append([Prediction(self.label(int(i)), int(i), float(row[i])) for i in best])
+        return results
+
+    def label(self, index: int) -> str:
+        """Class name of ``index`` (the index itself when the model has no names)."""
+        return self.class_names[index] if index < len(self.class_names) else str(index)
+
+    def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
+        """Run zeros through the model once per batch size (allocations, cuDNN choices)."""
+        if not self._fixed:
+            return
+        for b in batch_sizes:
+            self.predict(np.zeros((b, *self.input_shape), dtype=np.float32))  # type: ignore[misc]
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    providers: Sequence[Any] | None = None,
+    threads: int | None = None,
+    warmup: bool = True,
+    io_binding: bool | None = None,
+) -> Model:
+    """Load an ``exported/NAME`` directory or a ``.onnx`` file.
+
+    Args:
+        path: Directory written by ``kit export`` or an ONNX file.
+        providers: onnxruntime execution providers (default: :func:`default_providers`).
+        threads: Intra-op threads (onnxruntime's default when None).
+        warmup: Run the model once so the first real call is not slow.
+        io_binding: Bind inputs and outputs explicitly (default: on for GPU providers).
+
+    Raises:
+        ArtifactError: missing file, sha256 mismatch against the manifest, or not ONNX.
+    """
+    p = Path(path)
+    if p.is_dir():
+        if (p / MANIFEST).is_file():
+            _verify_manifest(p)
+        p = p / MODEL_FILE
+    if not p.is_file():
+        raise ArtifactError(f"{p} does not exist; pass an exported/NAME directory or a .onnx file.")
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        session = ort.InferenceSession(
+            str(p), options, providers=list(providers or default_providers())
+        )
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ArtifactError(f"onnxruntime cannot load {p}: {first}") from None
+    model = Model(session, p, io_binding=io_binding)
+    if warmup:
+        model.warmup()
+    log.info("loaded %s on %s", model.name, model.provider)
+    return model

@@ -1,0 +1,447 @@
+"""The training loop behind ``kit train``: one process, or many under ``torchrun``.
+
+Each epoch's shuffling and augmentation draw from generators seeded by (seed, epoch), so
+a run is reproducible on the CPU and ``--resume`` after an interruption ends with the
+same weights as an uninterrupted run. Checkpoints are safetensors, written atomically
+after every epoch; the best one (by test accuracy) is kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
+
+from architectures import ModelSpec
+
+from ._files import write_json_atomic
+from .augment import random_affine
+from .data import DataBundle
+from .errors import TrainingError, UsageError
+from .models import build_model
+
+__all__ = ["TrainConfig", "TrainResult", "evaluate", "pick_device", "train"]
+
+log = logging.getLogger(__name__)
+
+LAST, BEST, STATE, RUN = "last.safetensors", "best.safetensors", "resume.pt", "run.json"
+
+
+@dataclass
+class TrainConfig:
+    """What to train and how (defaults come from the network's recipe)."""
+
+    model: str
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    optimizer: str
+    schedule: str
+    label_smoothing: float
+    augment: str
+    augment_strength: float
+    ema: float
+    out: Path
+    device: str = "auto"
+    seed: int = 0
+    num_classes: int | None = None
+
+
+@dataclass
+class TrainResult:
+    """Where the run's files are and what it measured."""
+
+    out: Path
+    metrics: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_test_acc: float = 0.0
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU.
+
+    Raises:
+        UsageError: ``cuda`` asked for on a machine without one, or an unknown name.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda was given but torch sees no CUDA device; use --device cpu.")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"Unknown device {name!r}; use auto, cpu or cuda.") from None
+
+
+def _dist() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's environment."""
+    return (
+        int(os.environ.get("RANK", 0)),
+        int(os.environ.get("WORLD_SIZE", 1)),
+        int(os.environ.get("LOCAL_RANK", 0)),
+    )
+
+
+def _batches(
+    data: Dataset, sampler: DistributedSampler, batch_size: int, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    if isinstance(data, TensorDataset):  # in-memory: index the tensors, no collation
+        images, labels = data.tensors
+        order = torch.tensor(list(sampler))
+        for i in range(0, len(order), batch_size):
+            idx = order[i : i + batch_size].to(images.device)
+            yield images[idx], labels[idx]
+        return
+    loader = DataLoader(
+        data,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=2 if device.type == "cuda" else 0,
+        pin_memory=device.type == "cuda",
+    )
+    for x, y in loader:
+        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, data: Dataset, device: torch.device, *, batch_size: int = 500
+) -> tuple[float, float, torch.Tensor]:
+    """Mean cross-entropy, accuracy and predicted classes of ``model`` on ``data``."""
+    model.eval()
+    total_loss, correct, preds = 0.0, 0, []
+    sampler = DistributedSampler(data, num_replicas=1, rank=0, shuffle=False)
+    n = 0
+    for x, y in _batches(data, sampler, batch_size, device):
+        x, y = x.to(device), y.to(device)
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            logits = model(x.contiguous(memory_format=torch.channels_last)).float()
+        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+        p = logits.argmax(1)
+        correct += int((p == y).sum())
+        preds.append(p.cpu())
+        n += len(y)
+    return (
+        total_loss / max(n, 1),
+        correct / max(n, 1),
+        torch.cat(preds) if preds else torch.empty(0),
+    )
+
+
+def _state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def _make_optimizer(cfg: TrainConfig, model: nn.Module, steps: int) -> tuple[Any, Any]:
+    if cfg.optimizer == "adamw":
+        opt: torch.optim.Optimizer = torch.optim.AdamW(
+            model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
+    elif cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(
+            model.parameters(),
+            lr=cfg.lr,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=cfg.weight_decay,
+        )
+    else:
+        raise UsageError(f"Unknown optimizer {cfg.optimizer!r}; use adamw or sgd.")
+    if cfg.schedule == "onecycle":
+        sched: Any = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.25
+        )
+    elif cfg.schedule == "constant":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    else:
+        raise UsageError(f"Unknown schedule {cfg.schedule!r}; use onecycle or constant.")
+    return opt, sched
+
+
+def train(
+    cfg: TrainConfig,
+    spec: ModelSpec,
+    data: DataBundle,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train ``spec``'s network on ``data`` and checkpoint into ``cfg.out``.
+
+    Args:
+        cfg: Hyper-parameters and paths.
+        spec: The network's facts.
+        data: Train and test splits, already preprocessed for the network.
+        resume: Continue from ``cfg.out/resume.pt`` if it exists.
+        progress: Show a progress bar per epoch (rank 0 only).
+        on_epoch_end: Called with (epoch, metrics) after each epoch's checkpoint.
+
+    Returns:
+        Per-epoch metrics and the best epoch.
+
+    Raises:
+        TrainingError: the loss became NaN or Inf.
+        UsageError: a bad option, or ``resume`` with a different network.
+    """
+    from tqdm.auto import tqdm
+
+    rank, world, local_rank = _dist()
+    device = pick_device(cfg.device)
+    if world > 1:
+        import torch.distributed as dist
+
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        else:
+            torch.set_num_threads(
+                max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world)))
+            )
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    main_process = rank == 0
+    cfg.out.mkdir(parents=True, exist_ok=True)
+
+    model = build_model(spec, num_classes=cfg.num_classes or data.num_classes, seed=cfg.seed)
+    model = model.to(device, memory_format=torch.channels_last)
+    train_set = data.train
+    if isinstance(train_set, TensorDataset):
+        train_set = TensorDataset(*(t.to(device) for t in train_set.tensors))
+    per_rank = max(1, cfg.batch_size // world)
+    steps_per_epoch = math.ceil(math.ceil(len(train_set) / world) / per_rank)  # type: ignore[arg-type]
+    opt, sched = _make_optimizer(cfg, model, cfg.epochs * steps_per_epoch)
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    ema = (
+        torch.optim.swa_utils.AveragedModel(
+            model,
+            multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
+            use_buffers=True,
+        )
+        if cfg.ema
+        else None
+    )
+    result = TrainResult(out=cfg.out)
+    start_epoch = 0
+    state_path = cfg.out / STATE
+    if resume and state_path.is_file():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        if state["model"] != spec.name:
+            raise UsageError(
+                f"{cfg.out} holds a run of {state['model']}, not {spec.name}; pick another --out."
+            )
+        model.load_state_dict(state["weights"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        start_epoch = int(state["epoch"]) + 1
+        result.metrics = json.loads(state["metrics"])
+        result.best_epoch, result.best_test_acc = (
+            int(state["best_epoch"]),
+            float(state["best_test_acc"]),
+        )
+        log.info("resuming %s at epoch %d", spec.name, start_epoch + 1)
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[local_rank] if device.type == "cuda" else None
+        )
+    sampler = DistributedSampler(
+        train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed
+    )
+    fill = -spec.mean[0] / spec.std[0]
+    meta = {"model": spec.name, "num_classes": str(cfg.num_classes or data.num_classes)}
+
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout and friends
+        aug_gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 7919 + rank)
+        sampler.set_epoch(epoch)
+        net.train()
+        seen = correct = 0
+        loss_sum = 0.0
+        bar = tqdm(
+            total=steps_per_epoch,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not (progress and main_process) or None,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        for step, (x, y) in enumerate(_batches(train_set, sampler, per_rank, device)):
+            if cfg.augment == "affine":
+                x = random_affine(x, aug_gen, strength=cfg.augment_strength, fill=fill)
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, enabled=use_amp):
+                logits = net(x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"The loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
+                    "lower --lr or check the data."
+                )
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
+            seen += len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            loss_sum += loss.item() * len(y)
+            bar.update()
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.2%}")
+        bar.close()
+        if world > 1:
+            import torch.distributed as dist
+
+            totals = torch.tensor([seen, correct, loss_sum], dtype=torch.float64, device=device)
+            dist.all_reduce(totals)
+            seen, correct, loss_sum = int(totals[0]), int(totals[1]), float(totals[2])
+        eval_model = ema.module if ema is not None else model
+        row: dict[str, float] = {}
+        if main_process:
+            test_loss, test_acc, _ = evaluate(eval_model, data.test, device)
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": loss_sum / max(seen, 1),
+                "train_acc": correct / max(seen, 1),
+                "test_loss": test_loss,
+                "test_acc": test_acc,
+                "lr": float(sched.get_last_lr()[0]),
+                "seconds": time.perf_counter() - t0,
+            }
+            result.metrics.append(row)
+            weights = _state_dict(eval_model)
+            _save_tensors(weights, cfg.out / LAST, meta)
+            if test_acc > result.best_test_acc or epoch == 0:
+                result.best_epoch, result.best_test_acc = epoch + 1, test_acc
+                _save_tensors(weights, cfg.out / BEST, meta)
+            _write_reports(cfg, spec, data, result)
+            state = {
+                "model": spec.name,
+                "epoch": epoch,
+                "weights": _state_dict(model),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "scaler": scaler.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
+                "metrics": json.dumps(result.metrics),
+                "best_epoch": result.best_epoch,
+                "best_test_acc": result.best_test_acc,
+            }
+            tmp = state_path.with_name(f".{STATE}.tmp")
+            torch.save(state, tmp)
+            os.replace(tmp, state_path)
+            log.info("epoch %d: %s", epoch + 1, row)
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, row)
+    return result
+
+
+def _write_reports(
+    cfg: TrainConfig, spec: ModelSpec, data: DataBundle, result: TrainResult
+) -> None:
+    import csv
+
+    metrics = result.metrics
+    write_json_atomic(cfg.out / "metrics.json", metrics)
+    with open(cfg.out / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(metrics[0]))
+        writer.writeheader()
+        writer.writerows(metrics)
+    config = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items()}
+    write_json_atomic(
+        cfg.out / RUN,
+        {
+            "model": spec.name,
+            "config": config,
+            "data": {
+                "name": data.name,
+                "description": data.description,
+                "num_classes": data.num_classes,
+            },
+            "facts": spec.facts() | {"recipe": None},
+            "best_epoch": result.best_epoch,
+            "best_test_acc": result.best_test_acc,
+        },
+    )
+    plot_curves(metrics, cfg.out / "curves.png", title=f"{spec.name} on {data.name}")
+
+
+def plot_curves(metrics: list[dict[str, float]], path: Path, *, title: str) -> None:
+    """Loss and accuracy per epoch, train and test, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [m["epoch"] for m in metrics]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [m["train_loss"] for m in metrics], "o-", label="train")
+    ax_loss.plot(epochs, [m["test_loss"] for m in metrics], "s-", label="test")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax_acc.plot(epochs, [100 * m["train_acc"] for m in metrics], "o-", label="train (augmented)")
+    ax_acc.plot(epochs, [100 * m["test_acc"] for m in metrics], "s-", label="test")
+    best = max(metrics, key=lambda m: m["test_acc"])
+    ax_acc.annotate(
+        f"{100 * best['test_acc']:.2f}%",
+        (best["epoch"], 100 * best["test_acc"]),
+        textcoords="offset points",
+        xytext=(0, -14),
+        ha="center",
+    )
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def format_metrics(metrics: list[dict[str, float]]) -> str:
+    """The per-epoch table the seed printed, one row per epoch."""
+    lines = [
+        f"{'epoch':>5}  {'train loss':>10}  {'train acc':>9}  {'test loss':>9}  {'test acc':>8}  {'time':>6}"
+    ]
+    for m in metrics:
+        lines.append(
+            f"{int(m['epoch']):>5}  {m['train_loss']:>10.4f}  {m['train_acc']:>9.2%}  "
+            f"{m['test_loss']:>9.4f}  {m['test_acc']:>8.2%}  {m['seconds']:>5.1f}s"
+        )
+    return "\n".join(lines)
