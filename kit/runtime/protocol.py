@@ -94,7 +94,7 @@ def parse_infer_request(
         )
     spec = inputs[0]
     datatype = spec.get("datatype")
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         raise ProtocolError(
             f"Input {input_name!r} has datatype {datatype!r}; the model takes FP32."
         )
@@ -144,11 +144,10 @@ def parse_infer_request(
     if not np.isfinite(x).all():
         raise ProtocolError(f"Input {input_name!r} holds NaN or infinite values.")
     requested = req.get("outputs")
-    binary_default = (
-        bool((req.get("parameters") or {}).get("binary_data_output", False))
-        if isinstance(req.get("parameters"), dict | None)
-        else False
-    )
+    req_params = req.get("parameters") or {}
+    if not isinstance(req_params, dict):
+        raise ProtocolError("The request's 'parameters' must be an object.")
+    binary_default = bool(req_params.get("binary_data_output", False))
     wanted: dict[str, bool] = {}
     if requested is None:
         wanted = dict.fromkeys(output_names, binary_default)

@@ -1,0 +1,39 @@
+"""Shared fixtures. Real MNIST comes from ../shared/data/mnist (or $KIT_TEST_DATA)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MNIST_DIR = Path(os.environ.get("KIT_TEST_DATA", ROOT.parent / "shared" / "data" / "mnist"))
+SHIPPED = ROOT / "exported"
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.fail(f"Real MNIST is required at {MNIST_DIR} (or set KIT_TEST_DATA).")
+    return MNIST_DIR
+
+
+@pytest.fixture(scope="session")
+def lenet_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A lenet exported once per session with random weights (seed 0)."""
+    from kit.export import export_model
+    from kit.models import build_model, resolve_spec
+
+    spec = resolve_spec("lenet")
+    out = tmp_path_factory.mktemp("export")
+    result = export_model(spec, build_model(spec, seed=0), out, num_classes=10, seed=0, progress=False)
+    return result.directory
+
+
+@pytest.fixture(scope="session")
+def shipped_mnist_cnn() -> Path:
+    path = SHIPPED / "mnist_cnn"
+    if not (path / "manifest.json").is_file():
+        pytest.fail(f"The shipped reference model is missing at {path}; see exported/README.md.")
+    return path

@@ -1,0 +1,153 @@
+"""Export of every registered network, verified by parity; failure paths leave nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from architectures import list_models
+from kit.export import FILE_NAMES, export_model, parse_formats
+from kit.export.torchscript import load_torchscript
+from kit.errors import ArtifactError, ParityError, UsageError
+from kit.models import build_model, resolve_spec
+
+# Every registered network and how its export is tested. Big networks skip the pt2 file
+# (torch.export already ran to make the ONNX) to keep CI within its budget.
+EXPORT_CASES: dict[str, dict[str, object]] = {
+    "lenet": {"formats": ["onnx", "torchscript", "pt2"]},
+    "mnist_cnn": {"formats": ["onnx", "torchscript", "pt2"]},
+    "alexnet": {"formats": ["onnx", "torchscript", "pt2"], "num_classes": 10},
+    **{
+        f"vgg{d}{bn}": {"formats": ["onnx", "torchscript"], "num_classes": 10}
+        for d in (11, 13, 16, 19)
+        for bn in ("", "_bn")
+    },
+}
+
+
+def test_every_registered_network_has_export_coverage() -> None:
+    assert sorted(EXPORT_CASES) == list_models(), "add the new network to EXPORT_CASES"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n.startswith("vgg") else n for n in sorted(EXPORT_CASES)],
+)
+def test_export_round_trip_and_parity(name: str, tmp_path: Path) -> None:
+    case = EXPORT_CASES[name]
+    spec = resolve_spec(name)
+    num_classes = int(case.get("num_classes", spec.num_classes))  # type: ignore[call-overload]
+    model = build_model(spec, num_classes=num_classes, seed=0)
+    formats = case["formats"]
+    result = export_model(
+        spec, model, tmp_path, formats=formats, num_classes=num_classes, seed=0, batch_sizes=(1, 3), progress=False
+    )
+    report = result.report
+    assert report.passed
+    seen = {(c.artifact, c.batch) for c in report.comparisons}
+    assert seen == {(f, b) for f in formats for b in (1, 3)}
+    onnx_rows = [c for c in report.comparisons if c.artifact == "onnx"]
+    assert all(c.max_abs < 1e-3 and c.top1_agreement == 1.0 for c in onnx_rows)
+
+    # TorchScript round trip: what was saved loads and computes the eager output.
+    x = torch.randn(2, *spec.input_shape)
+    with torch.no_grad():
+        expected = model(x)
+        got = load_torchscript(result.directory / "model.ts")(x)
+    torch.testing.assert_close(got, expected)
+
+    # The ONNX file is valid, has a dynamic batch axis and carries the facts.
+    proto = onnx.load(str(result.directory / "model.onnx"), load_external_data=False)
+    assert proto.graph.input[0].name == "input" and proto.graph.output[0].name == "logits"
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    facts = json.loads({p.key: p.value for p in proto.metadata_props}["kit.facts"])
+    assert facts["input_shape"] == list(spec.input_shape) and facts["num_classes"] == num_classes
+
+    manifest = json.loads((result.directory / "manifest.json").read_text())
+    assert set(manifest["files"]) == {FILE_NAMES[f] for f in formats}  # type: ignore[union-attr]
+    assert manifest["parity"]["passed"] is True
+    assert manifest["versions"]["torch"] == torch.__version__
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "staging directory left behind"
+
+
+def test_manifest_records_weights_and_copies_them(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    spec = resolve_spec("lenet")
+    trained = build_model(spec, seed=5)
+    weights = tmp_path / "w.safetensors"
+    save_file(trained.state_dict(), str(weights))
+    from kit.models import load_weights
+
+    model = build_model(spec, seed=0)
+    sha = load_weights(model, weights)
+    result = export_model(
+        spec, model, tmp_path / "out", formats=["onnx"], num_classes=10, seed=0, weights=weights, weights_sha256=sha, progress=False
+    )
+    info = result.manifest["model"]["weights"]
+    assert info["source_sha256"] == sha and info["file"] == "weights.safetensors"
+    assert (result.directory / "weights.safetensors").is_file()
+
+
+def test_parity_failure_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An artifact that disagrees with eager fails the export and leaves no directory."""
+    import kit.export.torchscript as ts
+
+    spec = resolve_spec("lenet")
+    model = build_model(spec, seed=0)
+    real_export = ts.export_torchscript
+
+    def export_other_weights(_model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
+        real_export(build_model(spec, seed=1), example, path)
+
+    monkeypatch.setattr(ts, "export_torchscript", export_other_weights)
+    with pytest.raises(ParityError, match=r"torchscript on torch.jit \(cpu\), random b=1"):
+        export_model(spec, model, tmp_path, num_classes=10, seed=0, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_export_keeps_the_previous_artifact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = resolve_spec("lenet")
+    first = export_model(spec, build_model(spec), tmp_path, formats=["onnx"], num_classes=10, seed=0, progress=False)
+    before = (first.directory / "manifest.json").read_text()
+    import kit.export as export_pkg
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # an interrupted export
+
+    monkeypatch.setattr(export_pkg, "run_parity", boom)
+    with pytest.raises(KeyboardInterrupt):
+        export_model(spec, build_model(spec), tmp_path, formats=["onnx"], num_classes=10, seed=0, progress=False)
+    assert (first.directory / "manifest.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet"]
+
+
+def test_unwritable_output_directory(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    spec = resolve_spec("lenet")
+    with pytest.raises(ArtifactError, match="Cannot write to output directory"):
+        export_model(spec, build_model(spec), blocker / "out", num_classes=10, seed=0, progress=False)
+
+
+def test_parse_formats() -> None:
+    assert parse_formats("pt2, onnx,onnx") == ["pt2", "onnx"]
+    with pytest.raises(UsageError, match="Unknown format tflite; choose from onnx, torchscript, pt2"):
+        parse_formats("onnx,tflite")
+
+
+def test_user_factory_with_input_shape(tmp_path: Path) -> None:
+    spec = resolve_spec("tests.user_nets:tiny", (3, 16, 16))
+    model = build_model(spec)
+    result = export_model(spec, model, tmp_path, formats=["onnx"], num_classes=4, seed=0, factory="tests.user_nets:tiny", progress=False)
+    assert result.report.passed
+    assert result.manifest["model"]["factory"] == "tests.user_nets:tiny"
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(result.directory / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert sess.run(None, {"input": np.zeros((5, 3, 16, 16), np.float32)})[0].shape == (5, 4)

@@ -1,0 +1,294 @@
+"""kit serve: the Open Inference Protocol, Triton's client, batching, bad input, load."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import kit.runtime as kr
+from kit.runtime.server import ServerConfig
+
+from .server_utils import binary_body, decode_binary, json_body, request, running_server
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def model(lenet_export: Path) -> kr.Model:
+    return kr.load(lenet_export)
+
+
+@pytest.fixture(scope="module")
+def server(model: kr.Model):  # type: ignore[no-untyped-def]
+    with running_server({"lenet": model}, ServerConfig(max_body_bytes=1 << 20)) as (url, _):
+        yield url
+
+
+def test_triton_client_works_unchanged(server: str, model: kr.Model) -> None:
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    client = httpclient.InferenceServerClient(server)
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready("lenet")
+    meta = client.get_model_metadata("lenet")
+    assert meta["platform"] == "onnxruntime_onnx"
+    assert meta["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 1, 28, 28]}]
+    x = RNG.standard_normal((3, 1, 28, 28), dtype=np.float32)
+    expected = model.predict(x)["logits"]
+    for binary in (True, False):
+        inp = httpclient.InferInput("input", list(x.shape), "FP32")
+        inp.set_data_from_numpy(x, binary_data=binary)
+        out = httpclient.InferRequestedOutput("logits", binary_data=binary)
+        result = client.infer("lenet", [inp], outputs=[out], request_id="r1")
+        np.testing.assert_array_equal(result.as_numpy("logits"), expected)
+        assert result.get_response()["id"] == "r1"
+    with pytest.raises(InferenceServerException, match="Unknown model 'resnet'"):
+        client.infer("resnet", [inp])
+    bad = httpclient.InferInput("input", [1, 1, 28, 27], "FP32")
+    bad.set_data_from_numpy(np.zeros((1, 1, 28, 27), np.float32))
+    with pytest.raises(InferenceServerException, match=r"takes \[-1, 1, 28, 28\]"):
+        client.infer("lenet", [bad])
+    assert not client.is_model_ready("resnet")
+
+
+def test_server_metadata_and_health(server: str) -> None:
+    status, _, body = request(server, "GET", "/v2")
+    assert status == 200 and "binary_tensor_data" in json.loads(body)["extensions"]
+    assert request(server, "GET", "/v2/health/live")[0] == 200
+    assert request(server, "GET", "/v2/health/ready")[0] == 200
+    assert request(server, "GET", "/v2/models/lenet/versions/1/ready")[0] == 200
+    status, _, body = request(server, "GET", "/v2/models/lenet/versions/2")
+    assert status == 404 and "no version '2'" in json.loads(body)["error"]
+
+
+def test_json_and_binary_infer_with_version_path(server: str, model: kr.Model) -> None:
+    x = RNG.standard_normal((2, 1, 28, 28), dtype=np.float32)
+    expected = model.predict(x)["logits"]
+    status, _, body = request(server, "POST", "/v2/models/lenet/versions/1/infer", json_body(x))
+    assert status == 200
+    out = json.loads(body)["outputs"][0]
+    assert out["shape"] == [2, 10] and out["datatype"] == "FP32"
+    np.testing.assert_allclose(np.array(out["data"]).reshape(2, 10), expected, rtol=1e-6)
+    body_bin, headers = binary_body(x)
+    status, resp_headers, body = request(server, "POST", "/v2/models/lenet/infer", body_bin, headers)
+    assert status == 200
+    np.testing.assert_array_equal(decode_binary(resp_headers, body), expected)
+    nested = json.dumps({"inputs": [{"name": "input", "shape": [2, 1, 28, 28], "datatype": "FP32", "data": x.tolist()}]}).encode()
+    assert request(server, "POST", "/v2/models/lenet/infer", nested)[0] == 200
+
+
+def _bad_requests() -> list[tuple[str, str, bytes, dict[str, str], int, str]]:
+    x = np.zeros((1, 1, 28, 28), np.float32)
+    nan = x.copy()
+    nan[0, 0, 3, 3] = np.nan
+    header_too_long = binary_body(x)[0]
+    two_inputs = json.loads(json_body(x))
+    two_inputs["inputs"].append(dict(two_inputs["inputs"][0], name="extra"))
+    binary_nan, binary_nan_headers = binary_body(nan)
+    return [
+        ("malformed JSON", "/v2/models/lenet/infer", b"{nope", {}, 400, "not valid JSON"),
+        ("unknown model", "/v2/models/resnet/infer", json_body(x), {}, 404, "Unknown model 'resnet'"),
+        ("missing input", "/v2/models/lenet/infer", json.dumps({"inputs": []}).encode(), {}, 400, "non-empty 'inputs'"),
+        ("wrong input name", "/v2/models/lenet/infer", json_body(x, name="image"), {}, 400, "Input 'input' is missing"),
+        ("extra input", "/v2/models/lenet/infer", json.dumps(two_inputs).encode(), {}, 400, "Unexpected input"),
+        ("wrong datatype", "/v2/models/lenet/infer", json_body(x, datatype="INT64"), {}, 400, "datatype 'INT64'"),
+        ("shape vs data", "/v2/models/lenet/infer", json_body(x, shape=[2, 1, 28, 28]), {}, 400, "holds 784"),
+        ("wrong sample shape", "/v2/models/lenet/infer", json_body(np.zeros((1, 1, 28, 27), np.float32)), {}, 400, "model takes"),
+        ("header longer than body", "/v2/models/lenet/infer", header_too_long, {"Inference-Header-Content-Length": str(len(header_too_long) + 1)}, 400, "body holds"),
+        ("binary size mismatch", "/v2/models/lenet/infer", *binary_body(x, size=100), 400, "binary_data_size is 100"),
+        ("NaN in JSON", "/v2/models/lenet/infer", json_body(nan), {}, 400, "NaN or infinite"),
+        ("NaN in binary", "/v2/models/lenet/infer", binary_nan, binary_nan_headers, 400, "NaN or infinite"),
+        ("empty batch", "/v2/models/lenet/infer", json_body(np.zeros((0, 1, 28, 28), np.float32)), {}, 400, "batch is empty"),
+        ("body over the limit", "/v2/models/lenet/infer", b"x" * ((1 << 20) + 1), {}, 413, "limit"),
+        ("unknown output", "/v2/models/lenet/infer", json.dumps({"inputs": json.loads(json_body(x))["inputs"], "outputs": [{"name": "probs"}]}).encode(), {}, 400, "Unknown output 'probs'"),
+    ]
+
+
+@pytest.mark.parametrize("case", _bad_requests(), ids=lambda c: c[0])
+def test_bad_requests_get_protocol_errors(server: str, case: tuple) -> None:  # type: ignore[type-arg]
+    _, path, body, headers, status, message = case
+    got, resp_headers, resp = request(server, "POST", path, body, headers)
+    assert got == status
+    assert resp_headers["content-type"].startswith("application/json")
+    assert message in json.loads(resp)["error"]
+
+
+def _mutate(valid: bytes, header_len: int, rng: random.Random) -> tuple[bytes, dict[str, str]]:
+    kind = rng.randrange(6)
+    body, headers = bytearray(valid), {"Inference-Header-Content-Length": str(header_len)}
+    if kind == 0:  # flip random bytes in the JSON header
+        for _ in range(rng.randint(1, 8)):
+            body[rng.randrange(header_len)] = rng.randrange(256)
+    elif kind == 1:  # truncate anywhere
+        body = body[: rng.randrange(len(body))]
+    elif kind == 2:  # lie about the header length
+        headers["Inference-Header-Content-Length"] = rng.choice(["-1", "abc", str(len(body) + rng.randint(1, 99)), "0"])
+    elif kind == 3:  # random JSON values in the header
+        head = json.loads(bytes(body[:header_len]))
+        target = head["inputs"][0]
+        key = rng.choice(["shape", "datatype", "name", "parameters"])
+        target[key] = rng.choice([None, -1, "x", [], [1, -2], {"binary_data_size": "7"}, [1.5], True, [2, 1, 28, 28]])
+        new_head = json.dumps(head).encode()
+        body = bytearray(new_head + bytes(body[header_len:]))
+        headers["Inference-Header-Content-Length"] = str(len(new_head))
+    elif kind == 4:  # random garbage
+        body = bytearray(rng.randbytes(rng.randint(0, 300)))
+        if rng.random() < 0.5:
+            headers = {}
+    else:  # NaN/Inf injected into the binary tensor
+        off = header_len + 4 * rng.randrange((len(body) - header_len) // 4)
+        body[off : off + 4] = np.array([rng.choice([np.nan, np.inf, -np.inf])], "<f4").tobytes()
+    return bytes(body), headers
+
+
+def test_thousand_malformed_requests_then_a_valid_one(server: str, model: kr.Model) -> None:
+    rng = random.Random(1234)
+    x = RNG.standard_normal((2, 1, 28, 28), dtype=np.float32)
+    valid, headers = binary_body(x)
+    header_len = int(headers["Inference-Header-Content-Length"])
+    statuses: dict[int, int] = {}
+    for _ in range(1000):
+        body, hdrs = _mutate(valid, header_len, rng)
+        status, resp_headers, resp = request(server, "POST", "/v2/models/lenet/infer", body, hdrs)
+        statuses[status] = statuses.get(status, 0) + 1
+        if status != 200:  # a harmless mutation (a flipped byte inside a float) may still be valid
+            assert 400 <= status < 500, (status, resp)
+            assert "error" in json.loads(resp)
+    assert sum(v for k, v in statuses.items() if k >= 400) >= 900
+    status, resp_headers, resp = request(server, "POST", "/v2/models/lenet/infer", valid, headers)
+    assert status == 200
+    np.testing.assert_array_equal(decode_binary(resp_headers, resp), model.predict(x)["logits"])
+
+
+def test_dynamic_batching_returns_each_caller_its_rows(model: kr.Model) -> None:
+    config = ServerConfig(max_batch_size=16, max_queue_delay_us=50_000)
+    with running_server({"lenet": model}, config) as (url, _):
+        inputs = [RNG.standard_normal((1 + i % 3, 1, 28, 28), dtype=np.float32) for i in range(24)]
+
+        def call(x: np.ndarray) -> np.ndarray:
+            body, headers = binary_body(x)
+            status, h, resp = request(url, "POST", "/v2/models/lenet/infer", body, headers)
+            assert status == 200
+            return decode_binary(h, resp)
+
+        with ThreadPoolExecutor(24) as pool:
+            results = list(pool.map(call, inputs))
+        for x, got in zip(inputs, results, strict=True):
+            np.testing.assert_allclose(got, model.predict(x)["logits"], rtol=1e-5, atol=1e-6)
+        metrics = request(url, "GET", "/metrics")[2].decode()
+        count = float(metrics.split('kit_batch_size_count{model="lenet"} ')[1].split()[0])
+        rows = float(metrics.split('kit_batch_size_sum{model="lenet"} ')[1].split()[0])
+        assert rows == sum(len(x) for x in inputs)
+        assert count < len(inputs), "no two requests were merged into one run"
+        assert 'kit_requests_total{model="lenet",status="200"} 24.0' in metrics
+        assert "kit_queue_seconds_bucket" in metrics and "kit_compute_seconds_bucket" in metrics
+
+
+def test_batching_off_still_serves(model: kr.Model) -> None:
+    with running_server({"lenet": model}, ServerConfig(max_batch_size=1)) as (url, _):
+        x = RNG.standard_normal((3, 1, 28, 28), dtype=np.float32)
+        body, headers = binary_body(x)
+        status, h, resp = request(url, "POST", "/v2/models/lenet/infer", body, headers)
+        assert status == 200 and decode_binary(h, resp).shape == (3, 10)
+
+
+def test_graceful_shutdown_finishes_in_flight_requests(lenet_export: Path) -> None:
+    slow = kr.load(lenet_export)
+    original = slow.predict
+
+    def predict(x: np.ndarray) -> dict[str, np.ndarray]:
+        time.sleep(0.5)
+        return original(x)
+
+    slow.predict = predict  # type: ignore[method-assign]
+    with running_server({"lenet": slow}) as (url, server):
+        result: dict[str, int] = {}
+        body, headers = binary_body(np.zeros((1, 1, 28, 28), np.float32))
+        t = threading.Thread(target=lambda: result.update(status=request(url, "POST", "/v2/models/lenet/infer", body, headers)[0]))
+        t.start()
+        time.sleep(0.2)
+        server.should_exit = True
+        t.join(10)
+    assert result.get("status") == 200
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.slow
+def test_load_10k_requests_over_64_connections(lenet_export: Path, tmp_path: Path) -> None:
+    """`kit serve` in its own process: 10,000 requests, 64 keep-alive connections, no errors."""
+    import http.client
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kit", "serve", str(lenet_export), "--port", str(port), "--log-level", "warning"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        url = f"127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if request(url, "GET", "/v2/health/ready")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "server did not become ready"
+            time.sleep(0.1)
+        x = RNG.standard_normal((1, 1, 28, 28), dtype=np.float32)
+        body, headers = binary_body(x)
+
+        def worker(n: int) -> tuple[int, int]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            ok = bad = 0
+            for _ in range(n):
+                conn.request("POST", "/v2/models/lenet/infer", body, headers)
+                resp = conn.getresponse()
+                resp.read()
+                ok, bad = (ok + 1, bad) if resp.status == 200 else (ok, bad + 1)
+            conn.close()
+            return ok, bad
+
+        # warm-up round, then measure memory around the real load
+        worker(200)
+        before = _rss_kib(proc.pid)
+        per = [10_000 // 64 + (1 if i < 10_000 % 64 else 0) for i in range(64)]
+        with ThreadPoolExecutor(64) as pool:
+            results = list(pool.map(worker, per))
+        after = _rss_kib(proc.pid)
+        ok = sum(r[0] for r in results)
+        bad = sum(r[1] for r in results)
+        growth_mib = (after - before) / 1024
+        print(f"\nload: {ok} ok, {bad} errors, server RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB ({growth_mib:+.1f} MiB)")
+        assert ok == 10_000 and bad == 0
+        assert growth_mib < 64, f"server memory grew by {growth_mib:.1f} MiB over 10k requests"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    assert proc.returncode == 0, (proc.stdout.read() if proc.stdout else b"").decode()[-2000:]
