@@ -1,7 +1,13 @@
-"""ImageNet facts shared by the RGB networks."""
+"""ImageNet facts shared by the RGB networks.
 
-from torchvision.models._meta import _IMAGENET_CATEGORIES
+The 1,000 class names (torchvision's list) are read from a text file beside this module,
+so importing the networks does not import all of torchvision (~2 s).
+"""
+
+from pathlib import Path
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-IMAGENET_CATEGORIES: tuple[str, ...] = tuple(_IMAGENET_CATEGORIES)
+IMAGENET_CATEGORIES: tuple[str, ...] = tuple(
+    (Path(__file__).with_name("imagenet_classes.txt")).read_text().splitlines()
+)

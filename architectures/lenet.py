@@ -59,14 +59,15 @@ register_model(
         class_names=MNIST_CLASSES,
         recipe=TrainRecipe(
             dataset="mnist",
-            epochs=40,
-            batch_size=128,
+            epochs=20,
+            batch_size=512,
             optimizer="adamw",
-            lr=0.003,
+            lr=0.008,
             weight_decay=0.01,
             schedule="onecycle",
             label_smoothing=0.0,
             augment="affine",
+            augment_strength=0.5,
         ),
         description="seed LeNet, 1x28x28 digits, no activations",
     )

@@ -65,7 +65,7 @@ register_model(
         class_names=MNIST_CLASSES,
         recipe=TrainRecipe(
             dataset="mnist",
-            epochs=8,
+            epochs=10,
             batch_size=64,
             optimizer="adamw",
             lr=0.002,

@@ -6,6 +6,7 @@ Heavy libraries (torch, onnx, onnxruntime) are imported inside the commands, so
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -480,7 +481,11 @@ def train(
                     "data": data.description,
                     "best_epoch": result.best_epoch,
                     "test_accuracy": result.best_test_acc,
-                    "config": str(cfg.out / "run.json"),
+                    "final_test_accuracy": result.metrics[-1]["test_acc"],
+                    "config": {
+                        k: str(v) if isinstance(v, Path) else v
+                        for k, v in dataclasses.asdict(cfg).items()
+                    },
                 }
             },
         )
@@ -565,8 +570,9 @@ def _read_image(path: Path) -> Any:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            img.load()
+        with Image.open(path) as opened:
+            opened.load()
+            img: Image.Image = opened
             if img.mode not in ("L", "RGB", "RGBA"):
                 img = img.convert(
                     "RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB"

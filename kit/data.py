@@ -12,6 +12,7 @@ import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,14 @@ __all__ = [
 DATASETS = ("mnist", "imagefolder", "cifar10", "fake")
 DATA_DIR_ENV = "KIT_DATA_DIR"
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_DTYPES: dict[int, Any] = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: ">i2",
+    0x0C: ">i4",
+    0x0D: ">f4",
+    0x0E: ">f8",
+}
 _MNIST_HELP = (
     "expected t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] and either "
     "train-images-idx3-ubyte[.gz]/train-labels-idx1-ubyte[.gz] or "

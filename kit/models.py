@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -94,6 +95,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsError(f"Weights file {path} does not exist.")
     try:
+        state: Any
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 

@@ -116,19 +116,34 @@ def _batches(
         yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
-@torch.no_grad()
+def _inference_copy(model: nn.Module) -> nn.Module:
+    """``model`` with batch norm folded into the convolutions (about 2x faster on a CPU)."""
+    from torch.fx.experimental.optimization import fuse
+
+    if not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
+        return model
+    try:
+        return fuse(model.eval(), inplace=False)
+    except Exception:  # a network torch.fx cannot trace is evaluated as it is
+        return model
+
+
+@torch.inference_mode()
 def evaluate(
     model: nn.Module, data: Dataset, device: torch.device, *, batch_size: int = 500
 ) -> tuple[float, float, torch.Tensor]:
     """Mean cross-entropy, accuracy and predicted classes of ``model`` on ``data``."""
     model.eval()
+    net = _inference_copy(model)
     total_loss, correct, preds = 0.0, 0, []
-    sampler = DistributedSampler(data, num_replicas=1, rank=0, shuffle=False)
+    sampler: DistributedSampler[Any] = DistributedSampler(
+        data, num_replicas=1, rank=0, shuffle=False
+    )
     n = 0
     for x, y in _batches(data, sampler, batch_size, device):
         x, y = x.to(device), y.to(device)
         with torch.autocast(device.type, enabled=device.type == "cuda"):
-            logits = model(x.contiguous(memory_format=torch.channels_last)).float()
+            logits = net(x.contiguous(memory_format=torch.channels_last)).float()
         total_loss += F.cross_entropy(logits, y, reduction="sum").item()
         p = logits.argmax(1)
         correct += int((p == y).sum())
@@ -227,7 +242,7 @@ def train(
     cfg.out.mkdir(parents=True, exist_ok=True)
 
     model = build_model(spec, num_classes=cfg.num_classes or data.num_classes, seed=cfg.seed)
-    model = model.to(device, memory_format=torch.channels_last)
+    model = model.to(device).to(memory_format=torch.channels_last)
     train_set = data.train
     if isinstance(train_set, TensorDataset):
         train_set = TensorDataset(*(t.to(device) for t in train_set.tensors))
@@ -272,7 +287,7 @@ def train(
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[local_rank] if device.type == "cuda" else None
         )
-    sampler = DistributedSampler(
+    sampler: DistributedSampler[Any] = DistributedSampler(
         train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed
     )
     fill = -spec.mean[0] / spec.std[0]
@@ -366,6 +381,9 @@ def train(
             dist.barrier()
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
+    if main_process and result.metrics:
+        # once, at the end: matplotlib costs more than a small network's epoch
+        plot_curves(result.metrics, cfg.out / "curves.png", title=f"{spec.name} on {data.name}")
     return result
 
 
@@ -396,7 +414,6 @@ def _write_reports(
             "best_test_acc": result.best_test_acc,
         },
     )
-    plot_curves(metrics, cfg.out / "curves.png", title=f"{spec.name} on {data.name}")
 
 
 def plot_curves(metrics: list[dict[str, float]], path: Path, *, title: str) -> None:

@@ -27,7 +27,9 @@ def lenet_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     spec = resolve_spec("lenet")
     out = tmp_path_factory.mktemp("export")
-    result = export_model(spec, build_model(spec, seed=0), out, num_classes=10, seed=0, progress=False)
+    result = export_model(
+        spec, build_model(spec, seed=0), out, num_classes=10, seed=0, progress=False
+    )
     return result.directory
 
 

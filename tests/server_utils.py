@@ -19,13 +19,17 @@ from kit.runtime.server import ServerConfig, create_app
 
 
 @contextlib.contextmanager
-def running_server(models: dict[str, Model], config: ServerConfig | None = None) -> Iterator[tuple[str, uvicorn.Server]]:
+def running_server(
+    models: dict[str, Model], config: ServerConfig | None = None
+) -> Iterator[tuple[str, uvicorn.Server]]:
     app = create_app(models, config)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=10))
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=10)
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -42,7 +46,11 @@ def running_server(models: dict[str, Model], config: ServerConfig | None = None)
 
 
 def request(
-    url: str, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    url: str,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     host, port = url.split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
@@ -55,12 +63,19 @@ def request(
 
 
 def json_body(x: np.ndarray, **overrides: Any) -> bytes:
-    inp = {"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.reshape(-1).tolist()}
+    inp = {
+        "name": "input",
+        "shape": list(x.shape),
+        "datatype": "FP32",
+        "data": x.reshape(-1).tolist(),
+    }
     inp.update(overrides)
     return json.dumps({"inputs": [inp]}).encode()
 
 
-def binary_body(x: np.ndarray, *, size: int | None = None, shape: list[int] | None = None) -> tuple[bytes, dict[str, str]]:
+def binary_body(
+    x: np.ndarray, *, size: int | None = None, shape: list[int] | None = None
+) -> tuple[bytes, dict[str, str]]:
     header = json.dumps(
         {
             "inputs": [

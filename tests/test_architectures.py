@@ -7,13 +7,44 @@ import torch
 from torch import nn
 
 import architectures as A
-from architectures import ModelSpec, UnknownModelError, get_model, get_spec, list_models, register_model
+from architectures import (
+    ModelSpec,
+    UnknownModelError,
+    get_model,
+    get_spec,
+    list_models,
+    register_model,
+)
 
 SEED_NAMES = {
-    "lenet": ["layer1.conv1.weight", "layer2.conv2.weight", "layer3.fc1.weight", "layer3.fc2.bias", "layer3.fc3.weight"],
-    "mnist_cnn": ["layer1.0.weight", "layer1.1.running_mean", "layer4.0.weight", "fc.0.weight", "fc.2.weight", "fc.4.bias"],
-    "alexnet": ["features.0.weight", "features.10.weight", "classifier.1.weight", "classifier.4.weight", "classifier.6.bias"],
-    "vgg16": ["features.0.weight", "features.28.weight", "classifier.0.weight", "classifier.6.bias"],
+    "lenet": [
+        "layer1.conv1.weight",
+        "layer2.conv2.weight",
+        "layer3.fc1.weight",
+        "layer3.fc2.bias",
+        "layer3.fc3.weight",
+    ],
+    "mnist_cnn": [
+        "layer1.0.weight",
+        "layer1.1.running_mean",
+        "layer4.0.weight",
+        "fc.0.weight",
+        "fc.2.weight",
+        "fc.4.bias",
+    ],
+    "alexnet": [
+        "features.0.weight",
+        "features.10.weight",
+        "classifier.1.weight",
+        "classifier.4.weight",
+        "classifier.6.bias",
+    ],
+    "vgg16": [
+        "features.0.weight",
+        "features.28.weight",
+        "classifier.0.weight",
+        "classifier.6.bias",
+    ],
 }
 
 
@@ -57,7 +88,15 @@ def test_seed_parameter_names(name: str) -> None:
 def test_lenet_is_the_seed_network_without_activations() -> None:
     model = get_model("lenet")
     kinds = [type(m) for m in model.modules() if not isinstance(m, nn.Sequential | A.lenet.LeNet)]
-    assert kinds == [nn.Conv2d, nn.MaxPool2d, nn.Conv2d, nn.MaxPool2d, nn.Linear, nn.Linear, nn.Linear]
+    assert kinds == [
+        nn.Conv2d,
+        nn.MaxPool2d,
+        nn.Conv2d,
+        nn.MaxPool2d,
+        nn.Linear,
+        nn.Linear,
+        nn.Linear,
+    ]
     assert model.layer1.conv1.padding == (1, 1) and model.layer2.conv2.kernel_size == (5, 5)
 
 

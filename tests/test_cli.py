@@ -41,7 +41,11 @@ def test_help_does_not_import_torch() -> None:
 def test_list_json() -> None:
     code, out = run("list", "--json")
     data = json.loads(out)
-    assert code == 0 and data["vgg16"]["input_shape"] == [3, 224, 224] and data["lenet"]["num_classes"] == 10
+    assert (
+        code == 0
+        and data["vgg16"]["input_shape"] == [3, 224, 224]
+        and data["lenet"]["num_classes"] == 10
+    )
 
 
 def test_export_then_parity(tmp_path: Path) -> None:
@@ -73,7 +77,9 @@ def test_unknown_model_lists_known_ones(tmp_path: Path) -> None:
 
 
 def test_unknown_format_is_a_usage_error(tmp_path: Path) -> None:
-    code, out = run("export", "--model", "lenet", "--formats", "onnx,coreml", "--out", str(tmp_path))
+    code, out = run(
+        "export", "--model", "lenet", "--formats", "onnx,coreml", "--out", str(tmp_path)
+    )
     assert code == 2 and "Unknown format coreml" in out
 
 
@@ -93,7 +99,9 @@ def test_weights_that_do_not_fit_are_named(tmp_path: Path) -> None:
     state["extra.weight"] = torch.zeros(1)
     path = tmp_path / "w.safetensors"
     save_file(state, str(path))
-    code, out = run("export", "--model", "lenet", "--weights", str(path), "--out", str(tmp_path / "out"))
+    code, out = run(
+        "export", "--model", "lenet", "--weights", str(path), "--out", str(tmp_path / "out")
+    )
     assert code == 1
     assert "missing: layer1.conv1.bias" in out and "unexpected: extra.weight" in out
     assert "layer3.fc3.weight (5, 84) vs (10, 84)" in out
@@ -105,7 +113,17 @@ def test_pt_weights_load_with_weights_only(tmp_path: Path) -> None:
 
     path = tmp_path / "seed.pt"
     torch.save({"state_dict": get_model("lenet").state_dict()}, path)
-    code, out = run("export", "--model", "lenet", "--weights", str(path), "--formats", "onnx", "--out", str(tmp_path / "o"))
+    code, out = run(
+        "export",
+        "--model",
+        "lenet",
+        "--weights",
+        str(path),
+        "--formats",
+        "onnx",
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert code == 0, out
     assert (tmp_path / "o" / "lenet" / "weights.safetensors").is_file()
 

@@ -15,8 +15,12 @@ from kit.data import load_dataset, read_idx
 from kit.errors import DataError
 
 
-def write_idx(path: Path, array: np.ndarray, *, magic_type: int = 0x08, compress: bool = True) -> Path:
-    header = struct.pack(">BBBB", 0, 0, magic_type, array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
+def write_idx(
+    path: Path, array: np.ndarray, *, magic_type: int = 0x08, compress: bool = True
+) -> Path:
+    header = struct.pack(">BBBB", 0, 0, magic_type, array.ndim) + b"".join(
+        struct.pack(">I", d) for d in array.shape
+    )
     raw = header + array.astype(np.uint8).tobytes()
     if compress:
         path = path.with_name(path.name + ".gz")

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from architectures import list_models
+from kit.errors import ArtifactError, ParityError, UsageError
 from kit.export import FILE_NAMES, export_model, parse_formats
 from kit.export.torchscript import load_torchscript
-from kit.errors import ArtifactError, ParityError, UsageError
 from kit.models import build_model, resolve_spec
 
 # Every registered network and how its export is tested. Big networks skip the pt2 file
@@ -36,7 +36,10 @@ def test_every_registered_network_has_export_coverage() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(n, marks=pytest.mark.slow) if n.startswith("vgg") else n for n in sorted(EXPORT_CASES)],
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n.startswith("vgg") else n
+        for n in sorted(EXPORT_CASES)
+    ],
 )
 def test_export_round_trip_and_parity(name: str, tmp_path: Path) -> None:
     case = EXPORT_CASES[name]
@@ -45,7 +48,14 @@ def test_export_round_trip_and_parity(name: str, tmp_path: Path) -> None:
     model = build_model(spec, num_classes=num_classes, seed=0)
     formats = case["formats"]
     result = export_model(
-        spec, model, tmp_path, formats=formats, num_classes=num_classes, seed=0, batch_sizes=(1, 3), progress=False
+        spec,
+        model,
+        tmp_path,
+        formats=formats,
+        num_classes=num_classes,
+        seed=0,
+        batch_sizes=(1, 3),
+        progress=False,
     )
     report = result.report
     assert report.passed
@@ -72,7 +82,9 @@ def test_export_round_trip_and_parity(name: str, tmp_path: Path) -> None:
     assert set(manifest["files"]) == {FILE_NAMES[f] for f in formats}  # type: ignore[union-attr]
     assert manifest["parity"]["passed"] is True
     assert manifest["versions"]["torch"] == torch.__version__
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "staging directory left behind"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], (
+        "staging directory left behind"
+    )
 
 
 def test_manifest_records_weights_and_copies_them(tmp_path: Path) -> None:
@@ -87,7 +99,15 @@ def test_manifest_records_weights_and_copies_them(tmp_path: Path) -> None:
     model = build_model(spec, seed=0)
     sha = load_weights(model, weights)
     result = export_model(
-        spec, model, tmp_path / "out", formats=["onnx"], num_classes=10, seed=0, weights=weights, weights_sha256=sha, progress=False
+        spec,
+        model,
+        tmp_path / "out",
+        formats=["onnx"],
+        num_classes=10,
+        seed=0,
+        weights=weights,
+        weights_sha256=sha,
+        progress=False,
     )
     info = result.manifest["model"]["weights"]
     assert info["source_sha256"] == sha and info["file"] == "weights.safetensors"
@@ -111,9 +131,13 @@ def test_parity_failure_writes_nothing(tmp_path: Path, monkeypatch: pytest.Monke
     assert list(tmp_path.iterdir()) == []
 
 
-def test_failed_export_keeps_the_previous_artifact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_export_keeps_the_previous_artifact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     spec = resolve_spec("lenet")
-    first = export_model(spec, build_model(spec), tmp_path, formats=["onnx"], num_classes=10, seed=0, progress=False)
+    first = export_model(
+        spec, build_model(spec), tmp_path, formats=["onnx"], num_classes=10, seed=0, progress=False
+    )
     before = (first.directory / "manifest.json").read_text()
     import kit.export as export_pkg
 
@@ -122,7 +146,15 @@ def test_failed_export_keeps_the_previous_artifact(tmp_path: Path, monkeypatch: 
 
     monkeypatch.setattr(export_pkg, "run_parity", boom)
     with pytest.raises(KeyboardInterrupt):
-        export_model(spec, build_model(spec), tmp_path, formats=["onnx"], num_classes=10, seed=0, progress=False)
+        export_model(
+            spec,
+            build_model(spec),
+            tmp_path,
+            formats=["onnx"],
+            num_classes=10,
+            seed=0,
+            progress=False,
+        )
     assert (first.directory / "manifest.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet"]
 
@@ -132,22 +164,37 @@ def test_unwritable_output_directory(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     spec = resolve_spec("lenet")
     with pytest.raises(ArtifactError, match="Cannot write to output directory"):
-        export_model(spec, build_model(spec), blocker / "out", num_classes=10, seed=0, progress=False)
+        export_model(
+            spec, build_model(spec), blocker / "out", num_classes=10, seed=0, progress=False
+        )
 
 
 def test_parse_formats() -> None:
     assert parse_formats("pt2, onnx,onnx") == ["pt2", "onnx"]
-    with pytest.raises(UsageError, match="Unknown format tflite; choose from onnx, torchscript, pt2"):
+    with pytest.raises(
+        UsageError, match="Unknown format tflite; choose from onnx, torchscript, pt2"
+    ):
         parse_formats("onnx,tflite")
 
 
 def test_user_factory_with_input_shape(tmp_path: Path) -> None:
     spec = resolve_spec("tests.user_nets:tiny", (3, 16, 16))
     model = build_model(spec)
-    result = export_model(spec, model, tmp_path, formats=["onnx"], num_classes=4, seed=0, factory="tests.user_nets:tiny", progress=False)
+    result = export_model(
+        spec,
+        model,
+        tmp_path,
+        formats=["onnx"],
+        num_classes=4,
+        seed=0,
+        factory="tests.user_nets:tiny",
+        progress=False,
+    )
     assert result.report.passed
     assert result.manifest["model"]["factory"] == "tests.user_nets:tiny"
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(result.directory / "model.onnx"), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        str(result.directory / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
     assert sess.run(None, {"input": np.zeros((5, 3, 16, 16), np.float32)})[0].shape == (5, 4)

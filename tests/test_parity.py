@@ -53,7 +53,11 @@ def test_report_raises_typed_errors_listing_every_failure() -> None:
     ]
     with pytest.raises(ToleranceExceeded, match="onnx on cpu, random b=1.*pt2 on cpu, random b=3"):
         report.raise_for_failures()
-    report.comparisons = [Comparison("onnx", "cpu", "random b=1", 1, error="output shape (1,) differs from eager (2,)")]
+    report.comparisons = [
+        Comparison(
+            "onnx", "cpu", "random b=1", 1, error="output shape (1,) differs from eager (2,)"
+        )
+    ]
     with pytest.raises(ShapeMismatch):
         report.raise_for_failures()
     report.problems = ["model.onnx does not match"]
@@ -75,7 +79,9 @@ def test_verify_saved_catches_a_modified_file(lenet_export: Path, tmp_path: Path
         f.write(b"\0")
     report = verify_saved(copy)
     assert not report.passed
-    assert report.problems == ["model.ts does not match the sha256 in manifest.json (modified or corrupt)"]
+    assert report.problems == [
+        "model.ts does not match the sha256 in manifest.json (modified or corrupt)"
+    ]
 
 
 def test_verify_saved_catches_a_different_network(lenet_export: Path, tmp_path: Path) -> None:

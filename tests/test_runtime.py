@@ -57,7 +57,9 @@ def test_predict_matches_onnxruntime(lenet_export: Path) -> None:
     import onnxruntime as ort
 
     model = kr.load(lenet_export)
-    sess = ort.InferenceSession(str(lenet_export / "model.onnx"), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(
+        str(lenet_export / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
     x = np.random.default_rng(1).standard_normal((3, 1, 28, 28), dtype=np.float32)
     np.testing.assert_array_equal(model.predict(x)["logits"], sess.run(None, {"input": x})[0])
 
@@ -85,7 +87,9 @@ def test_every_problem_is_reported_at_once(lenet_export: Path) -> None:
     with pytest.raises(kr.InputError) as info:
         model.predict(x)  # type: ignore[arg-type]
     text = str(info.value)
-    assert "float64" in text and "Dimension 1" in text and "Dimension 2" in text and "infinite" in text
+    assert (
+        "float64" in text and "Dimension 1" in text and "Dimension 2" in text and "infinite" in text
+    )
 
 
 def test_inf_hidden_in_a_large_finite_sum_is_caught(lenet_export: Path) -> None:
@@ -155,7 +159,9 @@ def test_shipped_model_classifies_real_digits(shipped_mnist_cnn: Path, mnist_dir
     preds = model.classify(list(images), top_k=3)
     top1 = np.array([int(p[0].label) for p in preds])
     assert (top1 == labels).mean() >= 0.98
-    assert all(len(p) == 3 and p[0].probability >= p[1].probability >= p[2].probability for p in preds)
+    assert all(
+        len(p) == 3 and p[0].probability >= p[1].probability >= p[2].probability for p in preds
+    )
     # a digit scaled up and given colour still reads the same
     big = np.kron(images[0], np.ones((4, 4), np.uint8))
     coloured = np.stack([big, big, big, np.full_like(big, 255)], axis=2)

@@ -81,10 +81,18 @@ def test_json_and_binary_infer_with_version_path(server: str, model: kr.Model) -
     assert out["shape"] == [2, 10] and out["datatype"] == "FP32"
     np.testing.assert_allclose(np.array(out["data"]).reshape(2, 10), expected, rtol=1e-6)
     body_bin, headers = binary_body(x)
-    status, resp_headers, body = request(server, "POST", "/v2/models/lenet/infer", body_bin, headers)
+    status, resp_headers, body = request(
+        server, "POST", "/v2/models/lenet/infer", body_bin, headers
+    )
     assert status == 200
     np.testing.assert_array_equal(decode_binary(resp_headers, body), expected)
-    nested = json.dumps({"inputs": [{"name": "input", "shape": [2, 1, 28, 28], "datatype": "FP32", "data": x.tolist()}]}).encode()
+    nested = json.dumps(
+        {
+            "inputs": [
+                {"name": "input", "shape": [2, 1, 28, 28], "datatype": "FP32", "data": x.tolist()}
+            ]
+        }
+    ).encode()
     assert request(server, "POST", "/v2/models/lenet/infer", nested)[0] == 200
 
 
@@ -98,20 +106,105 @@ def _bad_requests() -> list[tuple[str, str, bytes, dict[str, str], int, str]]:
     binary_nan, binary_nan_headers = binary_body(nan)
     return [
         ("malformed JSON", "/v2/models/lenet/infer", b"{nope", {}, 400, "not valid JSON"),
-        ("unknown model", "/v2/models/resnet/infer", json_body(x), {}, 404, "Unknown model 'resnet'"),
-        ("missing input", "/v2/models/lenet/infer", json.dumps({"inputs": []}).encode(), {}, 400, "non-empty 'inputs'"),
-        ("wrong input name", "/v2/models/lenet/infer", json_body(x, name="image"), {}, 400, "Input 'input' is missing"),
-        ("extra input", "/v2/models/lenet/infer", json.dumps(two_inputs).encode(), {}, 400, "Unexpected input"),
-        ("wrong datatype", "/v2/models/lenet/infer", json_body(x, datatype="INT64"), {}, 400, "datatype 'INT64'"),
-        ("shape vs data", "/v2/models/lenet/infer", json_body(x, shape=[2, 1, 28, 28]), {}, 400, "holds 784"),
-        ("wrong sample shape", "/v2/models/lenet/infer", json_body(np.zeros((1, 1, 28, 27), np.float32)), {}, 400, "model takes"),
-        ("header longer than body", "/v2/models/lenet/infer", header_too_long, {"Inference-Header-Content-Length": str(len(header_too_long) + 1)}, 400, "body holds"),
-        ("binary size mismatch", "/v2/models/lenet/infer", *binary_body(x, size=100), 400, "binary_data_size is 100"),
+        (
+            "unknown model",
+            "/v2/models/resnet/infer",
+            json_body(x),
+            {},
+            404,
+            "Unknown model 'resnet'",
+        ),
+        (
+            "missing input",
+            "/v2/models/lenet/infer",
+            json.dumps({"inputs": []}).encode(),
+            {},
+            400,
+            "non-empty 'inputs'",
+        ),
+        (
+            "wrong input name",
+            "/v2/models/lenet/infer",
+            json_body(x, name="image"),
+            {},
+            400,
+            "Input 'input' is missing",
+        ),
+        (
+            "extra input",
+            "/v2/models/lenet/infer",
+            json.dumps(two_inputs).encode(),
+            {},
+            400,
+            "Unexpected input",
+        ),
+        (
+            "wrong datatype",
+            "/v2/models/lenet/infer",
+            json_body(x, datatype="INT64"),
+            {},
+            400,
+            "datatype 'INT64'",
+        ),
+        (
+            "shape vs data",
+            "/v2/models/lenet/infer",
+            json_body(x, shape=[2, 1, 28, 28]),
+            {},
+            400,
+            "holds 784",
+        ),
+        (
+            "wrong sample shape",
+            "/v2/models/lenet/infer",
+            json_body(np.zeros((1, 1, 28, 27), np.float32)),
+            {},
+            400,
+            "model takes",
+        ),
+        (
+            "header longer than body",
+            "/v2/models/lenet/infer",
+            header_too_long,
+            {"Inference-Header-Content-Length": str(len(header_too_long) + 1)},
+            400,
+            "body holds",
+        ),
+        (
+            "binary size mismatch",
+            "/v2/models/lenet/infer",
+            *binary_body(x, size=100),
+            400,
+            "binary_data_size is 100",
+        ),
         ("NaN in JSON", "/v2/models/lenet/infer", json_body(nan), {}, 400, "NaN or infinite"),
-        ("NaN in binary", "/v2/models/lenet/infer", binary_nan, binary_nan_headers, 400, "NaN or infinite"),
-        ("empty batch", "/v2/models/lenet/infer", json_body(np.zeros((0, 1, 28, 28), np.float32)), {}, 400, "batch is empty"),
+        (
+            "NaN in binary",
+            "/v2/models/lenet/infer",
+            binary_nan,
+            binary_nan_headers,
+            400,
+            "NaN or infinite",
+        ),
+        (
+            "empty batch",
+            "/v2/models/lenet/infer",
+            json_body(np.zeros((0, 1, 28, 28), np.float32)),
+            {},
+            400,
+            "batch is empty",
+        ),
         ("body over the limit", "/v2/models/lenet/infer", b"x" * ((1 << 20) + 1), {}, 413, "limit"),
-        ("unknown output", "/v2/models/lenet/infer", json.dumps({"inputs": json.loads(json_body(x))["inputs"], "outputs": [{"name": "probs"}]}).encode(), {}, 400, "Unknown output 'probs'"),
+        (
+            "unknown output",
+            "/v2/models/lenet/infer",
+            json.dumps(
+                {"inputs": json.loads(json_body(x))["inputs"], "outputs": [{"name": "probs"}]}
+            ).encode(),
+            {},
+            400,
+            "Unknown output 'probs'",
+        ),
     ]
 
 
@@ -133,12 +226,16 @@ def _mutate(valid: bytes, header_len: int, rng: random.Random) -> tuple[bytes, d
     elif kind == 1:  # truncate anywhere
         body = body[: rng.randrange(len(body))]
     elif kind == 2:  # lie about the header length
-        headers["Inference-Header-Content-Length"] = rng.choice(["-1", "abc", str(len(body) + rng.randint(1, 99)), "0"])
+        headers["Inference-Header-Content-Length"] = rng.choice(
+            ["-1", "abc", str(len(body) + rng.randint(1, 99)), "0"]
+        )
     elif kind == 3:  # random JSON values in the header
         head = json.loads(bytes(body[:header_len]))
         target = head["inputs"][0]
         key = rng.choice(["shape", "datatype", "name", "parameters"])
-        target[key] = rng.choice([None, -1, "x", [], [1, -2], {"binary_data_size": "7"}, [1.5], True, [2, 1, 28, 28]])
+        target[key] = rng.choice(
+            [None, -1, "x", [], [1, -2], {"binary_data_size": "7"}, [1.5], True, [2, 1, 28, 28]]
+        )
         new_head = json.dumps(head).encode()
         body = bytearray(new_head + bytes(body[header_len:]))
         headers["Inference-Header-Content-Length"] = str(len(new_head))
@@ -215,7 +312,11 @@ def test_graceful_shutdown_finishes_in_flight_requests(lenet_export: Path) -> No
     with running_server({"lenet": slow}) as (url, server):
         result: dict[str, int] = {}
         body, headers = binary_body(np.zeros((1, 1, 28, 28), np.float32))
-        t = threading.Thread(target=lambda: result.update(status=request(url, "POST", "/v2/models/lenet/infer", body, headers)[0]))
+        t = threading.Thread(
+            target=lambda: result.update(
+                status=request(url, "POST", "/v2/models/lenet/infer", body, headers)[0]
+            )
+        )
         t.start()
         time.sleep(0.2)
         server.should_exit = True
@@ -243,7 +344,17 @@ def test_load_10k_requests_over_64_connections(lenet_export: Path, tmp_path: Pat
 
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kit", "serve", str(lenet_export), "--port", str(port), "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "kit",
+            "serve",
+            str(lenet_export),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -256,7 +367,9 @@ def test_load_10k_requests_over_64_connections(lenet_export: Path, tmp_path: Pat
                     break
             except OSError:
                 pass
-            assert time.monotonic() < deadline and proc.poll() is None, "server did not become ready"
+            assert time.monotonic() < deadline and proc.poll() is None, (
+                "server did not become ready"
+            )
             time.sleep(0.1)
         x = RNG.standard_normal((1, 1, 28, 28), dtype=np.float32)
         body, headers = binary_body(x)
@@ -282,7 +395,9 @@ def test_load_10k_requests_over_64_connections(lenet_export: Path, tmp_path: Pat
         ok = sum(r[0] for r in results)
         bad = sum(r[1] for r in results)
         growth_mib = (after - before) / 1024
-        print(f"\nload: {ok} ok, {bad} errors, server RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB ({growth_mib:+.1f} MiB)")
+        print(
+            f"\nload: {ok} ok, {bad} errors, server RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB ({growth_mib:+.1f} MiB)"
+        )
         assert ok == 10_000 and bad == 0
         assert growth_mib < 64, f"server memory grew by {growth_mib:.1f} MiB over 10k requests"
     finally:

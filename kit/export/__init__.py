@@ -190,6 +190,7 @@ def export_model(
                 {k: v.contiguous() for k, v in model.state_dict().items()},
                 str(staging / WEIGHTS_FILE),
             )
+            (staging / WEIGHTS_FILE).chmod(0o644)  # safetensors writes it private
             file_formats[WEIGHTS_FILE] = "safetensors"
         bar.set_postfix_str("parity")
         report = run_parity(

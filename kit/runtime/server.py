@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -120,7 +121,7 @@ class _Served:
         self.batcher = batcher
         self.sample_shape = tuple(int(d) for d in model.input_shape)  # type: ignore[arg-type]
         outs = model.session.get_outputs()
-        self.metadata = {
+        self.metadata: dict[str, Any] = {
             "name": name,
             "versions": [VERSION],
             "platform": "onnxruntime_onnx",
@@ -290,7 +291,7 @@ def create_app(models: dict[str, Model], config: ServerConfig | None = None) -> 
                     executor,
                     max_batch=cfg.max_batch_size,
                     max_delay=cfg.max_queue_delay_us / 1e6,
-                    on_batch=lambda stats, n=name: _observe_batch(n, stats),
+                    on_batch=functools.partial(_observe_batch, name),
                 )
                 batcher.start()
             served[name] = _Served(name, model, batcher)

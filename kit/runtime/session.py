@@ -219,7 +219,8 @@ class Model:
         if not self._fixed:
             return
         for b in batch_sizes:
-            self.predict(np.zeros((b, *self.input_shape), dtype=np.float32))  # type: ignore[misc]
+            shape = (b, *(int(d) for d in self.input_shape if d is not None))
+            self.predict(np.zeros(shape, dtype=np.float32))
 
 
 def load(

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The project's checks, as CI runs them: lint, format, types, then every test (slow ones too).
+# Run from the repository root with the virtual environment's tools on PATH or in .venv/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=.venv/bin
+[ -x "$bin/python" ] || bin=$(dirname "$(command -v python)")
+
+"$bin/ruff" check kit architectures tests scripts
+"$bin/ruff" format --check kit architectures tests scripts
+"$bin/mypy" kit architectures
+
+set +e
+"$bin/python" -m pytest "$@"
+code=$?
+set -e
+if [ "$code" -eq 5 ]; then
+    echo "pytest collected no tests: that is a failure here, not a success." >&2
+    exit 1
+fi
+exit "$code"
