@@ -183,11 +183,11 @@ def _make_optimizer(cfg: TrainConfig, model: nn.Module, steps: int) -> tuple[Any
         )
     else:
         raise UsageError(f"Unknown optimizer {cfg.optimizer!r}; use adamw or sgd.")
-    if cfg.schedule == "onecycle":
+    if cfg.schedule == "onecycle" and steps >= 8:  # one-cycle needs a few steps to warm up
         sched: Any = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.25
         )
-    elif cfg.schedule == "constant":
+    elif cfg.schedule in ("constant", "onecycle"):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     else:
         raise UsageError(f"Unknown schedule {cfg.schedule!r}; use onecycle or constant.")

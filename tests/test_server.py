@@ -406,4 +406,6 @@ def test_load_10k_requests_over_64_connections(lenet_export: Path, tmp_path: Pat
             proc.wait(20)
         except subprocess.TimeoutExpired:
             proc.kill()
-    assert proc.returncode == 0, (proc.stdout.read() if proc.stdout else b"").decode()[-2000:]
+    # uvicorn finishes in-flight work, then re-raises the SIGTERM it caught (exit -15)
+    output = (proc.stdout.read() if proc.stdout else b"").decode()
+    assert proc.returncode in (0, -signal.SIGTERM) and "Traceback" not in output, output[-2000:]

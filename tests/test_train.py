@@ -36,10 +36,11 @@ def mnist(mnist_dir: Path) -> DataBundle:
     return load_dataset("mnist", get_spec("lenet"), data_dir=mnist_dir)
 
 
-def test_short_real_run_clears_93_percent(mnist: DataBundle, tmp_path: Path) -> None:
-    result = train(config(tmp_path), get_spec("lenet"), mnist, progress=False)
+def test_short_real_run_clears_95_percent(mnist: DataBundle, tmp_path: Path) -> None:
+    # 3 epochs at batch 128 instead of the recipe's 20 at 512: a short run that still learns
+    result = train(config(tmp_path, batch_size=128), get_spec("lenet"), mnist, progress=False)
     assert [m["epoch"] for m in result.metrics] == [1, 2, 3]
-    assert result.best_test_acc >= 0.93, result.metrics  # 3 of the recipe's 24 epochs
+    assert result.best_test_acc >= 0.95, result.metrics
     for name in (
         "last.safetensors",
         "best.safetensors",
@@ -109,6 +110,8 @@ def test_ddp_two_gloo_processes_match_single_process(mnist_dir: Path, tmp_path: 
         str(mnist_dir),
         "--epochs",
         "3",
+        "--batch-size",
+        "128",
         "--device",
         "cpu",
         "--json",
@@ -116,7 +119,7 @@ def test_ddp_two_gloo_processes_match_single_process(mnist_dir: Path, tmp_path: 
     single = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "one")], prog_name="kit")
     assert single.exit_code == 0, single.output
     one = json.loads(single.output)["best_test_acc"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "0",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "kit", *args, "--out", str(tmp_path / "two")]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -127,7 +130,7 @@ def test_ddp_two_gloo_processes_match_single_process(mnist_dir: Path, tmp_path: 
 def test_cli_train_with_export(mnist_dir: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(
         cli,
-        ["train", "--model", "lenet", "--data-dir", str(mnist_dir), "--epochs", "2", "--device", "cpu",
+        ["train", "--model", "lenet", "--data-dir", str(mnist_dir), "--epochs", "3", "--batch-size", "128", "--device", "cpu",
          "--out", str(tmp_path / "run"), "--export", "--export-dir", str(tmp_path / "exp")],
         prog_name="kit",
     )  # fmt: skip
