@@ -90,6 +90,8 @@ def cli(ctx: click.Context, verbose: bool) -> None:
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    for noisy in ("onnxscript", "onnx_ir"):  # the exporter narrates every pass at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @cli.command("list")

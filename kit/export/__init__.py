@@ -8,10 +8,13 @@ directory into place: an interrupted or failed export leaves nothing half-writte
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import logging
 import shutil
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,8 @@ from .._files import sha256_file, write_json_atomic
 from ..errors import ArtifactError, UsageError
 from ..parity import DEFAULT_BATCH_SIZES, ParityReport, run_parity
 from .manifest import FORMAT_VERSION, MANIFEST, describe_files, library_versions
+
+log = logging.getLogger(__name__)
 
 __all__ = ["FILE_NAMES", "FORMATS", "ExportResult", "export_model", "parse_formats"]
 
@@ -73,6 +78,16 @@ def model_facts(spec: ModelSpec, num_classes: int, weights_sha256: str | None) -
         "weights_sha256": weights_sha256,
         "kit_version": kit.__version__,
     }
+
+
+@contextlib.contextmanager
+def _step(bar: Any, name: str) -> Iterator[None]:
+    """One step of an export: shown on the progress bar, its duration logged."""
+    bar.set_postfix_str(name)
+    started = time.perf_counter()
+    yield
+    log.info("export step %s took %.2f s", name, time.perf_counter() - started)
+    bar.update()
 
 
 def _make_staging_dir(out_root: Path, name: str) -> Path:
@@ -165,23 +180,21 @@ def export_model(
         example = torch.randn(2, *spec.input_shape, generator=torch.Generator().manual_seed(seed))
         program = None
         if "capture" in steps:
-            bar.set_postfix_str("torch.export")
-            program = export_program(model, example)
-            bar.update()
+            with _step(bar, "torch.export"):
+                program = export_program(model, example)
         facts = model_facts(spec, num_classes, weights_sha256)
         opset_used = None
         for fmt in formats:
-            bar.set_postfix_str(fmt)
             path = staging / FILE_NAMES[fmt]
-            if fmt == "onnx":
-                assert program is not None
-                opset_used = export_onnx(program, example, path, opset=opset, facts=facts)
-            elif fmt == "pt2":
-                assert program is not None
-                save_program(program, path)
-            else:
-                export_torchscript(model, example, path)
-            bar.update()
+            with _step(bar, fmt):
+                if fmt == "onnx":
+                    assert program is not None
+                    opset_used = export_onnx(program, example, path, opset=opset, facts=facts)
+                elif fmt == "pt2":
+                    assert program is not None
+                    save_program(program, path)
+                else:
+                    export_torchscript(model, example, path)
         file_formats = {FILE_NAMES[f]: f for f in formats}
         if weights is not None:
             from safetensors.torch import save_file
@@ -192,19 +205,18 @@ def export_model(
             )
             (staging / WEIGHTS_FILE).chmod(0o644)  # safetensors writes it private
             file_formats[WEIGHTS_FILE] = "safetensors"
-        bar.set_postfix_str("parity")
-        report = run_parity(
-            model,
-            {f: staging / FILE_NAMES[f] for f in formats},
-            name=spec.name,
-            input_shape=spec.input_shape,
-            atol=atol,
-            rtol=rtol,
-            batch_sizes=batch_sizes,
-            real=real,
-            seed=seed,
-        )
-        bar.update()
+        with _step(bar, "parity"):
+            report = run_parity(
+                model,
+                {f: staging / FILE_NAMES[f] for f in formats},
+                name=spec.name,
+                input_shape=spec.input_shape,
+                atol=atol,
+                rtol=rtol,
+                batch_sizes=batch_sizes,
+                real=real,
+                seed=seed,
+            )
         bar.close()
         report.raise_for_failures()
         manifest = {
