@@ -101,7 +101,7 @@ async def _client(
         writer.write(request)
         head = await reader.readuntil(b"\r\n\r\n")
         status = int(head.split(b" ", 2)[1])
-        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        length = int(head.lower().split(b"\r\ncontent-length:")[1].split(b"\r\n")[0])
         await reader.readexactly(length)
         latencies.append(time.perf_counter() - t)
         if status != 200:
