@@ -435,4 +435,5 @@ def serve(
         log_config=None,
         timeout_graceful_shutdown=30,
         server_header=False,
+        proxy_headers=False,  # kit logs no client addresses; skip the per-request middleware
     )
