@@ -63,6 +63,38 @@ def _shape(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
         raise click.BadParameter(str(exc)) from None
 
 
+#: ``--provider`` choices -> onnxruntime providers (None: CUDA when a GPU is present, else CPU).
+PROVIDERS: dict[str, list[str] | None] = {
+    "auto": None,
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def _parity_options(f: Any) -> Any:
+    """The options export and parity share: tolerances, batch sizes, real samples, --json."""
+    options = [
+        click.option("--atol", type=float, help="Absolute tolerance (default: the network's)."),
+        click.option("--rtol", type=float, help="Relative tolerance (default: the network's)."),
+        click.option(
+            "--batch-sizes",
+            default="1,3,8",
+            callback=_int_list,
+            show_default=True,
+            help="Random batch sizes checked.",
+        ),
+        click.option(
+            "--data-dir",
+            type=click.Path(path_type=Path),
+            help="Also compare on real test samples from here.",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2))
 
@@ -170,21 +202,7 @@ def _report_out(report: Any, as_json: bool, extra: dict[str, Any] | None = None)
 @click.option(
     "--seed", default=0, show_default=True, help="Seed of random weights and parity inputs."
 )
-@click.option("--atol", type=float, help="Absolute parity tolerance (default: the network's).")
-@click.option("--rtol", type=float, help="Relative parity tolerance (default: the network's).")
-@click.option(
-    "--batch-sizes",
-    default="1,3,8",
-    callback=_int_list,
-    show_default=True,
-    help="Random batch sizes checked.",
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    help="Also check parity on real test samples from here.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the parity report as JSON.")
+@_parity_options
 def export(
     model_name: str,
     weights: Path | None,
@@ -265,21 +283,7 @@ def _output_width(model: Any, input_shape: tuple[int, ...]) -> int:
 
 @cli.command()
 @click.argument("artifact_dir", type=click.Path(path_type=Path))
-@click.option("--atol", type=float, help="Absolute tolerance (default: the manifest's).")
-@click.option("--rtol", type=float, help="Relative tolerance (default: the manifest's).")
-@click.option(
-    "--batch-sizes",
-    default="1,3,8",
-    callback=_int_list,
-    show_default=True,
-    help="Random batch sizes checked.",
-)
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    help="Also compare on real test samples from here.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_parity_options
 def parity(
     artifact_dir: Path,
     atol: float | None,
@@ -626,11 +630,7 @@ def predict(paths: tuple[Path, ...], top_k: int, provider: str, as_json: bool) -
         model_path, images = _shipped_model(), paths
     if not images:
         raise click.UsageError("Give at least one image file after the model.")
-    providers = {
-        "auto": None,
-        "cpu": ["CPUExecutionProvider"],
-        "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    }[provider]
+    providers = PROVIDERS[provider]
     model = runtime.load(model_path, providers=providers, warmup=False)
     arrays = [_read_image(p) for p in images]
     results = model.classify(arrays, top_k=top_k)
@@ -731,11 +731,7 @@ def serve(
     from .runtime.server import ServerConfig
     from .runtime.server import serve as run_server
 
-    providers = {
-        "auto": None,
-        "cpu": ["CPUExecutionProvider"],
-        "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-    }[provider]
+    providers = PROVIDERS[provider]
     config = ServerConfig(
         max_batch_size=max_batch_size,
         max_queue_delay_us=max_queue_delay_us,

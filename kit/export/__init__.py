@@ -219,6 +219,7 @@ def export_model(
             )
         bar.close()
         report.raise_for_failures()
+        files = describe_files(staging, file_formats)
         manifest = {
             "format_version": FORMAT_VERSION,
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -232,7 +233,7 @@ def export_model(
                 if weights is None
                 else {
                     "file": WEIGHTS_FILE,
-                    "sha256": sha256_file(staging / WEIGHTS_FILE),
+                    "sha256": files[WEIGHTS_FILE]["sha256"],
                     "source": str(weights),
                     "source_sha256": weights_sha256,
                 },
@@ -243,7 +244,7 @@ def export_model(
             ],
             "outputs": [{"name": "logits", "shape": ["batch", num_classes], "dtype": "float32"}],
             "opset": opset_used,
-            "files": describe_files(staging, file_formats),
+            "files": files,
             "versions": library_versions(),
             "parity": report.to_dict(),
             **(extra or {}),

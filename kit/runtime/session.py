@@ -155,8 +155,8 @@ class Model:
             and x.shape[0]
             and (x.shape[1:] == self.input_shape or not self._fixed)
         ):
-            total = float(x.sum()) if x.size < 4096 else float(np.add.reduce(x, axis=None))
-            if math.isfinite(total):
+            # one reduction: a NaN or Inf anywhere makes the sum non-finite
+            if math.isfinite(float(x.sum())):
                 if self._fixed:
                     return
             elif np.isfinite(x).all():  # the sum overflowed; the values are fine
