@@ -24,7 +24,7 @@ from torch import nn
 
 from architectures import ModelSpec
 
-from .._files import sha256_file, write_json_atomic
+from .._files import write_json_atomic
 from ..errors import ArtifactError, UsageError
 from ..parity import DEFAULT_BATCH_SIZES, ParityReport, run_parity
 from .manifest import FORMAT_VERSION, MANIFEST, describe_files, library_versions
