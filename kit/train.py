@@ -425,7 +425,9 @@ def plot_curves(metrics: list[dict[str, float]], path: Path, *, title: str) -> N
 
     epochs = [m["epoch"] for m in metrics]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [m["train_loss"] for m in metrics], "o-", label="train")
+    ax_loss.plot(
+        epochs, [m["train_loss"] for m in metrics], "o-", label="train (augmented, label smoothing)"
+    )
     ax_loss.plot(epochs, [m["test_loss"] for m in metrics], "s-", label="test")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     ax_acc.plot(epochs, [100 * m["train_acc"] for m in metrics], "o-", label="train (augmented)")

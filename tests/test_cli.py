@@ -49,9 +49,21 @@ def test_list_json() -> None:
 
 
 def test_export_then_parity(tmp_path: Path) -> None:
-    code, out = run("export", "--model", "lenet", "--out", str(tmp_path), "--formats", "onnx,pt2")
+    code, out = run(
+        "export",
+        "--model",
+        "lenet",
+        "--out",
+        str(tmp_path),
+        "--formats",
+        "onnx,pt2",
+        "--opset",
+        "18",
+    )
     assert code == 0, out
     assert "parity lenet" in out and "PASSED" in out
+    manifest = json.loads((tmp_path / "lenet" / "manifest.json").read_text())
+    assert manifest["opset"] == 18 and sorted(manifest["files"]) == ["model.onnx", "model.pt2"]
     code, out = run("parity", str(tmp_path / "lenet"), "--json")
     assert code == 0 and json.loads(out)["passed"] is True
 
