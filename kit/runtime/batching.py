@@ -94,7 +94,8 @@ class Batcher:
     async def _collect(self) -> list[_Pending]:
         first = await self._next()
         batch, rows = [first], len(first.x)
-        deadline = time.perf_counter() + self.max_delay
+        # the delay bounds how long the oldest request waits, not how long collection takes
+        deadline = first.enqueued + self.max_delay
         while rows < self.max_batch and self._carry is None:
             rows = self._drain(batch, rows)
             remaining = deadline - time.perf_counter()
