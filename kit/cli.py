@@ -271,7 +271,8 @@ def export(
     click.echo(f"wrote {result.directory}/")
     for name, info in files.items():
         click.echo(f"  {name:<20} {info['size'] / 1e6:9.1f} MB  sha256 {info['sha256'][:16]}")
-    click.echo(f"  {'manifest.json':<20}")
+    manifest_size = (result.directory / "manifest.json").stat().st_size
+    click.echo(f"  {'manifest.json':<20} {manifest_size / 1e6:9.1f} MB")
 
 
 def _output_width(model: Any, input_shape: tuple[int, ...]) -> int:
