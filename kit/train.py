@@ -8,7 +8,6 @@ after every epoch; the best one (by test accuracy) is kept.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -26,17 +25,17 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorData
 
 from architectures import ModelSpec
 
-from ._files import write_json_atomic
 from .augment import random_affine
 from .data import DataBundle
 from .errors import TrainingError, UsageError
 from .models import build_model
+from .report import plot_curves, write_reports
 
 __all__ = ["TrainConfig", "TrainResult", "evaluate", "pick_device", "train"]
 
 log = logging.getLogger(__name__)
 
-LAST, BEST, STATE, RUN = "last.safetensors", "best.safetensors", "resume.pt", "run.json"
+LAST, BEST, STATE = "last.safetensors", "best.safetensors", "resume.pt"
 
 
 @dataclass
@@ -358,7 +357,7 @@ def train(
             if test_acc > result.best_test_acc or epoch == 0:
                 result.best_epoch, result.best_test_acc = epoch + 1, test_acc
                 _save_tensors(weights, cfg.out / BEST, meta)
-            _write_reports(cfg, spec, data, result)
+            write_reports(cfg, spec, data, result)
             state = {
                 "model": spec.name,
                 "epoch": epoch,
@@ -398,80 +397,3 @@ def train(
             train_label=f"train ({', '.join(details)})" if details else "train",
         )
     return result
-
-
-def _write_reports(
-    cfg: TrainConfig, spec: ModelSpec, data: DataBundle, result: TrainResult
-) -> None:
-    import csv
-
-    metrics = result.metrics
-    write_json_atomic(cfg.out / "metrics.json", metrics)
-    with open(cfg.out / "metrics.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(metrics[0]))
-        writer.writeheader()
-        writer.writerows(metrics)
-    config = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items()}
-    write_json_atomic(
-        cfg.out / RUN,
-        {
-            "model": spec.name,
-            "config": config,
-            "data": {
-                "name": data.name,
-                "description": data.description,
-                "num_classes": data.num_classes,
-            },
-            "facts": spec.facts() | {"recipe": None},
-            "best_epoch": result.best_epoch,
-            "best_test_acc": result.best_test_acc,
-        },
-    )
-
-
-def plot_curves(
-    metrics: list[dict[str, float]], path: Path, *, title: str, train_label: str = "train"
-) -> None:
-    """Loss and accuracy per epoch, train and test, as a PNG."""
-    # The object API needs no pyplot (no GUI backend lookup, ~1 s less start-up).
-    from matplotlib.figure import Figure
-
-    epochs = [m["epoch"] for m in metrics]
-    fig = Figure(figsize=(10, 4))
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    ax_loss.plot(epochs, [m["train_loss"] for m in metrics], "o-", label=train_label)
-    ax_loss.plot(epochs, [m["test_loss"] for m in metrics], "s-", label="test")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    ax_acc.plot(epochs, [100 * m["train_acc"] for m in metrics], "o-", label=train_label)
-    ax_acc.plot(epochs, [100 * m["test_acc"] for m in metrics], "s-", label="test")
-    best = max(metrics, key=lambda m: m["test_acc"])
-    ax_acc.annotate(
-        f"{100 * best['test_acc']:.2f}%",
-        (best["epoch"], 100 * best["test_acc"]),
-        textcoords="offset points",
-        xytext=(0, -14),
-        ha="center",
-    )
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    fig.suptitle(title)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
-
-
-def format_metrics(metrics: list[dict[str, float]]) -> str:
-    """The per-epoch table the seed printed, one row per epoch."""
-    lines = [
-        f"{'epoch':>5}  {'train loss':>10}  {'train acc':>9}  {'test loss':>9}  {'test acc':>8}  {'time':>6}"
-    ]
-    for m in metrics:
-        lines.append(
-            f"{int(m['epoch']):>5}  {m['train_loss']:>10.4f}  {m['train_acc']:>9.2%}  "
-            f"{m['test_loss']:>9.4f}  {m['test_acc']:>8.2%}  {m['seconds']:>5.1f}s"
-        )
-    return "\n".join(lines)

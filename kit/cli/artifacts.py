@@ -1,0 +1,205 @@
+"""`kit list`, `kit export` and `kit parity`: the network registry and verified artifacts."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import UsageError
+from . import (
+    DEFAULT_EXPORT_DIR,
+    _echo_json,
+    _parity_options,
+    _report_out,
+    _shape,
+    cli,
+)
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
+def list_cmd(as_json: bool) -> None:
+    """List the registered networks and their facts.
+
+    The facts (input shape, normalisation, classes, parity tolerances, training recipe)
+    are what export embeds in the ONNX file and what the runtime reads back.
+    """
+    from architectures import get_spec, list_models
+
+    specs = [get_spec(n) for n in list_models()]
+    if as_json:
+        _echo_json({s.name: s.facts() for s in specs})
+        return
+    rows = [("name", "input", "classes", "atol/rtol", "description")]
+    rows += [
+        (
+            s.name,
+            "x".join(map(str, s.input_shape)),
+            str(s.num_classes),
+            f"{s.atol:g}/{s.rtol:g}",
+            s.description,
+        )
+        for s in specs
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)) + "  " + r[4])
+
+
+@cli.command()
+@click.option(
+    "--model",
+    "-m",
+    "model_name",
+    required=True,
+    help="Registered name (see `kit list`) or package.module:factory.",
+)
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path),
+    help="state_dict as .safetensors or .pt (loaded with weights_only=True). Default: random weights from --seed.",
+)
+@click.option(
+    "--num-classes",
+    type=click.IntRange(min=1),
+    help="Classes of the head (default: the network's).",
+)
+@click.option(
+    "--input-shape", callback=_shape, help="One sample's shape, C,H,W (needed for a factory)."
+)
+@click.option(
+    "--formats",
+    default="onnx,torchscript,pt2",
+    show_default=True,
+    help="Comma-separated: onnx, torchscript, pt2.",
+)
+@click.option("--opset", type=click.IntRange(min=7), help="ONNX opset (default: the exporter's).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_EXPORT_DIR,
+    show_default=True,
+    help="Artifacts go to OUT/NAME/.",
+)
+@click.option(
+    "--seed", default=0, show_default=True, help="Seed of random weights and parity inputs."
+)
+@_parity_options
+def export(
+    model_name: str,
+    weights: Path | None,
+    num_classes: int | None,
+    input_shape: tuple[int, ...] | None,
+    formats: str,
+    opset: int | None,
+    out_dir: Path,
+    seed: int,
+    atol: float | None,
+    rtol: float | None,
+    batch_sizes: tuple[int, ...],
+    data_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Export a network and prove each artifact matches eager PyTorch.
+
+    Writes OUT/NAME/ with model.onnx (dynamo exporter, dynamic batch axis, facts in its
+    metadata), model.ts (TorchScript), model.pt2 (torch.export) and manifest.json (sha256
+    of every file, library versions, the parity report). Parity runs at batch sizes the
+    export never saw; any mismatch fails the command and nothing is written.
+
+    \b
+    Examples:
+      kit export --model alexnet
+      kit export --model mnist_cnn --weights runs/mnist_cnn/best.safetensors --data-dir ../shared/data/mnist
+      kit export --model mypkg.nets:tiny --input-shape 3,32,32 --formats onnx
+    """
+    from ..export import export_model, parse_formats
+
+    try:
+        fmt_list = parse_formats(formats)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc), param_hint="--formats") from None
+    from ..data import real_samples
+    from ..models import build_model, load_weights, resolve_spec
+
+    spec = resolve_spec(model_name, input_shape)
+    model = build_model(spec, num_classes=num_classes, seed=seed)
+    sha = load_weights(model, weights) if weights is not None else None
+    classes = num_classes or spec.num_classes or _output_width(model, spec.input_shape)
+    real = real_samples(spec, data_dir) if data_dir is not None else None
+    result = export_model(
+        spec,
+        model,
+        out_dir,
+        formats=fmt_list,
+        opset=opset,
+        num_classes=classes,
+        seed=seed,
+        weights=weights,
+        weights_sha256=sha,
+        factory=model_name if ":" in model_name else None,
+        atol=atol,
+        rtol=rtol,
+        batch_sizes=batch_sizes,
+        real=real,
+    )
+    files = result.manifest["files"]
+    if as_json:
+        _echo_json(
+            {"directory": str(result.directory), "files": files, "parity": result.report.to_dict()}
+        )
+        return
+    click.echo(result.report.format_table())
+    click.echo(f"wrote {result.directory}/")
+    for name, info in files.items():
+        click.echo(f"  {name:<20} {info['size'] / 1e6:9.1f} MB  sha256 {info['sha256'][:16]}")
+    manifest_size = (result.directory / "manifest.json").stat().st_size
+    click.echo(f"  {'manifest.json':<20} {manifest_size / 1e6:9.1f} MB")
+
+
+def _output_width(model: Any, input_shape: tuple[int, ...]) -> int:
+    import torch
+
+    with torch.no_grad():
+        return int(model(torch.zeros(1, *input_shape)).shape[-1])
+
+
+@cli.command()
+@click.argument("artifact_dir", type=click.Path(path_type=Path))
+@_parity_options
+def parity(
+    artifact_dir: Path,
+    atol: float | None,
+    rtol: float | None,
+    batch_sizes: tuple[int, ...],
+    data_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Re-verify saved artifacts against eager PyTorch; exit 1 on any mismatch.
+
+    Checks every file's sha256 against manifest.json, rebuilds the eager network from the
+    manifest (the weights file, or the seed it was drawn from), and compares TorchScript,
+    torch.export and ONNX (onnxruntime CPU, and CUDA when a GPU is present) on seeded
+    random batches and optional real samples. Use it in CI:
+
+    \b
+      kit parity exported/alexnet --json > parity.json
+    """
+    from ..data import real_samples
+    from ..export.manifest import read_manifest
+    from ..models import resolve_spec
+    from ..parity import verify_saved
+
+    real = None
+    if data_dir is not None:
+        info = read_manifest(artifact_dir)["model"]
+        spec = resolve_spec(info.get("factory") or info["name"], tuple(info["input_shape"]))
+        real = real_samples(spec, data_dir)
+    report = verify_saved(artifact_dir, atol=atol, rtol=rtol, batch_sizes=batch_sizes, real=real)
+    _report_out(report, as_json)
+    if not report.passed:
+        sys.exit(1)

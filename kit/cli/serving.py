@@ -1,0 +1,193 @@
+"""`kit predict` and `kit serve`: the torch-free runtime at work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import UsageError
+from . import (
+    PROVIDERS,
+    _echo_json,
+    _shipped_model,
+    cli,
+)
+
+
+def _read_image(path: Path) -> Any:
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            img: Image.Image = opened
+            if img.mode not in ("L", "RGB", "RGBA"):
+                img = img.convert(
+                    "RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB"
+                )
+            return np.asarray(img, dtype=np.uint8)
+    except FileNotFoundError:
+        raise UsageError(f"Image {path} does not exist.") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        from ..errors import InputError
+
+        raise InputError(f"Cannot read image {path}: {exc}.") from None
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--top-k",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Classes to show per image.",
+)
+@click.option(
+    "--provider",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="onnxruntime execution provider.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print predictions as JSON.")
+def predict(paths: tuple[Path, ...], top_k: int, provider: str, as_json: bool) -> None:
+    """Classify image files with an exported model (onnxruntime, no torch).
+
+    The first argument may be an exported model directory (or .onnx file); without one
+    the shipped exported/mnist_cnn is used. Images may be PNG, JPEG or BMP, grayscale,
+    RGB or RGBA, of any size: they are converted, resized and normalised as the model
+    was trained, from the facts its export embedded.
+
+    \b
+      kit predict digit.png
+      kit predict exported/mnist_cnn a.png b.png --top-k 3 --json
+    """
+    from .. import runtime
+
+    first = paths[0]
+    if first.is_dir() or first.suffix == ".onnx":
+        model_path, images = first, paths[1:]
+    else:
+        model_path, images = _shipped_model(), paths
+    if not images:
+        raise click.UsageError("Give at least one image file after the model.")
+    providers = PROVIDERS[provider]
+    model = runtime.load(model_path, providers=providers, warmup=False)
+    arrays = [_read_image(p) for p in images]
+    results = model.classify(arrays, top_k=top_k)
+    if as_json:
+        _echo_json(
+            {
+                "model": model.name,
+                "provider": model.provider,
+                "predictions": [
+                    {
+                        "file": str(p),
+                        "top": [
+                            {"label": r.label, "index": r.index, "probability": r.probability}
+                            for r in res
+                        ],
+                    }
+                    for p, res in zip(images, results, strict=True)
+                ],
+            }
+        )
+        return
+    for p, res in zip(images, results, strict=True):
+        tops = ", ".join(f"{r.label} ({r.probability:.1%})" for r in res)
+        click.echo(f"{p}: {tops}")
+
+
+@cli.command()
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to bind (0.0.0.0 exposes the server to the network).",
+)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--max-batch-size",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Rows merged into one run; 1 turns dynamic batching off.",
+)
+@click.option(
+    "--max-queue-delay-us",
+    default=500,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Longest a request waits for others to batch with.",
+)
+@click.option(
+    "--max-body-mb",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Larger request bodies get 413.",
+)
+@click.option(
+    "--provider",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="onnxruntime execution provider.",
+)
+@click.option(
+    "--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads per model."
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def serve(
+    directory: Path | None,
+    host: str,
+    port: int,
+    max_batch_size: int,
+    max_queue_delay_us: int,
+    max_body_mb: int,
+    provider: str,
+    threads: int | None,
+    log_level: str,
+) -> None:
+    """Serve exported models over the Open Inference Protocol (KServe v2 / Triton).
+
+    DIRECTORY holds exported models (default: the shipped exported/), or is one. Endpoints:
+    /v2, /v2/health/live, /v2/health/ready, /v2/models/NAME[/versions/1][/ready|/infer],
+    /metrics (Prometheus). JSON and binary tensors both work, so Triton's stock client
+    (tritonclient.http) talks to it unchanged:
+
+    \b
+      kit serve exported/ --port 8000 &
+      python -c "import tritonclient.http as h; print(h.InferenceServerClient('localhost:8000').is_server_ready())"
+
+    Concurrent requests are batched up to --max-batch-size rows, each waiting at most
+    --max-queue-delay-us. Ctrl-C (or SIGTERM) finishes in-flight requests, then exits.
+    """
+    from ..runtime.server import ServerConfig
+    from ..runtime.server import serve as run_server
+
+    providers = PROVIDERS[provider]
+    config = ServerConfig(
+        max_batch_size=max_batch_size,
+        max_queue_delay_us=max_queue_delay_us,
+        max_body_bytes=max_body_mb << 20,
+    )
+    run_server(
+        directory or _shipped_model().parent,
+        host=host,
+        port=port,
+        config=config,
+        providers=providers,
+        threads=threads,
+        log_level=log_level,
+    )

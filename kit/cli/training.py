@@ -1,0 +1,263 @@
+"""`kit train` and `kit eval`."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import (
+    DEFAULT_EXPORT_DIR,
+    _echo_json,
+    cli,
+)
+
+
+@cli.command()
+@click.option(
+    "--model", "-m", "model_name", required=True, help="Registered name (see `kit list`)."
+)
+@click.option(
+    "--dataset",
+    type=click.Choice(["mnist", "imagefolder", "cifar10", "fake"]),
+    help="Default: the network's recipe (mnist for the digit networks).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    envvar="KIT_DATA_DIR",
+    help="Where the data lives ($KIT_DATA_DIR).",
+)
+@click.option(
+    "--download", is_flag=True, help="Let torchvision download MNIST or CIFAR-10 into --data-dir."
+)
+@click.option("--epochs", type=click.IntRange(min=1), help="Default: the recipe's.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help="Global batch size (split across torchrun processes).",
+)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Peak learning rate.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), help="Default: the recipe's.")
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), help="Default: the recipe's.")
+@click.option(
+    "--augment/--no-augment", default=None, help="Random affine augmentation (recipe default)."
+)
+@click.option(
+    "--device", default="auto", show_default=True, help="auto (CUDA when present), cpu or cuda."
+)
+@click.option("--out", type=click.Path(path_type=Path), help="Run directory [default: runs/NAME].")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out.")
+@click.option(
+    "--seed", default=0, show_default=True, help="Seed of weights, shuffling and augmentation."
+)
+@click.option(
+    "--num-classes", type=click.IntRange(min=1), help="Classes (default: the data set's)."
+)
+@click.option("--fake-size", default=256, show_default=True, help="Images in --dataset fake.")
+@click.option(
+    "--export",
+    "do_export",
+    is_flag=True,
+    help="Export the best checkpoint (parity on real test samples).",
+)
+@click.option(
+    "--export-dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_EXPORT_DIR,
+    show_default=True,
+    help="Where --export writes NAME/.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def train(
+    model_name: str,
+    dataset: str | None,
+    data_dir: Path | None,
+    download: bool,
+    epochs: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    weight_decay: float | None,
+    optimizer: str | None,
+    augment: bool | None,
+    device: str,
+    out: Path | None,
+    resume: bool,
+    seed: int,
+    num_classes: int | None,
+    fake_size: int,
+    do_export: bool,
+    export_dir: Path,
+    as_json: bool,
+) -> None:
+    """Train a network on real data, on CUDA when there is one.
+
+    Every option defaults to the network's recipe in the registry, so
+
+    \b
+      kit train --model mnist_cnn --data-dir ../shared/data/mnist
+
+    alone trains the MNIST CNN the recommended way. After every epoch it writes
+    last.safetensors (and best.safetensors when test accuracy improved), metrics.json,
+    metrics.csv and curves.png to --out; --resume continues an interrupted run.
+    Several processes or GPUs: the same command under torchrun uses DDP, e.g.
+
+    \b
+      torchrun --nproc-per-node 2 -m kit train --model lenet --data-dir DIR
+    """
+    from architectures import get_spec
+
+    from ..data import load_dataset, real_samples
+    from ..models import resolve_spec
+    from ..report import format_metrics
+    from ..train import TrainConfig
+    from ..train import train as run_training
+
+    spec = resolve_spec(model_name)
+    recipe = get_spec(spec.name).recipe
+    data = load_dataset(
+        dataset or recipe.dataset,
+        spec,
+        data_dir=data_dir,
+        download=download,
+        num_classes=num_classes,
+        fake_size=fake_size,
+    )
+    cfg = TrainConfig(
+        model=spec.name,
+        epochs=epochs or recipe.epochs,
+        batch_size=batch_size or recipe.batch_size,
+        lr=lr or recipe.lr,
+        weight_decay=recipe.weight_decay if weight_decay is None else weight_decay,
+        optimizer=optimizer or recipe.optimizer,
+        schedule=recipe.schedule,
+        label_smoothing=recipe.label_smoothing,
+        augment=("affine" if augment else "none") if augment is not None else recipe.augment,
+        augment_strength=recipe.augment_strength,
+        ema=recipe.ema,
+        out=out or Path("runs") / spec.name,
+        device=device,
+        seed=seed,
+        num_classes=num_classes,
+    )
+    result = run_training(cfg, spec, data, resume=resume)
+    import os
+
+    if int(os.environ.get("RANK", 0)) != 0:
+        return
+    summary: dict[str, Any] = {
+        "out": str(cfg.out),
+        "best_epoch": result.best_epoch,
+        "best_test_acc": result.best_test_acc,
+        "metrics": result.metrics,
+    }
+    if not as_json:
+        click.echo(f"{spec.name} on {data.description}")
+        click.echo(format_metrics(result.metrics))
+        click.echo(
+            f"best test accuracy {result.best_test_acc:.2%} at epoch {result.best_epoch}; run files in {cfg.out}/"
+        )
+    if do_export:
+        from ..export import export_model
+        from ..models import build_model, load_weights
+
+        best = cfg.out / "best.safetensors"
+        model = build_model(spec, num_classes=num_classes or data.num_classes, seed=seed)
+        sha = load_weights(model, best)
+        real = (
+            real_samples(spec, data_dir, dataset=data.name)
+            if data_dir is not None and data.name != "fake"
+            else None
+        )
+        exported = export_model(
+            spec,
+            model,
+            export_dir,
+            num_classes=num_classes or data.num_classes,
+            seed=seed,
+            weights=best,
+            weights_sha256=sha,
+            real=real,
+            extra={
+                "training": {
+                    "data": data.description,
+                    "best_epoch": result.best_epoch,
+                    "test_accuracy": result.best_test_acc,
+                    "final_test_accuracy": result.metrics[-1]["test_acc"],
+                    "config": {
+                        k: str(v) if isinstance(v, Path) else v
+                        for k, v in dataclasses.asdict(cfg).items()
+                    },
+                }
+            },
+        )
+        summary["exported"] = str(exported.directory)
+        if not as_json:
+            click.echo(exported.report.format_table())
+            click.echo(f"exported to {exported.directory}/")
+    if as_json:
+        _echo_json(summary)
+
+
+@cli.command("eval")
+@click.argument("artifact_dir", required=False, type=click.Path(path_type=Path))
+@click.option("--model", "-m", "model_name", help="Registered name, to evaluate eager weights.")
+@click.option(
+    "--weights", type=click.Path(path_type=Path), help="state_dict to evaluate with --model."
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    envvar="KIT_DATA_DIR",
+    required=True,
+    help="Where the test data lives ($KIT_DATA_DIR).",
+)
+@click.option(
+    "--dataset",
+    type=click.Choice(["mnist", "imagefolder", "cifar10", "fake"]),
+    help="Default: the network's recipe.",
+)
+@click.option(
+    "--device", default="auto", show_default=True, help="For eager evaluation: auto, cpu or cuda."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def eval_cmd(
+    artifact_dir: Path | None,
+    model_name: str | None,
+    weights: Path | None,
+    data_dir: Path,
+    dataset: str | None,
+    device: str,
+    as_json: bool,
+) -> None:
+    """Accuracy on the test set, eager or exported.
+
+    \b
+      kit eval --model mnist_cnn --weights runs/mnist_cnn/best.safetensors --data-dir DIR
+      kit eval exported/mnist_cnn --data-dir DIR
+
+    An exported model runs through onnxruntime (kit.runtime); its top-1 agreement with the
+    eager network rebuilt from the manifest is reported too.
+    """
+    if (artifact_dir is None) == (model_name is None):
+        raise click.UsageError("Give either an exported directory or --model with --weights.")
+    from ..evaluate import evaluate_eager, evaluate_exported
+
+    if artifact_dir is not None:
+        result = evaluate_exported(artifact_dir, data_dir, dataset=dataset)
+    else:
+        assert model_name is not None
+        if weights is None:
+            raise click.UsageError("--model needs --weights (a .safetensors or .pt state_dict).")
+        result = evaluate_eager(model_name, weights, data_dir, dataset=dataset, device=device)
+    if as_json:
+        _echo_json(result)
+        return
+    click.echo(f"{result['model']} ({result['runtime']}) on {result['data']}")
+    click.echo(f"accuracy: {result['accuracy']:.2%} ({result['correct']}/{result['total']})")
+    if "top1_agreement" in result:
+        click.echo(
+            f"top-1 agreement with eager: {result['top1_agreement']:.2%} ({result['disagreements']} disagreements)"
+        )
