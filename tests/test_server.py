@@ -409,3 +409,20 @@ def test_load_10k_requests_over_64_connections(lenet_export: Path, tmp_path: Pat
     # uvicorn finishes in-flight work, then re-raises the SIGTERM it caught (exit -15)
     output = (proc.stdout.read() if proc.stdout else b"").decode()
     assert proc.returncode in (0, -signal.SIGTERM) and "Traceback" not in output, output[-2000:]
+
+
+def test_connections_have_tcp_nodelay(model: kr.Model) -> None:
+    """Without TCP_NODELAY a small response can stall ~40 ms (Nagle + delayed ACK)."""
+    import http.client
+
+    with running_server({"lenet": model}) as (url, server):
+        host, port = url.split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        conn.request("GET", "/v2/health/live")
+        conn.getresponse().read()
+        transports = [c.transport for c in server.server_state.connections]
+        assert transports, "no open server-side connection to inspect"
+        for transport in transports:
+            sock = transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        conn.close()
