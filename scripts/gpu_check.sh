@@ -22,6 +22,15 @@ if ! "$PY" -c "import click, starlette, uvicorn, prometheus_client, safetensors,
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 
+# timed LABEL CMD...: run CMD, then print its wall time (no dependency on /usr/bin/time)
+timed() {
+    local label=$1 start end; shift
+    start=$(date +%s.%N)
+    "$@"
+    end=$(date +%s.%N)
+    echo "$label wall time: $("$PY" -c "print(round($end - $start, 2))") s"
+}
+
 echo "== machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$PY" - <<'PY'
@@ -37,17 +46,17 @@ PY
 DATA=${KIT_DATA_DIR:-../shared/data/mnist}
 echo "== CUDA training (AMP, channels_last): mnist_cnn, recipe defaults"
 if [ -f "$DATA/t10k-images-idx3-ubyte.gz" ]; then
-    /usr/bin/time -f "kit train wall time: %e s" "$PY" -m kit train --model mnist_cnn --data-dir "$DATA" --device cuda --out "$OUT/run_mnist"
+    timed "kit train" "$PY" -m kit train --model mnist_cnn --data-dir "$DATA" --device cuda --out "$OUT/run_mnist"
 else
     echo "(no MNIST at $DATA: fake data instead)"
-    /usr/bin/time -f "kit train wall time: %e s" "$PY" -m kit train --model mnist_cnn --dataset fake --fake-size 5000 --epochs 2 --device cuda --out "$OUT/run_mnist"
+    timed "kit train" "$PY" -m kit train --model mnist_cnn --dataset fake --fake-size 5000 --epochs 2 --device cuda --out "$OUT/run_mnist"
 fi
 echo "== CUDA training step timing: vgg16_bn, fake data, batch 64"
 "$PY" -m kit train --model vgg16_bn --dataset fake --fake-size 512 --num-classes 10 --epochs 1 --batch-size 64 --device cuda --out "$OUT/run_vgg" --json \
     | "$PY" -c "import json,sys; m=json.load(sys.stdin)['metrics'][0]; print(f\"vgg16_bn: 512 images in {m['seconds']:.2f} s ({512/m['seconds']:.0f} img/s incl. eval)\")"
 
 echo "== CUDA parity: alexnet export (eager vs TorchScript, pt2, ONNX on CPU and CUDA providers)"
-/usr/bin/time -f "kit export alexnet wall time: %e s" "$PY" -m kit export --model alexnet --out "$OUT/exported" | tee "$OUT/parity_alexnet.txt"
+timed "kit export alexnet" "$PY" -m kit export --model alexnet --out "$OUT/exported" | tee "$OUT/parity_alexnet.txt"
 grep -q "^onnx .*CUDAExecutionProvider  " "$OUT/parity_alexnet.txt" || { echo "FAIL: no ONNX row ran on the CUDA provider"; exit 1; }
 "$PY" -m kit parity exported/mnist_cnn ${KIT_DATA_DIR:+--data-dir "$KIT_DATA_DIR"} | tail -8
 
