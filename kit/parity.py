@@ -318,15 +318,16 @@ def verify_saved(
     Raises:
         ArtifactError: the directory has no readable manifest.
     """
+    from ._files import verify_files
     from .export import FILE_NAMES
-    from .export.manifest import read_manifest, verify_files
+    from .export.manifest import read_manifest
 
     manifest = read_manifest(artifact_dir)
     facts = manifest.get("facts", {})
     atol = facts.get("atol", 1e-4) if atol is None else atol
     rtol = facts.get("rtol", 1e-4) if rtol is None else rtol
     report = ParityReport(model=manifest["model"]["name"], atol=atol, rtol=rtol)
-    report.problems += verify_files(artifact_dir, manifest)
+    report.problems += verify_files(artifact_dir, manifest["files"])
     if report.problems:
         return report  # do not execute files that are not what export wrote
     spec, model = rebuild_reference(artifact_dir, manifest)

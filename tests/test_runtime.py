@@ -40,7 +40,7 @@ def test_sha256_mismatch_is_refused(lenet_export: Path, tmp_path: Path) -> None:
     data = bytearray((copy / "model.onnx").read_bytes())
     data[-1] ^= 0xFF
     (copy / "model.onnx").write_bytes(bytes(data))
-    with pytest.raises(kr.ArtifactError, match="model.onnx does not match its sha256"):
+    with pytest.raises(kr.ArtifactError, match="model.onnx does not match the sha256"):
         kr.load(copy)
 
 

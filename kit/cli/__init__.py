@@ -69,6 +69,15 @@ PROVIDERS: dict[str, list[str] | None] = {
 }
 
 
+provider_option = click.option(
+    "--provider",
+    type=click.Choice(sorted(PROVIDERS)),
+    default="auto",
+    show_default=True,
+    help="onnxruntime execution provider (auto: CUDA when a GPU is present).",
+)
+
+
 def _parity_options(f: Any) -> Any:
     """The options export and parity share: tolerances, batch sizes, real samples, --json."""
     options = [

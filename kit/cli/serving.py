@@ -13,6 +13,7 @@ from . import (
     _echo_json,
     _shipped_model,
     cli,
+    provider_option,
 )
 
 
@@ -46,13 +47,7 @@ def _read_image(path: Path) -> Any:
     type=click.IntRange(min=1),
     help="Classes to show per image.",
 )
-@click.option(
-    "--provider",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="onnxruntime execution provider.",
-)
+@provider_option
 @click.option("--json", "as_json", is_flag=True, help="Print predictions as JSON.")
 def predict(paths: tuple[Path, ...], top_k: int, provider: str, as_json: bool) -> None:
     """Classify image files with an exported model (onnxruntime, no torch).
@@ -132,13 +127,7 @@ def predict(paths: tuple[Path, ...], top_k: int, provider: str, as_json: bool) -
     type=click.IntRange(min=1),
     help="Larger request bodies get 413.",
 )
-@click.option(
-    "--provider",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="onnxruntime execution provider.",
-)
+@provider_option
 @click.option(
     "--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads per model."
 )

@@ -12,12 +12,11 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from .._files import sha256_file
+from .._files import MANIFEST, sha256_file
 from ..errors import ArtifactError
 
-__all__ = ["MANIFEST", "describe_files", "library_versions", "read_manifest", "verify_files"]
+__all__ = ["MANIFEST", "describe_files", "library_versions", "read_manifest"]
 
-MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
@@ -77,15 +76,3 @@ def read_manifest(artifact_dir: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or "files" not in manifest or "model" not in manifest:
         raise ArtifactError(f"{path} is not a kit manifest (no 'files' or 'model').")
     return manifest
-
-
-def verify_files(artifact_dir: Path, manifest: dict[str, Any]) -> list[str]:
-    """Check every file the manifest lists; return one sentence per problem."""
-    problems = []
-    for name, info in manifest["files"].items():
-        path = artifact_dir / name
-        if not path.is_file():
-            problems.append(f"{name} is missing")
-        elif sha256_file(path) != info["sha256"]:
-            problems.append(f"{name} does not match the sha256 in {MANIFEST} (modified or corrupt)")
-    return problems

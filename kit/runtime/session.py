@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from .._files import sha256_file
+from .._files import MANIFEST, verify_files
 from ..errors import ArtifactError, InputError
 from .preprocess import prepare_images
 
@@ -29,7 +29,6 @@ __all__ = ["Model", "Prediction", "default_providers", "load"]
 log = logging.getLogger(__name__)
 
 FACTS_KEY = "kit.facts"  # written by kit.export.onnx; a constant here keeps torch out
-MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
 
 
@@ -73,14 +72,9 @@ def _verify_manifest(directory: Path) -> None:
         files = manifest["files"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ArtifactError(f"Cannot read {path}: {exc}.") from None
-    for name, info in files.items():
-        file = directory / name
-        if not file.is_file():
-            raise ArtifactError(f"{file} is listed in {MANIFEST} but missing.")
-        if sha256_file(file) != info["sha256"]:
-            raise ArtifactError(
-                f"{file} does not match its sha256 in {MANIFEST}; refusing to load a modified artifact."
-            )
+    problems = verify_files(directory, files)
+    if problems:
+        raise ArtifactError(f"Refusing to load {directory}: {'; '.join(problems)}.")
 
 
 class Model:
