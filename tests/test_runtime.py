@@ -103,6 +103,25 @@ def test_inf_hidden_in_a_large_finite_sum_is_caught(lenet_export: Path) -> None:
     assert model.predict(y)["logits"].shape == (1, 10)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_one_bad_value_anywhere_is_caught(lenet_export: Path, bad: float, batch: int) -> None:
+    # The fast check is a dot product with zeros: every position of every sample must count.
+    model = kr.load(lenet_export)
+    x = np.random.default_rng(4).standard_normal((batch, 1, 28, 28), dtype=np.float32) * 1e37
+    model.predict(x)  # huge but finite values pass
+    for sample in range(batch):
+        for i in range(28 * 28):
+            y = x.copy()
+            y[sample, 0, i // 28, i % 28] = bad
+            with pytest.raises(kr.InputError, match="holds 1 NaN or infinite"):
+                model.predict(y)
+    strided = np.repeat(x, 2, axis=3)[..., ::2]  # not contiguous
+    strided[0, 0, 5, 5] = bad
+    with pytest.raises(kr.InputError, match="holds 1 NaN"):
+        model.predict(strided)
+
+
 def test_io_binding_gives_the_same_result(lenet_export: Path) -> None:
     plain = kr.load(lenet_export)
     bound = kr.load(lenet_export, io_binding=True)

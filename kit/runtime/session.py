@@ -107,6 +107,7 @@ class Model:
         )
         self._rank = 1 + len(self.input_shape)
         self._fixed = all(isinstance(d, int) for d in self.input_shape)
+        self._zeros = np.zeros(math.prod(self.input_shape) if self._fixed else 0, np.float32)  # type: ignore[arg-type]
         self._device = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
 
     def __repr__(self) -> str:
@@ -141,20 +142,26 @@ class Model:
         return problems
 
     def _check(self, x: Any) -> None:
-        # Fast path: a well-formed batch passes with a few attribute reads and one reduction.
+        # Fast path for a well-formed batch of a fixed-shape model: attribute reads and one
+        # BLAS dot product against zeros, which is 0 when every value is finite and NaN as
+        # soon as one is NaN or infinite (0 * inf is NaN). Unlike a sum it cannot overflow,
+        # and unlike numpy's ufunc reductions it leaves the session.run that follows at
+        # full speed (a reduction just before a small run slowed the run by 5-8 us).
         if (
-            type(x) is np.ndarray
+            self._fixed
+            and type(x) is np.ndarray
             and x.dtype == np.float32
-            and x.ndim == self._rank
+            and x.shape[1:] == self.input_shape
             and x.shape[0]
-            and (x.shape[1:] == self.input_shape or not self._fixed)
         ):
-            # one reduction: a NaN or Inf anywhere makes the sum non-finite
-            if math.isfinite(float(x.sum())):
-                if self._fixed:
+            if x.shape[0] == 1:
+                if not np.vdot(x, self._zeros):
                     return
-            elif np.isfinite(x).all():  # the sum overflowed; the values are fine
-                return
+            else:
+                with np.errstate(invalid="ignore"):  # a NaN here is an answer, not a warning
+                    rows = np.dot(x.reshape(x.shape[0], -1), self._zeros)  # 0 or NaN per sample
+                if not np.vdot(rows, rows):
+                    return
         problems = self.input_problems(x)
         if problems:
             raise InputError(" ".join(problems))
