@@ -15,7 +15,7 @@ import numpy as np
 import uvicorn
 
 from kit.runtime import Model
-from kit.runtime.server import ServerConfig, create_app
+from kit.runtime.server import ServerConfig, create_app, uvicorn_config
 
 
 @contextlib.contextmanager
@@ -27,9 +27,7 @@ def running_server(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=10)
-    )
+    server = uvicorn.Server(uvicorn_config(app, graceful_seconds=10))  # kit serve's settings
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

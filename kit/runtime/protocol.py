@@ -7,6 +7,7 @@ an HTTP status and one sentence, never an exception from deep inside numpy.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,7 +101,7 @@ def parse_infer_request(
         )
     dtype = DATATYPES[datatype]
     shape = _shape(spec.get("shape"), input_name)
-    count = int(np.prod(shape)) if shape else 0
+    count = math.prod(shape) if shape else 0
     params = spec.get("parameters") or {}
     if not isinstance(params, dict):
         raise ProtocolError(f"Input {input_name!r} has 'parameters' that is not an object.")
