@@ -268,8 +268,14 @@ def test_thousand_malformed_requests_then_a_valid_one(server: str, model: kr.Mod
     np.testing.assert_array_equal(decode_binary(resp_headers, resp), model.predict(x)["logits"])
 
 
-def test_dynamic_batching_returns_each_caller_its_rows(model: kr.Model) -> None:
-    config = ServerConfig(max_batch_size=16, max_queue_delay_us=50_000)
+# inline_seconds 0: every batch runs on a worker thread; 1 s: every batch on the event loop
+@pytest.mark.parametrize("inline_seconds", [0.0, 1.0])
+def test_dynamic_batching_returns_each_caller_its_rows(
+    model: kr.Model, inline_seconds: float
+) -> None:
+    config = ServerConfig(
+        max_batch_size=16, max_queue_delay_us=50_000, inline_seconds=inline_seconds
+    )
     with running_server({"lenet": model}, config) as (url, _):
         inputs = [RNG.standard_normal((1 + i % 3, 1, 28, 28), dtype=np.float32) for i in range(24)]
 
@@ -292,12 +298,23 @@ def test_dynamic_batching_returns_each_caller_its_rows(model: kr.Model) -> None:
         assert "kit_queue_seconds_bucket" in metrics and "kit_compute_seconds_bucket" in metrics
 
 
-def test_batching_off_still_serves(model: kr.Model) -> None:
-    with running_server({"lenet": model}, ServerConfig(max_batch_size=1)) as (url, _):
+@pytest.mark.parametrize("inline_seconds", [0.0, 1.0])
+def test_batching_off_still_serves(model: kr.Model, inline_seconds: float) -> None:
+    config = ServerConfig(max_batch_size=1, inline_seconds=inline_seconds)
+    with running_server({"lenet": model}, config) as (url, _):
         x = RNG.standard_normal((3, 1, 28, 28), dtype=np.float32)
         body, headers = binary_body(x)
         status, h, resp = request(url, "POST", "/v2/models/lenet/infer", body, headers)
-        assert status == 200 and decode_binary(h, resp).shape == (3, 10)
+        assert status == 200
+        np.testing.assert_array_equal(decode_binary(h, resp), model.predict(x)["logits"])
+
+
+def test_inline_rows_follow_the_measured_cost(model: kr.Model) -> None:
+    from kit.runtime.server import _inline_rows
+
+    assert _inline_rows(model, 0.0) == 0
+    assert _inline_rows(model, 10.0) > 1000  # lenet answers a row in well under 10 ms
+    assert 0 < _inline_rows(model, 0.01) < _inline_rows(model, 10.0)
 
 
 def test_graceful_shutdown_finishes_in_flight_requests(lenet_export: Path) -> None:
