@@ -44,6 +44,26 @@ def round_trip_us(port: int, request: bytes, n: int = 2000) -> float:
     return statistics.median(times) * 1e6
 
 
+def batch_sizes(port: int, model: str) -> str:
+    """The server's batch-size histogram as 'rows<=B: count' pairs, from /metrics."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    prefix = "kit_batch_size_bucket{"
+    cumulative = []
+    for line in text.splitlines():
+        if line.startswith(prefix) and f'model="{model}"' in line and 'le="+Inf"' not in line:
+            le = float(line.split('le="')[1].split('"')[0])
+            cumulative.append((le, float(line.rsplit(" ", 1)[1])))
+    cumulative.sort()
+    parts, previous = [], 0.0
+    for le, count in cumulative:
+        if count > previous:
+            parts.append(f"<={le:g}: {count - previous:.0f}")
+        previous = count
+    return ", ".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models-dir", type=Path, default=ROOT / "exported")
@@ -65,17 +85,14 @@ def main() -> None:
     xn = np.repeat(x1, args.clients, axis=0)
     print(f"# bench_server {args.model} ({env_info()}, provider {model.provider})")
     bare1 = median_us(lambda: model.session.run(None, {"input": x1}), repeat=300, warmup=30)
-    baren = median_us(
-        lambda: model.session.run(None, {"input": xn}),
-        repeat=max(10, int(2e6 / max(bare1 * args.clients, 1))),
-        warmup=3,
-    )
-    ceiling = args.clients / (baren / 1e6)
-    print(
-        f"in-process session.run: batch 1 {bare1 / 1e3:.3f} ms; batch {args.clients} {baren / 1e3:.2f} ms "
-        f"({baren / args.clients / 1e3:.3f} ms/image, {ceiling:.1f} images/s)"
-    )
+    repeat_n = max(5, int(2e6 / max(bare1 * args.clients, 1)))
+
+    def batch_n_us() -> float:
+        return median_us(lambda: model.session.run(None, {"input": xn}), repeat=repeat_n, warmup=2)
+
+    print(f"in-process session.run: batch 1 {bare1 / 1e3:.3f} ms")
     request = binary_request(args.model, x1)
+    baselines = []
     for label, extra in (
         (
             "batching on",
@@ -88,19 +105,29 @@ def main() -> None:
         ),
         ("batching off", ["--max-batch-size", "1"]),
     ):
+        # the batch-N ceiling is measured right before and after each run (the machine drifts)
+        before = batch_n_us()
         proc, port, ready_s = start_server(args.models_dir, "--provider", args.provider, *extra)
         try:
             rt = round_trip_us(port, request, n=300 if bare1 > 5000 else 2000)
             stats = load(port, request, clients=args.clients, seconds=args.seconds)
+            batches = batch_sizes(port, args.model)
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
+        after = batch_n_us()
+        baren = (before + after) / 2
+        baselines.append(baren)
+        ceiling = args.clients / (baren / 1e6)
         print(
             f"{label:12} | ready in {ready_s:.2f} s | 1-client round trip p50 {rt / 1e3:.3f} ms "
             f"(+{(rt - bare1) / 1e3:.3f} ms over bare run) | {args.clients} clients: {stats['throughput_rps']:.1f} req/s "
-            f"({stats['throughput_rps'] / ceiling:.0%} of in-process batch {args.clients}), p50 {stats['p50_ms']:.1f} ms, "
-            f"p99 {stats['p99_ms']:.1f} ms, {stats['errors']} errors / {stats['requests']}"
+            f"({stats['throughput_rps'] / ceiling:.0%} of in-process batch {args.clients}: "
+            f"{before / 1e3:.1f}/{after / 1e3:.1f} ms before/after), p50 {stats['p50_ms']:.1f} ms, "
+            f"p99 {stats['p99_ms']:.1f} ms, {stats['errors']} errors / {stats['requests']}\n"
+            f"{'':12} | runs by rows (from /metrics, round trips included): {batches}"
         )
+    baren = float(np.median(baselines))
     bound = args.max_queue_delay_us / 1e3 + 1.5 * baren / 1e3
     print(f"p99 bound (queue delay + 1.5 x full-batch compute): {bound:.1f} ms")
 
