@@ -127,6 +127,31 @@ def _inference_copy(model: nn.Module) -> nn.Module:
         return model
 
 
+def _onednn_copy(net: nn.Module, original: nn.Module, sample: torch.Tensor) -> nn.Module | None:
+    """``net`` in oneDNN's blocked layout if it computes what ``net`` does on ``sample``.
+
+    On a CPU, eager max-pooling also computes indices nobody needs in evaluation; in the
+    blocked layout the whole LeNet test pass is 2-3x faster. A network with a layer that
+    cannot take blocked tensors, or that answers differently, is evaluated as it is.
+    """
+    import copy
+    import warnings
+
+    if sample.device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        with warnings.catch_warnings():  # its layers are TorchScript modules, which warn
+            warnings.simplefilter("ignore", FutureWarning)
+            from torch.utils.mkldnn import to_mkldnn
+        want = net(sample)
+        blocked = to_mkldnn(copy.deepcopy(net) if net is original else net)  # converts in place
+        if torch.allclose(blocked(sample.to_mkldnn()).to_dense(), want, rtol=1e-4, atol=1e-5):
+            return blocked
+    except Exception:  # an op without oneDNN support, or a torch without the module
+        pass
+    return None
+
+
 @torch.inference_mode()
 def evaluate(
     model: nn.Module, data: Dataset, device: torch.device, *, batch_size: int = 500
@@ -134,15 +159,21 @@ def evaluate(
     """Mean cross-entropy, accuracy and predicted classes of ``model`` on ``data``."""
     model.eval()
     net = _inference_copy(model)
+    blocked: nn.Module | None = None
     total_loss, correct, preds = 0.0, 0, []
     sampler: DistributedSampler[Any] = DistributedSampler(
         data, num_replicas=1, rank=0, shuffle=False
     )
     n = 0
-    for x, y in _batches(data, sampler, batch_size, device):
+    for i, (x, y) in enumerate(_batches(data, sampler, batch_size, device)):
         x, y = x.to(device), y.to(device)
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
-            logits = net(x.contiguous(memory_format=torch.channels_last)).float()
+        if i == 0:
+            blocked = _onednn_copy(net, model, x.contiguous())
+        if blocked is not None:
+            logits = blocked(x.contiguous().to_mkldnn()).to_dense()
+        else:
+            with torch.autocast(device.type, enabled=device.type == "cuda"):
+                logits = net(x.contiguous(memory_format=torch.channels_last)).float()
         total_loss += F.cross_entropy(logits, y, reduction="sum").item()
         p = logits.argmax(1)
         correct += int((p == y).sum())

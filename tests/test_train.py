@@ -193,3 +193,48 @@ def test_eval_shipped_models(shipped_mnist_cnn: Path, mnist_dir: Path) -> None:
         ["eval", str(shipped_mnist_cnn.parent / "lenet"), "--data-dir", str(mnist_dir), "--json"],
     )
     assert json.loads(lenet.output)["accuracy"] >= 0.97
+
+
+class _Unblockable(torch.nn.Module):
+    """A layer oneDNN's blocked tensors cannot take (subtraction)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - 1
+
+
+@pytest.mark.parametrize("name", ["lenet", "mnist_cnn"])
+def test_blocked_evaluation_matches_dense(name: str, mnist: DataBundle) -> None:
+    import kit.train as kt
+    from architectures import get_model
+
+    torch.manual_seed(0)
+    model = get_model(name).eval()
+    images, labels = mnist.test.tensors  # type: ignore[attr-defined]
+    subset = TensorDataset(images[:1000], labels[:1000])
+    sample = images[:8].contiguous()
+    assert kt._onednn_copy(kt._inference_copy(model), model, sample) is not None
+    blocked = kt.evaluate(model, subset, torch.device("cpu"))
+    original = kt._onednn_copy
+    try:
+        kt._onednn_copy = lambda *args: None  # type: ignore[assignment]
+        dense = kt.evaluate(model, subset, torch.device("cpu"))
+    finally:
+        kt._onednn_copy = original
+    assert blocked[0] == pytest.approx(dense[0], rel=1e-5)
+    assert blocked[1] == dense[1]
+    assert torch.equal(blocked[2], dense[2])
+    # the model itself is untouched: still dense, still trainable
+    assert all(p.layout == torch.strided for p in model.parameters())
+
+
+def test_evaluation_falls_back_for_layers_onednn_lacks(mnist: DataBundle) -> None:
+    import kit.train as kt
+    from architectures import get_model
+
+    model = torch.nn.Sequential(_Unblockable(), get_model("lenet")).eval()
+    images, labels = mnist.test.tensors  # type: ignore[attr-defined]
+    assert kt._onednn_copy(model, model, images[:8].contiguous()) is None
+    loss, acc, preds = kt.evaluate(
+        model, TensorDataset(images[:500], labels[:500]), torch.device("cpu")
+    )
+    assert len(preds) == 500 and 0.0 <= acc <= 1.0 and loss > 0
