@@ -59,10 +59,10 @@ register_model(
         class_names=MNIST_CLASSES,
         recipe=TrainRecipe(
             dataset="mnist",
-            epochs=20,
-            batch_size=512,
+            epochs=12,
+            batch_size=128,
             optimizer="adamw",
-            lr=0.008,
+            lr=0.004,
             weight_decay=0.01,
             schedule="onecycle",
             label_smoothing=0.0,
