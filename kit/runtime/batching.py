@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -105,12 +106,16 @@ class Batcher:
             remaining = deadline - time.perf_counter()
             if rows >= self.max_batch or remaining <= 0:
                 break
+            # Event-loop timers count whole milliseconds (uvloop rounds 0.5 ms to 0, 1.6 ms
+            # to 2): sleep the whole milliseconds, then yield loop iterations (each reads
+            # what has arrived) for the rest, so the delay is kept to the microsecond.
+            whole_ms = math.floor(remaining * 1000) / 1000
+            if whole_ms <= 0:
+                await asyncio.sleep(0)
+                continue
             self._arrived.clear()
-            try:
-                await asyncio.wait_for(self._arrived.wait(), remaining)
-            except TimeoutError:
-                rows = self._drain(batch, rows)
-                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), whole_ms)
         return batch
 
     async def _loop(self) -> None:
