@@ -176,3 +176,15 @@ def test_factory_needs_input_shape() -> None:
     assert code == 2 and "needs --input-shape" in out
     code, out = run("export", "--model", "tests.nowhere:tiny", "--input-shape", "3,8,8")
     assert code == 2 and "Cannot import module 'tests.nowhere'" in out
+
+
+def test_serve_on_a_busy_port_says_so_before_loading_anything() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, output = run("serve", "--port", str(port))
+    assert code == 2
+    assert f"Cannot listen on 127.0.0.1:{port}" in output and "--port" in output

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import math
+import socket
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import ArtifactError
+from ..errors import ArtifactError, UsageError
 from .batching import Batcher, BatchStats
 from .protocol import HEADER_LENGTH, ProtocolError, encode_response, parse_infer_request
 from .session import MODEL_FILE, Model, load
@@ -481,6 +482,23 @@ def uvicorn_config(
     )
 
 
+def _listen_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket for ``host:port`` (uvicorn listens on it), or a sentence why not."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise UsageError(
+            f"Cannot listen on {host}:{port} ({reason.lower()}); choose another --port, or "
+            "stop the process that holds it."
+        ) from None
+    return sock
+
+
 def serve(
     directory: Path,
     *,
@@ -497,6 +515,7 @@ def serve(
     """
     import uvicorn
 
+    sock = _listen_socket(host, port)  # before loading: a busy port fails in milliseconds
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     for name in ("kit", "uvicorn", "uvicorn.error"):
@@ -519,4 +538,5 @@ def serve(
             }
         )
     )
-    uvicorn.Server(uvicorn_config(create_app(models, cfg), host=host, port=port)).run()
+    server = uvicorn.Server(uvicorn_config(create_app(models, cfg), host=host, port=port))
+    server.run(sockets=[sock])
