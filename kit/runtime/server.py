@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import math
-import socket
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +33,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import ArtifactError, UsageError
+from ..errors import ArtifactError
+from ._uvicorn import JsonFormatter, listen_socket, uvicorn_config
 from .batching import Batcher, BatchStats
 from .protocol import HEADER_LENGTH, ProtocolError, encode_response, parse_infer_request
 from .session import MODEL_FILE, Model, load
@@ -399,106 +399,6 @@ def load_models(
     return models
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per log line: time, level, logger, message."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-        }
-        try:
-            message = json.loads(record.getMessage())
-            entry.update(message if isinstance(message, dict) else {"message": message})
-        except ValueError:
-            entry["message"] = record.getMessage()
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-class _CoalescingTransport:
-    """A transport that sends the writes of one event-loop step as one ``send``.
-
-    uvicorn writes a response's status line and headers, then its body, in two calls;
-    with TCP_NODELAY each becomes a packet and the client wakes twice. Joined, a small
-    inference response is one packet (60 us less per round trip, median, on a small VM).
-    Everything but ``write`` and ``close`` goes straight to the real transport.
-    """
-
-    def __init__(self, transport: asyncio.Transport) -> None:
-        self._transport = transport
-        self._pending: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        if not self._pending:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._pending.append(data)
-
-    def _flush(self) -> None:
-        if self._pending and not self._transport.is_closing():
-            self._transport.write(b"".join(self._pending))
-        self._pending.clear()
-
-    def close(self) -> None:
-        self._flush()
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
-def _http_protocol() -> type[asyncio.Protocol] | str:
-    """uvicorn's httptools protocol with coalesced writes ("auto" without httptools)."""
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:  # uvicorn without its [standard] extras: h11, as uvicorn picks
-        return "auto"
-
-    class Protocol(HttpToolsProtocol):
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(_CoalescingTransport(transport))  # type: ignore[arg-type]
-
-    return Protocol
-
-
-def uvicorn_config(
-    app: Starlette, *, host: str = "127.0.0.1", port: int = 8000, graceful_seconds: int = 30
-) -> Any:
-    """The ``uvicorn.Config`` that ``kit serve`` runs ``app`` with (tests run the same)."""
-    import uvicorn
-
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=graceful_seconds,
-        server_header=False,
-        proxy_headers=False,  # kit logs no client addresses; skip the per-request middleware
-        http=_http_protocol(),
-    )
-
-
-def _listen_socket(host: str, port: int) -> socket.socket:
-    """A bound TCP socket for ``host:port`` (uvicorn listens on it), or a sentence why not."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        reason = exc.strerror or str(exc)
-        raise UsageError(
-            f"Cannot listen on {host}:{port} ({reason.lower()}); choose another --port, or "
-            "stop the process that holds it."
-        ) from None
-    return sock
-
-
 def serve(
     directory: Path,
     *,
@@ -515,7 +415,7 @@ def serve(
     """
     import uvicorn
 
-    sock = _listen_socket(host, port)  # before loading: a busy port fails in milliseconds
+    sock = listen_socket(host, port)  # before loading: a busy port fails in milliseconds
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     for name in ("kit", "uvicorn", "uvicorn.error"):
