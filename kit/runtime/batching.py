@@ -109,7 +109,8 @@ class Batcher:
                 break
             # Event-loop timers count whole milliseconds (uvloop rounds 0.5 ms to 0, 1.6 ms
             # to 2): sleep the whole milliseconds, then yield loop iterations (each reads
-            # what has arrived) for the rest, so the delay is kept to the microsecond.
+            # what has arrived) for the rest, so the delay is kept to the microsecond. That
+            # rest is a busy wait of under 1 ms, and only while a batch is being collected.
             whole_ms = math.floor(remaining * 1000) / 1000
             if whole_ms <= 0:
                 await asyncio.sleep(0)
