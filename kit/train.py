@@ -201,8 +201,12 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[s
 
 def _make_optimizer(cfg: TrainConfig, model: nn.Module, steps: int) -> tuple[Any, Any]:
     if cfg.optimizer == "adamw":
+        # foreach: the same arithmetic (bit-identical weights) in one kernel per operation
+        # over all parameters; torch only picks it by default for CUDA tensors. mnist_cnn's
+        # step is ~5 ms shorter on a CPU. (fused=True is faster still, but its different
+        # rounding cost mnist_cnn's recipe its 99.3 %.)
         opt: torch.optim.Optimizer = torch.optim.AdamW(
-            model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+            model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True
         )
     elif cfg.optimizer == "sgd":
         opt = torch.optim.SGD(
