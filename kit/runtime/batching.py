@@ -2,9 +2,8 @@
 
 A request waits at most ``max_delay`` seconds for company; a batch never exceeds
 ``max_batch`` rows (a single larger request runs alone). Each caller gets exactly its own
-rows back. Batches of at most ``inline_rows`` rows run on the event loop itself: for a
-model that answers in well under a millisecond, handing the run to a worker thread and
-back costs more (~0.2 ms on a small VM) than the loop loses by running it.
+rows back. Where a batch runs (a worker thread, or the event loop for a fast model) is
+``run``'s business.
 """
 
 from __future__ import annotations
@@ -13,8 +12,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Callable
-from concurrent.futures import Executor
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,21 +37,17 @@ class _Pending:
 
 
 class Batcher:
-    """Collects requests for ``run`` (a batch -> named outputs) and runs them together."""
+    """Collects requests for ``run`` (awaits a batch -> named outputs) and runs them together."""
 
     def __init__(
         self,
-        run: Callable[[np.ndarray], dict[str, np.ndarray]],
-        executor: Executor,
+        run: Callable[[np.ndarray], Awaitable[dict[str, np.ndarray]]],
         *,
         max_batch: int,
         max_delay: float,
         on_batch: Callable[[BatchStats], None] | None = None,
-        inline_rows: int = 0,
     ) -> None:
         self._run = run
-        self._executor = executor
-        self.inline_rows = inline_rows
         self.max_batch = max_batch
         self.max_delay = max_delay
         self._on_batch = on_batch
@@ -137,7 +131,6 @@ class Batcher:
         return np.concatenate(parts, out=buf[:rows])
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch = await self._collect()
             batch = [p for p in batch if not p.future.done()]  # callers that gave up
@@ -146,10 +139,7 @@ class Batcher:
             started = time.perf_counter()
             x = batch[0].x if len(batch) == 1 else self._concatenate([p.x for p in batch])
             try:
-                if len(x) <= self.inline_rows:  # cheaper than the hop to a worker thread
-                    outputs = self._run(x)
-                else:
-                    outputs = await loop.run_in_executor(self._executor, self._run, x)
+                outputs = await self._run(x)
             except Exception as exc:
                 for p in batch:
                     if not p.future.done():
