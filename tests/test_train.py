@@ -245,3 +245,42 @@ def test_evaluation_falls_back_for_layers_onednn_lacks(mnist: DataBundle) -> Non
         model, TensorDataset(images[:500], labels[:500]), torch.device("cpu")
     )
     assert len(preds) == 500 and 0.0 <= acc <= 1.0 and loss > 0
+
+
+_FAULTS_PER_STEP = """
+import resource, torch, torch.nn.functional as F
+from architectures import get_model
+from kit.train import _keep_freed_memory
+
+torch.manual_seed(0)
+model = get_model("mnist_cnn").to(memory_format=torch.channels_last)
+opt = torch.optim.AdamW(model.parameters(), foreach=True)
+x = torch.randn(64, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+y = torch.randint(0, 10, (64,))
+
+def faults_per_step(steps=15):
+    for i in range(steps + 5):
+        if i == 5:
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps
+
+default = faults_per_step()
+assert _keep_freed_memory()
+print(default, faults_per_step())
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or __import__("platform").libc_ver()[0] != "glibc",
+    reason="mallopt is glibc's",
+)
+def test_training_steps_stop_faulting_pages_in_after_keep_freed_memory() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _FAULTS_PER_STEP], capture_output=True, text=True, check=True
+    ).stdout
+    default, kept = map(float, out.split())
+    assert default > 100  # glibc's defaults give pages back and fault them in again each step
+    assert kept < default / 10
