@@ -100,7 +100,7 @@ def _keep_freed_memory() -> bool:
 
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (AttributeError, OSError):  # not glibc (macOS, musl, Windows)
+    except (AttributeError, OSError, TypeError):  # not glibc (macOS, musl, Windows)
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3
     return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
@@ -260,6 +260,10 @@ def train(
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train ``spec``'s network on ``data`` and checkpoint into ``cfg.out``.
+
+    On a CPU this also tells glibc's allocator to keep freed memory for the rest of the
+    process (up to 1 GiB above what is in use), which makes steps ~10 % faster; see
+    :func:`_keep_freed_memory`.
 
     Args:
         cfg: Hyper-parameters and paths.

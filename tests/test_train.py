@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -274,7 +275,7 @@ print(default, faults_per_step())
 
 
 @pytest.mark.skipif(
-    not sys.platform.startswith("linux") or __import__("platform").libc_ver()[0] != "glibc",
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
     reason="mallopt is glibc's",
 )
 def test_training_steps_stop_faulting_pages_in_after_keep_freed_memory() -> None:
