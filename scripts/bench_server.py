@@ -48,14 +48,15 @@ def batch_sizes(port: int, model: str) -> str:
     """The server's batch-size histogram as 'rows<=B: count' pairs, from /metrics."""
     import urllib.request
 
+    from prometheus_client.parser import text_string_to_metric_families
+
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
-    prefix = "kit_batch_size_bucket{"
-    cumulative = []
-    for line in text.splitlines():
-        if line.startswith(prefix) and f'model="{model}"' in line and 'le="+Inf"' not in line:
-            le = float(line.split('le="')[1].split('"')[0])
-            cumulative.append((le, float(line.rsplit(" ", 1)[1])))
-    cumulative.sort()
+    cumulative = sorted(
+        (float(s.labels["le"]), s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "kit_batch_size_bucket" and s.labels.get("model") == model
+    )
     parts, previous = [], 0.0
     for le, count in cumulative:
         if count > previous:
