@@ -118,7 +118,7 @@ class Model:
         """The run to call once :meth:`_check` has passed.
 
         ``InferenceSession.run`` is a Python wrapper that re-checks the feed's names and
-        ownership (5-9 us per call here, a third of a LeNet run) before calling the
+        ownership (4-9 us per call here, up to a third of a LeNet run) before calling the
         compiled session's ``run``. kit's validation already guarantees what it checks
         (one input, named, a numpy array), so on the CPU provider kit calls the compiled
         method directly. Elsewhere, or if onnxruntime ever stops exposing it, the public
