@@ -129,6 +129,19 @@ def test_io_binding_gives_the_same_result(lenet_export: Path) -> None:
     np.testing.assert_array_equal(plain.predict(x)["logits"], bound.predict(x)["logits"])
 
 
+def test_validate_false_skips_only_the_check(lenet_export: Path) -> None:
+    model = kr.load(lenet_export)
+    x = np.random.default_rng(7).standard_normal((2, 1, 28, 28), dtype=np.float32)
+    np.testing.assert_array_equal(
+        model.predict(x, validate=False)["logits"], model.predict(x)["logits"]
+    )
+    x[1, 0, 0, 0] = np.nan
+    with pytest.raises(kr.InputError, match="NaN"):
+        model.predict(x)
+    out = model.predict(x, validate=False)["logits"]  # the caller vouched for it: it runs
+    assert out.shape == (2, 10) and np.isfinite(out[0]).all()
+
+
 class _PublicOnly:
     """An InferenceSession seen through its public methods only (no ``_sess``)."""
 

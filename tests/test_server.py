@@ -321,9 +321,9 @@ def test_graceful_shutdown_finishes_in_flight_requests(lenet_export: Path) -> No
     slow = kr.load(lenet_export)
     original = slow.predict
 
-    def predict(x: np.ndarray) -> dict[str, np.ndarray]:
+    def predict(x: np.ndarray, *, validate: bool = True) -> dict[str, np.ndarray]:
         time.sleep(0.5)
-        return original(x)
+        return original(x, validate=validate)
 
     slow.predict = predict  # type: ignore[method-assign]
     with running_server({"lenet": slow}) as (url, server):

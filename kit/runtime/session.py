@@ -193,16 +193,19 @@ class Model:
             raise InputError(" ".join(problems))
 
     # -- inference ----------------------------------------------------------------------
-    def predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def predict(self, x: np.ndarray, *, validate: bool = True) -> dict[str, np.ndarray]:
         """Run a batch. Returns ``{output name: array}`` (``{"logits": (N, classes)}``).
 
         The whole input is validated first (rank, shape, dtype, finite values);
-        every problem is reported at once.
+        every problem is reported at once. ``validate=False`` skips that, for input already
+        checked as strictly: ``kit serve`` checks each request as it parses it, and a batch
+        merged from checked requests needs no second pass (1.7 ms for 32 AlexNet images).
 
         Raises:
             InputError: the input does not fit the model.
         """
-        self._check(x)
+        if validate:
+            self._check(x)
         if self.io_binding:
             binding = self.session.io_binding()
             binding.bind_cpu_input(self.input_name, np.ascontiguousarray(x))
