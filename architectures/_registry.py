@@ -8,7 +8,7 @@ normalisation, class names, parity tolerances and training recipe from its
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -62,6 +62,8 @@ class ModelSpec:
         std: Per-channel standard deviation, same scale.
         num_classes: Default number of classes.
         class_names: Label of each class for the default ``num_classes``.
+        head: The classifier's last Linear module (``fc.3``); its weight's first
+            dimension is the number of classes, so a weights file tells its class count.
         atol: Default absolute parity tolerance.
         rtol: Default relative parity tolerance.
         recipe: Default training recipe.
@@ -75,6 +77,7 @@ class ModelSpec:
     std: tuple[float, ...]
     num_classes: int
     class_names: tuple[str, ...]
+    head: str | None = None
     atol: float = 1e-4
     rtol: float = 1e-4
     recipe: TrainRecipe = field(default_factory=TrainRecipe)
@@ -87,10 +90,17 @@ class ModelSpec:
             return list(self.class_names)
         return [str(i) for i in range(n)]
 
+    def classes_in(self, state: Mapping[str, Any]) -> int | None:
+        """How many classes a ``state_dict`` holds for this network (None: cannot tell)."""
+        weight = state.get(f"{self.head}.weight") if self.head else None
+        shape = getattr(weight, "shape", None)
+        return int(shape[0]) if shape is not None and len(shape) == 2 else None
+
     def facts(self) -> dict[str, Any]:
         """The spec as plain JSON-ready data (no builder)."""
         data = asdict(self)
         data.pop("builder")
+        data.pop("head")
         data["class_names"] = list(self.class_names)
         data["input_shape"] = list(self.input_shape)
         data["mean"] = list(self.mean)

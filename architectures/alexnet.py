@@ -63,6 +63,7 @@ register_model(
         std=IMAGENET_STD,
         num_classes=1000,
         class_names=IMAGENET_CATEGORIES,
+        head="classifier.6",
         atol=1e-4,
         rtol=1e-3,
         recipe=TrainRecipe(dataset="imagefolder", epochs=30, batch_size=128, lr=0.01),

@@ -57,6 +57,7 @@ register_model(
         std=MNIST_STD,
         num_classes=10,
         class_names=MNIST_CLASSES,
+        head="layer3.fc3",
         recipe=TrainRecipe(
             dataset="mnist",
             epochs=12,

@@ -1,7 +1,10 @@
 """VGG 11/13/16/19, with and without batch norm, from one config table.
 
-Module indices are torchvision's, so a torchvision VGG ``state_dict`` loads and gives
-identical outputs wherever the classifier sizes match.
+The seed wrote VGG16 (config "D") as ``features`` + ``classifier`` with nothing between
+them but a flatten; the other depths and the batch-norm variants come from the same
+table. Module indices are torchvision's, so a torchvision VGG ``state_dict`` loads and,
+at the 224x224 input (where torchvision's adaptive pool is the identity), gives identical
+outputs wherever the classifier sizes match.
 """
 
 from __future__ import annotations
@@ -35,16 +38,13 @@ cfgs: dict[str, list[int | str]] = {
 
 
 class VGG(nn.Module):
-    """VGG: a conv feature stack from ``cfgs`` and a 3-layer classifier.
-
-    The adaptive average pool is the identity at the 224x224 input the seed used; it is
-    kept (it has no parameters) so outputs match torchvision's VGG at any input size.
+    """VGG as the seed wrote it: a conv feature stack from ``cfgs``, flatten, a 3-layer
+    classifier. 224x224 inputs leave 512x7x7 features (the classifier's 25,088 inputs).
     """
 
     def __init__(self, features: nn.Sequential, num_classes: int = 1000) -> None:
         super().__init__()
         self.features = features
-        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         self.classifier = nn.Sequential(
             nn.Linear(512 * 7 * 7, 4096),
             nn.ReLU(inplace=True),
@@ -57,8 +57,7 @@ class VGG(nn.Module):
         self._initialize_weights()
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.avgpool(self.features(x))
-        return self.classifier(x.flatten(1))
+        return self.classifier(self.features(x).flatten(1))
 
     def _initialize_weights(self) -> None:
         # The seed called this method without defining it; this is torchvision's scheme.
@@ -149,6 +148,7 @@ for _builder, _layers in [
             std=IMAGENET_STD,
             num_classes=1000,
             class_names=IMAGENET_CATEGORIES,
+            head="classifier.6",
             atol=1e-4,
             rtol=1e-3,
             recipe=TrainRecipe(dataset="imagefolder", epochs=30, batch_size=64, lr=0.01),

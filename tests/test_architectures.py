@@ -30,7 +30,7 @@ SEED_NAMES = {
         "layer4.0.weight",
         "fc.0.weight",
         "fc.2.weight",
-        "fc.4.bias",
+        "fc.3.bias",
     ],
     "alexnet": [
         "features.0.weight",
