@@ -1,7 +1,8 @@
 """Datasets for training and evaluation.
 
-``mnist`` reads the standard IDX files (gzip-compressed or raw) into memory; ``imagefolder``,
-``cifar10`` and ``fake`` come from torchvision. Resizing and normalisation follow the
+``mnist`` reads the standard IDX files (gzip-compressed or raw) into memory, from the copy
+bundled with kit (the official 10k test set and 5k training digits) unless a directory is
+named; ``imagefolder``, ``cifar10`` and ``fake`` come from torchvision. Resizing and normalisation follow the
 network's facts in the registry, the same facts export writes into the ONNX metadata, so the
 runtime preprocesses exactly as training did.
 """
@@ -23,6 +24,7 @@ from architectures import ModelSpec
 from .errors import DataError
 
 __all__ = [
+    "BUNDLED_MNIST",
     "DATASETS",
     "DataBundle",
     "default_data_dir",
@@ -32,6 +34,8 @@ __all__ = [
 
 DATASETS = ("mnist", "imagefolder", "cifar10", "fake")
 DATA_DIR_ENV = "KIT_DATA_DIR"
+#: Real MNIST shipped inside the package (provenance and licence in its README.md).
+BUNDLED_MNIST = Path(__file__).with_name("sample_data") / "mnist"
 
 _IDX_DTYPES: dict[int, Any] = {
     0x08: np.uint8,
@@ -45,7 +49,8 @@ _MNIST_HELP = (
     "expected t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] and either "
     "train-images-idx3-ubyte[.gz]/train-labels-idx1-ubyte[.gz] or "
     "train5k-images-idx3-ubyte[.gz]/train5k-labels-idx1-ubyte[.gz]; get them from "
-    "https://yann.lecun.com/exdb/mnist/ or pass --download"
+    "https://yann.lecun.com/exdb/mnist/ or pass --download, or leave out --data-dir to use "
+    "the copy bundled with kit"
 )
 
 
@@ -183,7 +188,8 @@ def load_dataset(
     Args:
         name: One of ``DATASETS``.
         spec: The network's facts (input shape, mean, std).
-        data_dir: Where the files are (``$KIT_DATA_DIR`` when None).
+        data_dir: Where the files are (``$KIT_DATA_DIR`` when None; for ``mnist``, the
+            copy bundled with kit when that is unset too).
         download: Let torchvision fetch MNIST or CIFAR-10 into ``data_dir``.
         num_classes: Classes for ``fake`` data (the network's default when None).
         fake_size: Training images in ``fake`` data (the test split is a quarter of it).
@@ -205,6 +211,8 @@ def load_dataset(
             num_classes=n,
             description=f"torchvision FakeData: {fake_size} random {shape} images",
         )
+    if name == "mnist" and data_dir is None and not download:
+        data_dir = BUNDLED_MNIST
     if data_dir is None:
         raise DataError(f"Dataset {name!r} needs --data-dir (or ${DATA_DIR_ENV}).")
     if name == "mnist":
@@ -252,7 +260,7 @@ def load_dataset(
 
 
 def real_samples(
-    spec: ModelSpec, data_dir: Path, *, dataset: str | None = None, count: int = 256
+    spec: ModelSpec, data_dir: Path | None, *, dataset: str | None = None, count: int = 256
 ) -> tuple[str, torch.Tensor]:
     """The first ``count`` test samples of ``dataset`` (the spec's recipe dataset by default).
 

@@ -1,4 +1,4 @@
-"""Shared fixtures. Real MNIST comes from ../shared/data/mnist (or $KIT_TEST_DATA)."""
+"""Shared fixtures. Real MNIST is the copy bundled with kit (or $KIT_TEST_DATA)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from kit.data import BUNDLED_MNIST
+
 ROOT = Path(__file__).resolve().parent.parent
-MNIST_DIR = Path(os.environ.get("KIT_TEST_DATA", ROOT.parent / "shared" / "data" / "mnist"))
+MNIST_DIR = Path(os.environ.get("KIT_TEST_DATA", BUNDLED_MNIST))
 SHIPPED = ROOT / "exported"
 
 
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file():
-        pytest.fail(f"Real MNIST is required at {MNIST_DIR} (or set KIT_TEST_DATA).")
+        pytest.fail(f"Real MNIST is required at {MNIST_DIR} (bundled with kit, or $KIT_TEST_DATA).")
     return MNIST_DIR
 
 
