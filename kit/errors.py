@@ -5,6 +5,8 @@ This module imports nothing heavy: the torch-free runtime uses it too.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class KitError(Exception):
     """Base of every error kit reports to a user (the CLI prints it without a traceback)."""
@@ -12,6 +14,10 @@ class KitError(Exception):
 
 class UsageError(KitError):
     """An option or argument is wrong (the CLI exits 2)."""
+
+
+class ProviderError(UsageError):
+    """An execution provider asked for by name cannot run on this machine (the CLI exits 2)."""
 
 
 class DataError(KitError):
@@ -31,7 +37,16 @@ class InputError(KitError):
 
 
 class ParityError(KitError):
-    """An artifact does not compute what the eager network computes."""
+    """An artifact does not compute what the eager network computes.
+
+    ``report`` is the whole parity report (a ``kit.parity.ParityReport``) when there is
+    one; ``kept`` is where ``--keep-failed`` left the failed artifacts.
+    """
+
+    def __init__(self, message: str, report: Any = None) -> None:
+        super().__init__(message)
+        self.report = report
+        self.kept: Any = None
 
 
 class ShapeMismatch(ParityError):
@@ -44,3 +59,10 @@ class ToleranceExceeded(ParityError):
 
 class TrainingError(KitError):
     """Training cannot go on (for example the loss became NaN)."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (its type when empty), without a full stop."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line[:limit].rstrip(".")

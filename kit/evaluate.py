@@ -9,8 +9,9 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from .data import load_dataset
-from .models import build_model, load_weights, resolve_spec
+from .data import DataBundle, load_dataset
+from .errors import DataError
+from .models import load_network, resolve_spec
 from .train import evaluate, pick_device
 
 __all__ = ["evaluate_eager", "evaluate_exported"]
@@ -19,7 +20,7 @@ __all__ = ["evaluate_eager", "evaluate_exported"]
 def evaluate_eager(
     model_name: str,
     weights: Path,
-    data_dir: Path,
+    data_dir: Path | None,
     *,
     dataset: str | None = None,
     device: str = "auto",
@@ -27,10 +28,10 @@ def evaluate_eager(
     """Accuracy of ``weights`` loaded into the registered network ``model_name``."""
     spec = resolve_spec(model_name)
     data = load_dataset(dataset or spec.recipe.dataset, spec, data_dir=data_dir)
-    model = build_model(spec, num_classes=data.num_classes)
-    load_weights(model, weights)
+    network = load_network(spec, weights=weights)
+    _check_classes(spec.name, network.num_classes, data)
     dev = pick_device(device)
-    _, acc, preds = evaluate(model.to(dev), data.test, dev)
+    _, acc, preds = evaluate(network.model.to(dev), data.test, dev)
     total = len(preds)
     return {
         "model": spec.name,
@@ -42,8 +43,16 @@ def evaluate_eager(
     }
 
 
+def _check_classes(name: str, classes: int | None, data: DataBundle) -> None:
+    if classes is not None and classes != data.num_classes:
+        raise DataError(
+            f"{name} has {classes} classes but {data.name} has {data.num_classes}; evaluate it "
+            "on data with its own classes (--dataset, --data-dir)."
+        )
+
+
 def evaluate_exported(
-    artifact_dir: Path, data_dir: Path, *, dataset: str | None = None
+    artifact_dir: Path, data_dir: Path | None, *, dataset: str | None = None
 ) -> dict[str, Any]:
     """Accuracy of an exported ONNX model through kit.runtime, and its top-1 agreement
     with the eager network rebuilt from the manifest."""

@@ -8,8 +8,9 @@ reads the same facts.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -17,9 +18,19 @@ from torch import nn
 from architectures import ModelSpec, UnknownModelError, get_spec, load_factory
 
 from ._files import sha256_file
-from .errors import UsageError, WeightsError
+from .errors import KitError, UsageError, WeightsError, first_line
 
-__all__ = ["DEFAULT_SEED", "build_model", "load_weights", "parse_shape", "resolve_spec"]
+__all__ = [
+    "DEFAULT_SEED",
+    "Network",
+    "build_model",
+    "load_network",
+    "load_weights",
+    "parse_shape",
+    "resolve_spec",
+]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SEED = 0
 
@@ -75,12 +86,31 @@ def resolve_spec(name: str, input_shape: tuple[int, ...] | None = None) -> Model
 def build_model(
     spec: ModelSpec, *, num_classes: int | None = None, seed: int = DEFAULT_SEED
 ) -> nn.Module:
-    """Build the network in eval mode with weights drawn from ``seed``."""
+    """Build the network in eval mode with weights drawn from ``seed``.
+
+    Raises:
+        UsageError: a user's factory that does not take ``num_classes`` was given one.
+        KitError: the factory failed; the message names it and its error.
+    """
     torch.manual_seed(seed)
-    if spec.num_classes == 0 and num_classes is None:  # a user's factory: call as it is
-        model = spec.builder()
-    else:
-        model = spec.builder(num_classes=num_classes or spec.num_classes)
+    user = spec.num_classes == 0
+    try:
+        if user and num_classes is None:  # a user's factory: call as it is
+            model = spec.builder()
+        else:
+            model = spec.builder(num_classes=num_classes or spec.num_classes)
+    except TypeError as exc:
+        if user and "num_classes" in str(exc):
+            raise UsageError(
+                f"The factory for {spec.name} does not take num_classes; leave out --num-classes."
+            ) from None
+        raise KitError(f"Building {spec.name} failed: {first_line(exc)}.") from exc
+    except Exception as exc:  # a user's factory can fail in any way
+        raise KitError(f"Building {spec.name} failed: {first_line(exc)}.") from exc
+    if not isinstance(model, nn.Module):
+        raise KitError(
+            f"The factory for {spec.name} returned {type(model).__name__}, not a torch nn.Module."
+        )
     return model.eval()
 
 
@@ -112,15 +142,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_weights(model: nn.Module, path: Path) -> str:
-    """Load a state_dict file into ``model`` strictly; return the file's sha256.
-
-    Raises:
-        WeightsError: the file cannot be read, or its keys or shapes do not fit; the
-            message names the missing, unexpected and mis-shaped parameters.
-    """
-    state = read_state_dict(path)
-    own = model.state_dict()
+def _fit_problems(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> list[str]:
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     mis_shaped = [
@@ -137,7 +159,95 @@ def load_weights(model: nn.Module, path: Path) -> str:
         if items:
             shown = ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
             problems.append(f"{label}: {shown}")
+    return problems
+
+
+def load_weights(model: nn.Module, path: Path, state: dict[str, torch.Tensor] | None = None) -> str:
+    """Load a state_dict file into ``model`` strictly; return the file's sha256.
+
+    ``state`` is the file's content when the caller has read it already.
+
+    Raises:
+        WeightsError: the file cannot be read, or its keys or shapes do not fit; the
+            message names the missing, unexpected and mis-shaped parameters.
+    """
+    state = read_state_dict(path) if state is None else state
+    problems = _fit_problems(model.state_dict(), state)
     if problems:
         raise WeightsError(f"Weights in {path} do not fit the network ({'; '.join(problems)}).")
     model.load_state_dict(state)
     return sha256_file(path)
+
+
+class Network(NamedTuple):
+    """An eager network ready to export or evaluate, and what it was built from."""
+
+    model: nn.Module
+    num_classes: int | None
+    weights_sha256: str | None
+
+
+def classes_for(
+    spec: ModelSpec, state: dict[str, torch.Tensor], asked: int | None, path: Path
+) -> int | None:
+    """The class count to build ``spec`` with for the weights ``state`` read from ``path``.
+
+    A registered network's head tells how many classes a weights file holds; without
+    ``asked`` that count is taken (and logged), with it the two must agree.
+
+    Raises:
+        UsageError: ``asked`` disagrees with the file.
+    """
+    found = spec.classes_in(state)
+    if found is None:
+        return asked
+    if asked is not None and asked != found:
+        raise UsageError(
+            f"--num-classes {asked} disagrees with {path}: its head {spec.head} has {found} "
+            f"classes; pass --num-classes {found} or leave the option out."
+        )
+    if asked is None and found != spec.num_classes:
+        log.warning(
+            "%s holds %d classes (%s); building %s with --num-classes %d",
+            path,
+            found,
+            spec.head,
+            spec.name,
+            found,
+        )
+    return found
+
+
+def load_network(
+    spec: ModelSpec,
+    *,
+    weights: Path | None = None,
+    num_classes: int | None = None,
+    seed: int = DEFAULT_SEED,
+) -> Network:
+    """Build ``spec``'s network and load ``weights`` into it, if given.
+
+    Without ``num_classes`` a registered network takes its class count from the weights
+    file; a user's ``module:factory`` cannot be read that way, so a misfit there says to
+    pass ``--num-classes``.
+
+    Raises:
+        UsageError: ``num_classes`` disagrees with the weights file.
+        WeightsError: the file is unreadable or does not fit the network.
+    """
+    if weights is None:
+        model = build_model(spec, num_classes=num_classes, seed=seed)
+        return Network(model, num_classes or spec.num_classes or None, None)
+    state = read_state_dict(weights)
+    num_classes = classes_for(spec, state, num_classes, weights)
+    model = build_model(spec, num_classes=num_classes, seed=seed)
+    try:
+        sha = load_weights(model, weights, state)
+    except WeightsError as exc:
+        if spec.head is None and num_classes is None:
+            raise WeightsError(
+                f"{exc} kit cannot read a user network's class count from its weights: "
+                "pass --num-classes N if the head's size is what differs."
+            ) from None
+        raise
+    return Network(model, num_classes or spec.num_classes or None, sha)

@@ -106,7 +106,7 @@ def test_weights_that_do_not_fit_are_named(tmp_path: Path) -> None:
     from architectures import get_model
 
     state = get_model("lenet").state_dict()
-    state["layer3.fc3.weight"] = torch.zeros(5, 84)
+    state["layer3.fc2.weight"] = torch.zeros(5, 120)
     del state["layer1.conv1.bias"]
     state["extra.weight"] = torch.zeros(1)
     path = tmp_path / "w.safetensors"
@@ -116,7 +116,7 @@ def test_weights_that_do_not_fit_are_named(tmp_path: Path) -> None:
     )
     assert code == 1
     assert "missing: layer1.conv1.bias" in out and "unexpected: extra.weight" in out
-    assert "layer3.fc3.weight (5, 84) vs (10, 84)" in out
+    assert "layer3.fc2.weight (5, 120) vs (84, 120)" in out
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 

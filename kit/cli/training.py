@@ -28,7 +28,7 @@ from . import (
     "--data-dir",
     type=click.Path(path_type=Path),
     envvar="KIT_DATA_DIR",
-    help="Where the data lives ($KIT_DATA_DIR).",
+    help="Where the data lives ($KIT_DATA_DIR). Default for mnist: the copy bundled with kit.",
 )
 @click.option(
     "--download", is_flag=True, help="Let torchvision download MNIST or CIFAR-10 into --data-dir."
@@ -97,9 +97,11 @@ def train(
     Every option defaults to the network's recipe in the registry, so
 
     \b
-      kit train --model mnist_cnn --data-dir ../shared/data/mnist
+      kit train --model mnist_cnn
 
-    alone trains the MNIST CNN the recommended way. After every epoch it writes
+    alone trains the MNIST CNN the recommended way, on the real MNIST digits bundled with
+    kit (the official 10k test set, 5k training digits); --data-dir or $KIT_DATA_DIR
+    point it at another copy (the full 60k training set, say). After every epoch it writes
     last.safetensors (and best.safetensors when test accuracy improved), metrics.json,
     metrics.csv and curves.png to --out; --resume continues an interrupted run.
     Several processes or GPUs: the same command under torchrun uses DDP, e.g.
@@ -161,16 +163,13 @@ def train(
         )
     if do_export:
         from ..export import export_model
-        from ..models import build_model, load_weights
+        from ..models import load_network
 
         best = cfg.out / "best.safetensors"
-        model = build_model(spec, num_classes=num_classes or data.num_classes, seed=seed)
-        sha = load_weights(model, best)
-        real = (
-            real_samples(spec, data_dir, dataset=data.name)
-            if data_dir is not None and data.name != "fake"
-            else None
+        model, _, sha = load_network(
+            spec, weights=best, num_classes=num_classes or data.num_classes, seed=seed
         )
+        real = real_samples(spec, data_dir, dataset=data.name) if data.name != "fake" else None
         exported = export_model(
             spec,
             model,
@@ -211,8 +210,7 @@ def train(
     "--data-dir",
     type=click.Path(path_type=Path),
     envvar="KIT_DATA_DIR",
-    required=True,
-    help="Where the test data lives ($KIT_DATA_DIR).",
+    help="Where the test data lives ($KIT_DATA_DIR). Default for mnist: the copy bundled with kit.",
 )
 @click.option(
     "--dataset",
@@ -227,7 +225,7 @@ def eval_cmd(
     artifact_dir: Path | None,
     model_name: str | None,
     weights: Path | None,
-    data_dir: Path,
+    data_dir: Path | None,
     dataset: str | None,
     device: str,
     as_json: bool,
@@ -235,8 +233,9 @@ def eval_cmd(
     """Accuracy on the test set, eager or exported.
 
     \b
-      kit eval --model mnist_cnn --weights runs/mnist_cnn/best.safetensors --data-dir DIR
-      kit eval exported/mnist_cnn --data-dir DIR
+      kit eval exported/mnist_cnn               # the official 10k MNIST test set, bundled
+      kit eval --model mnist_cnn --weights runs/mnist_cnn/best.safetensors
+      kit eval exported/vgg16 --dataset imagefolder --data-dir DIR
 
     An exported model runs through onnxruntime (kit.runtime); its top-1 agreement with the
     eager network rebuilt from the manifest is reported too.
