@@ -48,14 +48,19 @@ def test_top1_agreement_counts_rows() -> None:
 def test_report_raises_typed_errors_listing_every_failure() -> None:
     report = ParityReport("m", 1e-5, 0.0)
     report.comparisons = [
-        Comparison("onnx", "cpu", "random b=1", 1, max_abs=1.0),
-        Comparison("pt2", "cpu", "random b=3", 3, max_abs=2.0),
+        Comparison("onnx", "cpu", "random b=1", 1, max_abs=1.0, kind="tolerance"),
+        Comparison("pt2", "cpu", "random b=3", 3, max_abs=2.0, kind="tolerance"),
     ]
     with pytest.raises(ToleranceExceeded, match="onnx on cpu, random b=1.*pt2 on cpu, random b=3"):
         report.raise_for_failures()
     report.comparisons = [
         Comparison(
-            "onnx", "cpu", "random b=1", 1, error="output shape (1,) differs from eager (2,)"
+            "onnx",
+            "cpu",
+            "random b=1",
+            1,
+            kind="shape",
+            error="output shape (1,) differs from eager (2,)",
         )
     ]
     with pytest.raises(ShapeMismatch):
@@ -96,3 +101,83 @@ def test_verify_saved_catches_a_different_network(lenet_export: Path, tmp_path: 
     assert len(report.failures) == len(report.comparisons) > 0
     with pytest.raises(ToleranceExceeded):
         report.raise_for_failures()
+
+
+def test_each_sample_is_judged_against_its_own_scale() -> None:
+    # float32 noise (2.4e-4) beside a tiny element of an output in the hundreds: not a failure
+    b = np.array([[390.0, 0.001, -120.0]], np.float32)
+    a = b + np.array([[0.0, 2.4e-4, 0.0]], np.float32)
+    ok = compare(a, b, atol=1e-4, rtol=1e-4, into=_cmp())
+    assert ok.passed and ok.max_rel > 0.1  # the element-wise relative error is large
+    # a large sample does not excuse a small one beside it in the batch
+    b2 = np.array([[390.0, 1.0], [1.0, 0.5]], np.float32)
+    a2 = b2 + np.array([[0.0, 0.0], [0.01, 0.0]], np.float32)
+    bad = compare(a2, b2, atol=1e-4, rtol=1e-4, into=_cmp())
+    assert not bad.passed and bad.kind == "tolerance"
+    assert bad.needed_rtol == pytest.approx((0.01 - 1e-4) / 1.0, rel=1e-3)
+
+
+def test_relax_hint_names_the_flag_and_the_value_that_would_pass() -> None:
+    report = ParityReport("m", 1e-4, 1e-4)
+    report.comparisons = [
+        compare(np.ones((1, 2)) * 1.003, np.ones((1, 2)), atol=1e-4, rtol=1e-4, into=_cmp())
+    ]
+    hint = report.relax_hint()
+    assert hint.startswith("--rtol 0.0031 (now 0.0001)")
+    with pytest.raises(ToleranceExceeded, match="--rtol 0.0031"):
+        report.raise_for_failures()
+    relaxed = compare(np.ones((1, 2)) * 1.003, np.ones((1, 2)), atol=1e-4, rtol=0.0031, into=_cmp())
+    assert relaxed.passed
+
+
+def test_large_outputs_pass_and_a_perturbed_weight_fails(tmp_path: Path) -> None:
+    import torch
+
+    from kit.export import export_model
+    from kit.models import build_model, resolve_spec
+    from kit.parity import run_parity
+
+    spec = resolve_spec("tests.user_nets:loud", (3, 8, 8))
+    model = build_model(spec)
+    with torch.no_grad():
+        assert model(torch.randn(4, 3, 8, 8)).abs().max() > 100
+    result = export_model(spec, model, tmp_path, num_classes=None, seed=0, progress=False)
+    assert result.report.passed, result.report.format_table()
+    with torch.no_grad():
+        model[-1].weight[0, 0] += 0.05
+    files = {"onnx": result.directory / "model.onnx", "pt2": result.directory / "model.pt2"}
+    report = run_parity(model, files, name="loud", input_shape=(3, 8, 8), atol=1e-4, rtol=1e-4)
+    assert not report.passed
+    assert {c.kind for c in report.failures} == {"tolerance"}
+    assert "--rtol" in report.relax_hint()
+
+
+def test_keep_failed_leaves_the_failed_artifacts_apart(tmp_path: Path) -> None:
+    from kit.export import FAILED_SUFFIX, export_model
+    from kit.models import build_model, resolve_spec
+
+    spec = resolve_spec("tests.user_nets:diverging", (3, 8, 8))
+    with pytest.raises(ToleranceExceeded) as caught:
+        export_model(spec, build_model(spec), tmp_path, num_classes=None, seed=0, progress=False)
+    assert (
+        not (tmp_path / "diverging").exists()
+        and not (tmp_path / f"diverging{FAILED_SUFFIX}").exists()
+    )
+    assert caught.value.report is not None and caught.value.kept is None
+    with pytest.raises(ToleranceExceeded) as caught:
+        export_model(
+            spec,
+            build_model(spec),
+            tmp_path,
+            num_classes=None,
+            seed=0,
+            progress=False,
+            keep_failed=True,
+        )
+    kept = tmp_path / f"diverging{FAILED_SUFFIX}"
+    assert caught.value.kept == kept
+    assert {"model.onnx", "model.ts", "model.pt2", "parity.json"} <= {
+        p.name for p in kept.iterdir()
+    }
+    assert json.loads((kept / "parity.json").read_text())["passed"] is False
+    assert not (tmp_path / "diverging").exists()

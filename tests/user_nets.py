@@ -1,5 +1,6 @@
-"""A user's own network, for ``--model tests.user_nets:tiny``."""
+"""Users' own networks, for ``--model tests.user_nets:NAME``."""
 
+import torch
 from torch import nn
 
 
@@ -7,3 +8,85 @@ def tiny() -> nn.Module:
     return nn.Sequential(
         nn.Conv2d(3, 8, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)
     )
+
+
+def loud(num_classes: int = 10) -> nn.Module:
+    """A classifier whose outputs are in the hundreds (as some trained networks' are)."""
+    torch.manual_seed(3)
+    model = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(64 * 8 * 8, num_classes),
+    )
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(12.0)
+    return model
+
+
+class _Diverging(nn.Module):
+    """Computes something else when exported or traced: a real divergence for parity."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3 * 8 * 8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.fc(x.flatten(1))
+        if torch.compiler.is_exporting() or torch.jit.is_tracing():
+            y = y + 0.01
+        return y
+
+
+def diverging() -> nn.Module:
+    return _Diverging()
+
+
+class _Segmenter(nn.Module):
+    """Returns ``{"out": mask logits, "aux": a second head}`` like torchvision's segmenters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Conv2d(3, 8, 3, padding=1)
+        self.out = nn.Conv2d(8, 4, 1)
+        self.aux = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = torch.relu(self.body(x))
+        return {"out": self.out(h), "aux": self.aux(h)}
+
+
+def segmenter() -> nn.Module:
+    return _Segmenter()
+
+
+class _TwoHeads(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3 * 8 * 8, 16)
+        self.cls = nn.Linear(16, 3)
+        self.box = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.relu(self.fc(x.flatten(1)))
+        return self.cls(h), self.box(h)
+
+
+def two_heads() -> nn.Module:
+    return _TwoHeads()
+
+
+class _Nested(nn.Module):
+    def forward(self, x: torch.Tensor) -> dict[str, list[torch.Tensor]]:
+        return {"parts": [x.mean((1, 2, 3)), x.amax((1, 2, 3))]}
+
+
+def nested() -> nn.Module:
+    return _Nested()
+
+
+def broken() -> nn.Module:
+    raise RuntimeError("weights server unreachable")

@@ -74,7 +74,8 @@ provider_option = click.option(
     type=click.Choice(sorted(PROVIDERS)),
     default="auto",
     show_default=True,
-    help="onnxruntime execution provider (auto: CUDA when a GPU is present).",
+    help="onnxruntime execution provider. auto: CUDA when a GPU is present, else the CPU "
+    "(saying so); cuda: CUDA or exit 2 with the reason.",
 )
 
 
@@ -93,7 +94,8 @@ def _parity_options(f: Any) -> Any:
         click.option(
             "--data-dir",
             type=click.Path(path_type=Path),
-            help="Also compare on real test samples from here.",
+            help="Also compare on real test samples from here (digit networks use the "
+            "bundled MNIST test set when this is not given).",
         ),
         click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
     ]
@@ -116,7 +118,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     \b
     A typical session:
       kit list                                  # the networks kit knows
-      kit train --model mnist_cnn --data-dir ../shared/data/mnist --export
+      kit train --model mnist_cnn --export      # real MNIST, bundled with kit
       kit export --model alexnet                # TorchScript, torch.export, ONNX + parity
       kit parity exported/alexnet               # re-verify saved artifacts (CI-friendly)
       kit predict exported/mnist_cnn digit.png  # classify images with onnxruntime

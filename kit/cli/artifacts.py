@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..errors import UsageError
+from ..errors import ParityError, UsageError
 from . import (
     DEFAULT_EXPORT_DIR,
     _echo_json,
@@ -16,6 +16,7 @@ from . import (
     _report_out,
     _shape,
     cli,
+    provider_option,
 )
 
 
@@ -65,7 +66,7 @@ def list_cmd(as_json: bool) -> None:
 @click.option(
     "--num-classes",
     type=click.IntRange(min=1),
-    help="Classes of the head (default: the network's).",
+    help="Classes of the head (default: what --weights holds, else the network's).",
 )
 @click.option(
     "--input-shape", callback=_shape, help="One sample's shape, C,H,W (needed for a factory)."
@@ -88,6 +89,16 @@ def list_cmd(as_json: bool) -> None:
 @click.option(
     "--seed", default=0, show_default=True, help="Seed of random weights and parity inputs."
 )
+@click.option(
+    "--output-names",
+    help="Comma-separated ONNX output names, one per tensor the network returns "
+    "(default: logits for one tensor, a dict's keys, output_0,output_1,... for a tuple).",
+)
+@click.option(
+    "--keep-failed",
+    is_flag=True,
+    help="When parity fails, keep the artifacts in OUT/NAME.parity-failed/ to inspect.",
+)
 @_parity_options
 def export(
     model_name: str,
@@ -98,6 +109,8 @@ def export(
     opset: int | None,
     out_dir: Path,
     seed: int,
+    output_names: str | None,
+    keep_failed: bool,
     atol: float | None,
     rtol: float | None,
     batch_sizes: tuple[int, ...],
@@ -109,13 +122,22 @@ def export(
     Writes OUT/NAME/ with model.onnx (dynamo exporter, dynamic batch axis, facts in its
     metadata), model.ts (TorchScript), model.pt2 (torch.export) and manifest.json (sha256
     of every file, library versions, the parity report). Parity runs at batch sizes the
-    export never saw; any mismatch fails the command and nothing is written.
+    export never saw; any mismatch prints the whole comparison table, says which flag
+    would relax the check, fails the command and writes nothing (--keep-failed keeps the
+    failed artifacts apart, in OUT/NAME.parity-failed/).
+
+    Each sample of each output passes when max|artifact - eager| <= atol + rtol x
+    max|eager| (its own scale). A network may return a tensor, a tuple/list of tensors or
+    a dict of tensors: each becomes one named ONNX output with a dynamic batch axis.
+    --weights alone tells a registered network's class count (its head's size).
 
     \b
     Examples:
       kit export --model alexnet
-      kit export --model mnist_cnn --weights runs/mnist_cnn/best.safetensors --data-dir ../shared/data/mnist
+      kit export --model alexnet --weights my_10_class.safetensors
+      kit export --model mnist_cnn --weights runs/mnist_cnn/best.safetensors
       kit export --model mypkg.nets:tiny --input-shape 3,32,32 --formats onnx
+      kit export --model mypkg.nets:segmenter --input-shape 3,224,224 --output-names mask
     """
     from ..export import export_model, parse_formats
 
@@ -123,30 +145,33 @@ def export(
         fmt_list = parse_formats(formats)
     except UsageError as exc:
         raise click.BadParameter(str(exc), param_hint="--formats") from None
-    from ..data import real_samples
-    from ..models import build_model, load_weights, resolve_spec
+    from ..models import load_network, resolve_spec
 
     spec = resolve_spec(model_name, input_shape)
-    model = build_model(spec, num_classes=num_classes, seed=seed)
-    sha = load_weights(model, weights) if weights is not None else None
-    classes = num_classes or spec.num_classes or _output_width(model, spec.input_shape)
-    real = real_samples(spec, data_dir) if data_dir is not None else None
-    result = export_model(
-        spec,
-        model,
-        out_dir,
-        formats=fmt_list,
-        opset=opset,
-        num_classes=classes,
-        seed=seed,
-        weights=weights,
-        weights_sha256=sha,
-        factory=model_name if ":" in model_name else None,
-        atol=atol,
-        rtol=rtol,
-        batch_sizes=batch_sizes,
-        real=real,
-    )
+    model, classes, sha = load_network(spec, weights=weights, num_classes=num_classes, seed=seed)
+    real = _real(spec, data_dir)
+    try:
+        result = export_model(
+            spec,
+            model,
+            out_dir,
+            formats=fmt_list,
+            opset=opset,
+            num_classes=classes,
+            seed=seed,
+            weights=weights,
+            weights_sha256=sha,
+            factory=model_name if ":" in model_name else None,
+            atol=atol,
+            rtol=rtol,
+            batch_sizes=batch_sizes,
+            real=real,
+            output_names=_names(output_names),
+            keep_failed=keep_failed,
+        )
+    except ParityError as exc:
+        _explain_parity_failure(exc)
+        raise
     files = result.manifest["files"]
     if as_json:
         _echo_json(
@@ -161,18 +186,36 @@ def export(
     click.echo(f"  {'manifest.json':<20} {manifest_size / 1e6:9.1f} MB")
 
 
-def _output_width(model: Any, input_shape: tuple[int, ...]) -> int:
-    import torch
+def _names(text: str | None) -> list[str] | None:
+    return [n.strip() for n in text.split(",")] if text else None
 
-    with torch.no_grad():
-        return int(model(torch.zeros(1, *input_shape)).shape[-1])
+
+def _real(spec: Any, data_dir: Path | None) -> Any:
+    """Real test samples for parity: from ``data_dir``, or the bundled MNIST for digit nets."""
+    from ..data import real_samples
+
+    if data_dir is None and spec.recipe.dataset != "mnist":
+        return None
+    return real_samples(spec, data_dir)
+
+
+def _explain_parity_failure(exc: ParityError) -> None:
+    """The whole comparison table on stderr, and where --keep-failed left the files."""
+    if exc.report is not None:
+        click.echo(exc.report.format_table(), err=True)
+    if exc.kept is not None:
+        click.echo(
+            f"kept the failed artifacts in {exc.kept}/ (parity.json has the report)", err=True
+        )
 
 
 @cli.command()
 @click.argument("artifact_dir", type=click.Path(path_type=Path))
 @_parity_options
+@provider_option
 def parity(
     artifact_dir: Path,
+    provider: str,
     atol: float | None,
     rtol: float | None,
     batch_sizes: tuple[int, ...],
@@ -189,17 +232,18 @@ def parity(
     \b
       kit parity exported/alexnet --json > parity.json
     """
-    from ..data import real_samples
     from ..export.manifest import read_manifest
     from ..models import resolve_spec
     from ..parity import verify_saved
 
-    real = None
-    if data_dir is not None:
-        info = read_manifest(artifact_dir)["model"]
-        spec = resolve_spec(info.get("factory") or info["name"], tuple(info["input_shape"]))
-        real = real_samples(spec, data_dir)
-    report = verify_saved(artifact_dir, atol=atol, rtol=rtol, batch_sizes=batch_sizes, real=real)
+    info = read_manifest(artifact_dir)["model"]
+    spec = resolve_spec(info.get("factory") or info["name"], tuple(info["input_shape"]))
+    real = _real(spec, data_dir)
+    report = verify_saved(
+        artifact_dir, atol=atol, rtol=rtol, batch_sizes=batch_sizes, real=real, provider=provider
+    )
     _report_out(report, as_json)
     if not report.passed:
+        if hint := report.relax_hint():
+            click.echo(hint, err=True)
         sys.exit(1)

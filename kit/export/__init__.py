@@ -25,17 +25,27 @@ from torch import nn
 from architectures import ModelSpec
 
 from .._files import write_json_atomic
-from ..errors import ArtifactError, UsageError
+from ..errors import ArtifactError, ParityError, UsageError, first_line
+from ..outputs import flatten_outputs, output_names
 from ..parity import DEFAULT_BATCH_SIZES, ParityReport, run_parity
 from .manifest import FORMAT_VERSION, MANIFEST, describe_files, library_versions
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FILE_NAMES", "FORMATS", "ExportResult", "export_model", "parse_formats"]
+__all__ = [
+    "FAILED_SUFFIX",
+    "FILE_NAMES",
+    "FORMATS",
+    "ExportResult",
+    "export_model",
+    "parse_formats",
+]
 
 FORMATS = ("onnx", "torchscript", "pt2")
 FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.ts", "pt2": "model.pt2"}
 WEIGHTS_FILE = "weights.safetensors"
+#: ``--keep-failed`` leaves an export that failed parity in ``OUT/NAME.parity-failed/``.
+FAILED_SUFFIX = ".parity-failed"
 
 
 @dataclass
@@ -62,8 +72,14 @@ def parse_formats(text: str) -> list[str]:
     return list(dict.fromkeys(formats))
 
 
-def model_facts(spec: ModelSpec, num_classes: int, weights_sha256: str | None) -> dict[str, Any]:
-    """The facts a runtime needs, embedded in the ONNX file and the manifest."""
+def model_facts(
+    spec: ModelSpec, outputs: list[str], classes: int | None, weights_sha256: str | None
+) -> dict[str, Any]:
+    """The facts a runtime needs, embedded in the ONNX file and the manifest.
+
+    ``classes`` is the width of a classifier's one 2-D output (None for other networks,
+    which then carry no class names).
+    """
     import kit
 
     return {
@@ -71,13 +87,42 @@ def model_facts(spec: ModelSpec, num_classes: int, weights_sha256: str | None) -
         "input_shape": list(spec.input_shape),
         "mean": list(spec.mean),
         "std": list(spec.std),
-        "num_classes": num_classes,
-        "class_names": spec.labels(num_classes) if num_classes else [],
+        "outputs": list(outputs),
+        "num_classes": classes or 0,
+        "class_names": spec.labels(classes) if classes else [],
         "atol": spec.atol,
         "rtol": spec.rtol,
         "weights_sha256": weights_sha256,
         "kit_version": kit.__version__,
     }
+
+
+@dataclass
+class _Traced:
+    """One eager run on the example input: output names, shapes and the class count."""
+
+    names: list[str]
+    shapes: list[tuple[int, ...]]
+    classes: int | None
+
+
+def _trace_outputs(
+    spec: ModelSpec, model: nn.Module, example: torch.Tensor, override: Sequence[str] | None
+) -> _Traced:
+    try:
+        with torch.no_grad():
+            out = model(example)
+    except Exception as exc:  # a user's network can fail in any way
+        raise ArtifactError(
+            f"{spec.name} fails on an input of shape {tuple(example.shape)}: "
+            f"{first_line(exc)}; check --input-shape."
+        ) from exc
+    tensors = flatten_outputs(out, network=spec.name)
+    names = output_names(out, override, network=spec.name)
+    classes = None
+    if len(tensors) == 1 and tensors[0].ndim == 2:
+        classes = int(tensors[0].shape[1])
+    return _Traced(names, [tuple(t.shape[1:]) for t in tensors], classes)
 
 
 @contextlib.contextmanager
@@ -112,6 +157,52 @@ def _move_into_place(staging: Path, target: Path) -> None:
         shutil.rmtree(backup, ignore_errors=True)
 
 
+def _write_artifacts(
+    staging: Path,
+    model: nn.Module,
+    example: torch.Tensor,
+    *,
+    spec: ModelSpec,
+    formats: Sequence[str],
+    opset: int | None,
+    facts: dict[str, Any],
+    bar: Any,
+) -> int | None:
+    """Write each format into ``staging``; returns the ONNX opset (None without ONNX)."""
+    from .onnx import export_onnx
+    from .program import export_program, save_program
+    from .torchscript import export_torchscript
+
+    program = None
+    if {"onnx", "pt2"} & set(formats):
+        with _step(bar, "torch.export"):
+            program = export_program(model, example, name=spec.name)
+    opset_used = None
+    for fmt in formats:
+        path = staging / FILE_NAMES[fmt]
+        with _step(bar, fmt):
+            if fmt == "onnx":
+                assert program is not None
+                opset_used = export_onnx(
+                    program, example, path, opset=opset, facts=facts, output_names=facts["outputs"]
+                )
+            elif fmt == "pt2":
+                assert program is not None
+                save_program(program, path)
+            else:
+                export_torchscript(model, example, path)
+    return opset_used
+
+
+def _keep_failed(staging: Path, target: Path, report: ParityReport) -> Path:
+    """Move a failed export to ``target`` (replacing an older one) with its report."""
+    write_json_atomic(staging / "parity.json", report.to_dict())
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    return target
+
+
 def export_model(
     spec: ModelSpec,
     model: nn.Module,
@@ -119,7 +210,7 @@ def export_model(
     *,
     formats: Sequence[str] = FORMATS,
     opset: int | None = None,
-    num_classes: int,
+    num_classes: int | None,
     seed: int,
     weights: Path | None = None,
     weights_sha256: str | None = None,
@@ -128,6 +219,8 @@ def export_model(
     rtol: float | None = None,
     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
     real: tuple[str, torch.Tensor] | None = None,
+    output_names: Sequence[str] | None = None,
+    keep_failed: bool = False,
     extra: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> ExportResult:
@@ -139,7 +232,8 @@ def export_model(
         out_root: Parent of the artifact directory (``exported/``).
         formats: Subset of ``FORMATS``.
         opset: ONNX opset (the exporter's default when None).
-        num_classes: Classes of this network's head.
+        num_classes: The class count the network was built with (None: a user's factory
+            called without one); recorded so parity can rebuild it.
         seed: Seed the weights were drawn from when ``weights`` is None.
         weights: The state_dict file the weights came from, copied as safetensors.
         weights_sha256: sha256 of ``weights``.
@@ -148,6 +242,10 @@ def export_model(
         rtol: Relative tolerance (the spec's when None).
         batch_sizes: Random batch sizes for parity.
         real: Real samples ``(label, batch)`` for parity.
+        output_names: Names of the ONNX outputs (default: ``logits``, a dict's keys, or
+            ``output_0..`` for a tuple).
+        keep_failed: On a parity failure, keep the artifacts in
+            ``out_root/NAME.parity-failed/`` instead of deleting them.
         extra: More manifest entries (training metrics, say).
         progress: Show a progress bar on a terminal.
 
@@ -156,54 +254,32 @@ def export_model(
 
     Raises:
         ArtifactError: an exporter failed or the output cannot be written.
-        ParityError: an artifact disagrees with eager (nothing is written).
+        ParityError: an artifact disagrees with eager (nothing lands in ``NAME/``).
     """
     from tqdm.auto import tqdm
-
-    from .onnx import export_onnx
-    from .program import export_program, save_program
-    from .torchscript import export_torchscript
 
     atol = spec.atol if atol is None else atol
     rtol = spec.rtol if rtol is None else rtol
     model = model.eval()
+    example = torch.randn(2, *spec.input_shape, generator=torch.Generator().manual_seed(seed))
+    traced = _trace_outputs(spec, model, example, output_names)
+    facts = model_facts(spec, traced.names, traced.classes, weights_sha256)
     staging = _make_staging_dir(out_root, spec.name)
     try:
-        steps = ["capture"] * bool({"onnx", "pt2"} & set(formats)) + list(formats) + ["parity"]
+        steps = bool({"onnx", "pt2"} & set(formats)) + len(formats) + 1
         bar = tqdm(
-            total=len(steps),
+            total=steps,
             desc=f"export {spec.name}",
             unit="step",
             disable=not progress or None,
             leave=False,
         )
-        example = torch.randn(2, *spec.input_shape, generator=torch.Generator().manual_seed(seed))
-        program = None
-        if "capture" in steps:
-            with _step(bar, "torch.export"):
-                program = export_program(model, example)
-        facts = model_facts(spec, num_classes, weights_sha256)
-        opset_used = None
-        for fmt in formats:
-            path = staging / FILE_NAMES[fmt]
-            with _step(bar, fmt):
-                if fmt == "onnx":
-                    assert program is not None
-                    opset_used = export_onnx(program, example, path, opset=opset, facts=facts)
-                elif fmt == "pt2":
-                    assert program is not None
-                    save_program(program, path)
-                else:
-                    export_torchscript(model, example, path)
+        opset_used = _write_artifacts(
+            staging, model, example, spec=spec, formats=formats, opset=opset, facts=facts, bar=bar
+        )
         file_formats = {FILE_NAMES[f]: f for f in formats}
         if weights is not None:
-            from safetensors.torch import save_file
-
-            save_file(
-                {k: v.contiguous() for k, v in model.state_dict().items()},
-                str(staging / WEIGHTS_FILE),
-            )
-            (staging / WEIGHTS_FILE).chmod(0o644)  # safetensors writes it private
+            _save_weights(model, staging / WEIGHTS_FILE)
             file_formats[WEIGHTS_FILE] = "safetensors"
         with _step(bar, "parity"):
             report = run_parity(
@@ -216,9 +292,15 @@ def export_model(
                 batch_sizes=batch_sizes,
                 real=real,
                 seed=seed,
+                output_names=traced.names,
             )
         bar.close()
-        report.raise_for_failures()
+        try:
+            report.raise_for_failures()
+        except ParityError as exc:
+            if keep_failed:
+                exc.kept = _keep_failed(staging, out_root / f"{spec.name}{FAILED_SUFFIX}", report)
+            raise
         files = describe_files(staging, file_formats)
         manifest = {
             "format_version": FORMAT_VERSION,
@@ -242,7 +324,10 @@ def export_model(
             "inputs": [
                 {"name": "input", "shape": ["batch", *spec.input_shape], "dtype": "float32"}
             ],
-            "outputs": [{"name": "logits", "shape": ["batch", num_classes], "dtype": "float32"}],
+            "outputs": [
+                {"name": n, "shape": ["batch", *shape], "dtype": "float32"}
+                for n, shape in zip(traced.names, traced.shapes, strict=True)
+            ],
             "opset": opset_used,
             "files": files,
             "versions": library_versions(),
@@ -256,3 +341,10 @@ def export_model(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return ExportResult(directory=target, report=report, manifest=manifest)
+
+
+def _save_weights(model: nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    path.chmod(0o644)  # safetensors writes it private

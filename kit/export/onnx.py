@@ -10,12 +10,11 @@ from typing import Any
 
 import torch
 
-from ..errors import ArtifactError
+from ..errors import ArtifactError, first_line
 
-__all__ = ["FACTS_KEY", "INPUT_NAME", "OUTPUT_NAME", "export_onnx", "read_facts"]
+__all__ = ["FACTS_KEY", "INPUT_NAME", "export_onnx", "read_facts"]
 
 INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 #: ``metadata_props`` key holding the model's facts as JSON (read by ``kit.runtime``).
 FACTS_KEY = "kit.facts"
 
@@ -27,10 +26,12 @@ def export_onnx(
     *,
     opset: int | None,
     facts: dict[str, Any],
+    output_names: list[str],
 ) -> int | None:
     """Write ``program`` to ``path`` as ONNX with a dynamic ``batch`` axis.
 
-    The input is named ``input``, the output ``logits``; ``facts`` (input shape, mean/std,
+    The input is named ``input``, the outputs ``output_names`` (one per tensor the
+    network returns, each with the same dynamic batch axis); ``facts`` (input shape, mean/std,
     class names, weights' sha256, kit version) go into ``metadata_props`` so a runtime
     needs nothing else. The file is checked with the full ONNX checker (which runs strict
     shape inference) before this returns.
@@ -48,13 +49,16 @@ def export_onnx(
                 program,
                 (example,),
                 input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
+                output_names=output_names,
                 opset_version=opset,
                 dynamo=True,
                 verbose=False,
             )
     except Exception as exc:
-        raise ArtifactError(f"torch.onnx could not export the network: {exc}") from exc
+        raise ArtifactError(
+            f"torch.onnx could not export {facts.get('name')}: {first_line(exc)}; run with -v "
+            "for the exporter's whole report, or leave onnx out of --formats."
+        ) from exc
     assert onnx_program is not None
     graph = onnx_program.model.graph
     batch_dim = graph.inputs[0].shape[0] if graph.inputs[0].shape is not None else None

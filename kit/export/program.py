@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ArtifactError
+from ..errors import ArtifactError, first_line
 
 __all__ = ["MAX_BATCH", "export_program", "load_program"]
 
@@ -15,7 +15,9 @@ __all__ = ["MAX_BATCH", "export_program", "load_program"]
 MAX_BATCH = 65536
 
 
-def export_program(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
+def export_program(
+    model: nn.Module, example: torch.Tensor, *, name: str
+) -> torch.export.ExportedProgram:
     """``torch.export`` the network with a dynamic batch axis.
 
     ``example`` should have a batch of at least 2: torch.export specialises sizes 0 and 1.
@@ -27,7 +29,11 @@ def export_program(model: nn.Module, example: torch.Tensor) -> torch.export.Expo
     try:
         return torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
     except Exception as exc:
-        raise ArtifactError(f"torch.export could not capture the network: {exc}") from exc
+        raise ArtifactError(
+            f"torch.export could not capture {name}: {first_line(exc)}; run with -v for the "
+            "whole error (data-dependent control flow is the usual cause), or export with "
+            "--formats torchscript."
+        ) from exc
 
 
 def load_program(path: Path) -> nn.Module:

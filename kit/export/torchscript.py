@@ -38,7 +38,8 @@ def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> N
     """
     log.info("writing TorchScript (deprecated in torch 2.14; prefer model.pt2)")
     with quiet_jit(), torch.no_grad():
-        traced = torch.jit.trace(model, example, check_trace=False)
+        # strict=False lets a network return a dict (a segmenter's {"out": ...})
+        traced = torch.jit.trace(model, example, check_trace=False, strict=False)
         torch.jit.save(traced, str(path))
 
 
