@@ -205,6 +205,45 @@ def _bad_requests() -> list[tuple[str, str, bytes, dict[str, str], int, str]]:
             400,
             "Unknown output 'probs'",
         ),
+        (
+            "deeply nested JSON",
+            "/v2/models/lenet/infer",
+            b"[" * 5000 + b"]" * 5000,
+            {},
+            400,
+            "nests JSON too deeply",
+        ),
+        (
+            "deeply nested data",
+            "/v2/models/lenet/infer",
+            json.dumps({"inputs": [dict(json.loads(json_body(x))["inputs"][0], data=[])]})
+            .replace("[]", "[" * 900 + "]" * 900)
+            .encode(),
+            {},
+            400,
+            "",
+        ),
+        (
+            "a number float32 cannot hold",
+            "/v2/models/lenet/infer",
+            json_body(x, data=[10**400] * 784),
+            {},
+            400,
+            "float32 numbers",
+        ),
+        (
+            "the same output twice",
+            "/v2/models/lenet/infer",
+            json.dumps(
+                {
+                    "inputs": json.loads(json_body(x))["inputs"],
+                    "outputs": [{"name": "logits"}, {"name": "logits"}],
+                }
+            ).encode(),
+            {},
+            400,
+            "requested more than once",
+        ),
     ]
 
 
@@ -215,6 +254,25 @@ def test_bad_requests_get_protocol_errors(server: str, case: tuple) -> None:  # 
     assert got == status
     assert resp_headers["content-type"].startswith("application/json")
     assert message in json.loads(resp)["error"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/nope", 404),
+        ("GET", "/v2/models/..%2F..%2Fetc%2Fpasswd", 404),
+        ("GET", "/v2/models/lenet/infer", 405),
+        ("DELETE", "/v2/models/lenet", 405),
+        ("POST", "/v2/health/live", 405),
+    ],
+)
+def test_unrouted_requests_get_protocol_errors(
+    server: str, method: str, path: str, status: int
+) -> None:
+    got, headers, body = request(server, method, path)
+    assert got == status
+    assert headers["content-type"].startswith("application/json")
+    assert json.loads(body)["error"]
 
 
 def _mutate(valid: bytes, header_len: int, rng: random.Random) -> tuple[bytes, dict[str, str]]:

@@ -80,6 +80,17 @@ def _http_protocol() -> type[asyncio.Protocol] | str:
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(_CoalescingTransport(transport))  # type: ignore[arg-type]
 
+        def send_400_response(self, msg: str) -> None:
+            """A request HTTP itself rejects (a control character in a header, say) gets
+            the protocol's JSON error too, not uvicorn's plain text."""
+            body = json.dumps({"error": f"{msg.rstrip('.')}: not a valid HTTP/1.1 request."})
+            self.transport.write(
+                b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                % (len(body), body.encode())
+            )
+            self.transport.close()
+
     return Protocol
 
 

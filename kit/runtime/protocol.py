@@ -42,6 +42,8 @@ def _json(raw: bytes) -> dict[str, Any]:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"The request body is not valid JSON ({exc}).") from None
+    except RecursionError:
+        raise ProtocolError("The request body nests JSON too deeply.") from None
     if not isinstance(body, dict):
         raise ProtocolError("The request body must be a JSON object with an 'inputs' list.")
     return body
@@ -127,10 +129,11 @@ def parse_infer_request(
         if "data" not in spec:
             raise ProtocolError(f"Input {input_name!r} has neither 'data' nor binary_data_size.")
         try:
-            flat = np.asarray(spec["data"], dtype=np.float32).reshape(-1)
-        except (ValueError, TypeError):
+            with np.errstate(over="ignore"):  # a value past float32 becomes inf, refused below
+                flat = np.asarray(spec["data"], dtype=np.float32).reshape(-1)
+        except (ValueError, TypeError, OverflowError, RecursionError):
             raise ProtocolError(
-                f"Input {input_name!r} 'data' must be a (nested) list of numbers."
+                f"Input {input_name!r} 'data' must be a (nested) list of float32 numbers."
             ) from None
         if flat.size != count:
             raise ProtocolError(
@@ -158,8 +161,10 @@ def parse_infer_request(
             raise ProtocolError("'outputs' must be a list of {'name': ...} objects.")
         for o in requested:
             name = o.get("name") if isinstance(o, dict) else None
-            if name not in output_names:
+            if not isinstance(name, str) or name not in output_names:
                 raise ProtocolError(f"Unknown output {name!r}; the model has {output_names}.")
+            if name in wanted:
+                raise ProtocolError(f"Output {name!r} is requested more than once.")
             p = o.get("parameters") or {}
             wanted[name] = (
                 bool(p.get("binary_data", binary_default))

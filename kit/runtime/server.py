@@ -30,6 +30,7 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -373,7 +374,26 @@ def create_app(models: dict[str, Model], config: ServerConfig | None = None) -> 
             Route(f"{p}/ready", model_ready),
             Route(f"{p}/config", model_config),
         ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own answers (404 for no route, 405 for a wrong method) in the protocol's
+    ``{"error": ...}`` form."""
+    assert isinstance(exc, HTTPException)
+    message = {404: f"No endpoint {request.url.path!r}; see /v2 and /v2/models/NAME."}.get(
+        exc.status_code, f"{exc.detail} ({request.method} {request.url.path})."
+    )
+    return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception(json.dumps({"event": "error", "path": request.url.path}))
+    return _error("Internal server error; the server log has the details.", 500)
 
 
 def discover_models(directory: Path) -> dict[str, Path]:

@@ -1,0 +1,183 @@
+"""Property-based fuzzing of the whole request surface of ``kit serve``.
+
+hypothesis draws request bodies (JSON structure and types at every level, binary
+tensors with true and false header lengths and sizes, parameters), headers, paths and
+methods. Whatever arrives, the server must answer below 500 with the protocol's
+``{"error": ...}`` body for every error, never hang, and still answer a valid request
+correctly afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import kit.runtime as kr
+from kit.runtime.server import ServerConfig
+
+from .server_utils import binary_body, decode_binary, request, running_server
+
+FUZZ = settings(
+    max_examples=250,
+    deadline=None,
+    derandomize=True,  # the same cases on every run: a CI failure reproduces locally
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=16,
+)
+# float32's extremes and numbers beyond what float32 (or a double) can hold
+numbers = (
+    st.floats(width=32, allow_nan=True, allow_infinity=True)
+    | st.integers()
+    | st.sampled_from([3.5e38, 1e308, 2**128, 10**309, -(10**400)])
+)
+input_entry = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": st.sampled_from(["input", "x", ""]) | json_values,
+        "shape": st.lists(st.integers(-2, 40), max_size=5) | st.just([1, 1, 28, 28]) | json_values,
+        "datatype": st.sampled_from(["FP32", "FP16", "INT64", "BYTES"]) | json_values,
+        "data": st.lists(numbers, max_size=800) | st.just([0.5] * 784) | json_values,
+        "parameters": st.dictionaries(
+            st.sampled_from(["binary_data_size", "x"]), st.integers(-5, 5000) | json_values
+        )
+        | json_values,
+    },
+)
+output_entry = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": st.sampled_from(["logits", "nope"]) | json_values,
+        "parameters": st.dictionaries(st.sampled_from(["binary_data", "x"]), json_values)
+        | json_values,
+    },
+)
+infer_request = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": json_values,
+        "inputs": st.lists(input_entry, max_size=3) | json_values,
+        "outputs": st.lists(output_entry, max_size=3) | json_values,
+        "parameters": st.dictionaries(st.sampled_from(["binary_data_output", "x"]), json_values)
+        | json_values,
+    },
+)
+VALID_INPUT = {"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": [0.5] * 784}
+
+
+def _request(**changes: Any) -> dict[str, Any]:
+    """A valid request with ``changes`` (``None`` drops a field); top-level keys start with _."""
+    entry = {k: v for k, v in {**VALID_INPUT, **changes}.items() if not k.startswith("_")}
+    body: dict[str, Any] = {"inputs": [{k: v for k, v in entry.items() if v is not None}]}
+    body.update({k[1:]: v for k, v in changes.items() if k.startswith("_")})
+    return body
+
+
+# a valid request with one part changed: reaches the checks deep in the parser
+near_valid = st.one_of(
+    st.builds(_request, name=st.none() | json_values),
+    st.builds(_request, shape=st.none() | st.lists(st.integers(-2, 10**6), max_size=5)),
+    st.builds(_request, datatype=st.none() | st.sampled_from(["FP16", "INT64", "BYTES"])),
+    st.builds(
+        _request,
+        data=st.builds(
+            lambda v, i: [0.5] * i + [v] + [0.5] * (783 - i), numbers, st.integers(0, 783)
+        )
+        | st.lists(numbers, max_size=8)
+        | json_values,
+    ),
+    st.builds(
+        _request,
+        parameters=st.fixed_dictionaries({"binary_data_size": st.integers(-5, 5000) | json_values}),
+    ),
+    st.builds(_request, _outputs=st.lists(output_entry, max_size=3) | json_values),
+    st.builds(_request, _parameters=json_values, _id=json_values),
+)
+PATH_PARTS = ("v2", "models", "lenet", "versions", "1", "2", "infer", "ready", "config")
+PATH_PARTS += ("health", "live", "metrics", "..", "%2F", "%00", "nope", "")
+segments = st.sampled_from(PATH_PARTS) | st.text(max_size=5).map(
+    lambda t: urllib.parse.quote(t, safe="")
+)
+methods = st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+
+
+@pytest.fixture(scope="module")
+def model(lenet_export: Path) -> kr.Model:
+    return kr.load(lenet_export, providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def server(model: kr.Model) -> Iterator[str]:
+    with running_server({"lenet": model}, ServerConfig(max_body_bytes=1 << 20)) as (url, _):
+        yield url
+
+
+def _assert_protocol_answer(status: int, headers: dict[str, str], body: bytes) -> None:
+    assert status < 500, (status, body[:300])
+    if status >= 400:
+        assert headers["content-type"].startswith("application/json"), headers
+        assert isinstance(json.loads(body)["error"], str)
+
+
+def _assert_still_serves(server: str, model: kr.Model) -> None:
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28), dtype=np.float32)
+    body, headers = binary_body(x)
+    status, resp_headers, resp = request(server, "POST", "/v2/models/lenet/infer", body, headers)
+    assert status == 200
+    np.testing.assert_array_equal(decode_binary(resp_headers, resp), model.predict(x)["logits"])
+
+
+@FUZZ
+@given(payload=near_valid | infer_request | json_values)
+def test_any_json_body(server: str, payload: Any) -> None:
+    body = json.dumps(payload).encode()
+    _assert_protocol_answer(*request(server, "POST", "/v2/models/lenet/infer", body))
+
+
+@FUZZ
+@given(
+    head=infer_request,
+    tensor=st.binary(max_size=4000),
+    header_length=st.none() | st.integers(-10, 9000) | st.text(max_size=6) | st.just("true"),
+)
+def test_any_binary_body(server: str, head: Any, tensor: bytes, header_length: Any) -> None:
+    header = json.dumps(head).encode()
+    value = len(header) if header_length == "true" else header_length
+    headers = {} if value is None else {"Inference-Header-Content-Length": str(value)}
+    try:
+        status, resp_headers, body = request(
+            server, "POST", "/v2/models/lenet/infer", header + tensor, headers
+        )
+    except (UnicodeEncodeError, ValueError):  # http.client refuses such header values itself
+        return
+    _assert_protocol_answer(status, resp_headers, body)
+
+
+@FUZZ
+@given(method=methods, parts=st.lists(segments, max_size=7), body=st.binary(max_size=64))
+def test_any_path_and_method(server: str, method: str, parts: list[str], body: bytes) -> None:
+    path = "/" + "/".join(parts)
+    _assert_protocol_answer(*request(server, method, path, body or None))
+
+
+def test_the_server_answers_correctly_after_the_fuzzing(server: str, model: kr.Model) -> None:
+    """Runs after the fuzz tests above (file order): the server kept serving through them."""
+    _assert_still_serves(server, model)
