@@ -6,7 +6,15 @@
 Prediction(label='7', index=7, probability=0.99...)
 """
 
-from ..errors import ArtifactError, InputError
+from ..errors import ArtifactError, InputError, ProviderError
 from .session import Model, Prediction, default_providers, load
 
-__all__ = ["ArtifactError", "InputError", "Model", "Prediction", "default_providers", "load"]
+__all__ = [
+    "ArtifactError",
+    "InputError",
+    "Model",
+    "Prediction",
+    "ProviderError",
+    "default_providers",
+    "load",
+]

@@ -21,10 +21,10 @@ import numpy as np
 import onnxruntime as ort
 
 from .._files import MANIFEST, verify_files
-from ..errors import ArtifactError, InputError
+from ..errors import ArtifactError, InputError, ProviderError
 from .preprocess import prepare_images
 
-__all__ = ["Model", "Prediction", "default_providers", "load"]
+__all__ = ["Model", "Prediction", "check_providers", "default_providers", "load"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,53 @@ def default_providers() -> list[Any]:
             "CPUExecutionProvider",
         ]
     return ["CPUExecutionProvider"]
+
+
+def _provider_name(entry: Any) -> str:
+    return entry if isinstance(entry, str) else str(entry[0])
+
+
+def check_providers(providers: Sequence[Any]) -> None:
+    """Refuse, in one sentence, a GPU provider asked for by name that cannot run here.
+
+    Raises:
+        ProviderError: this onnxruntime lacks the provider, or (CUDA) there is no GPU.
+    """
+    first = _provider_name(providers[0]) if providers else "CPUExecutionProvider"
+    if first == "CPUExecutionProvider":
+        return
+    if first not in ort.get_available_providers():
+        raise ProviderError(
+            f"{first} was asked for, but this onnxruntime ({ort.__version__}) does not have it; "
+            "install onnxruntime-gpu, or use --provider cpu (or auto)."
+        )
+    if first == "CUDAExecutionProvider" and not _gpu_present():
+        raise ProviderError(
+            "CUDA was asked for, but this machine has no NVIDIA GPU (no /dev/nvidiactl); "
+            "use --provider cpu (or auto)."
+        )
+
+
+def _create_session(path: Path, options: Any, providers: Sequence[Any] | None) -> Any:
+    """An InferenceSession on ``providers``, strictly: a named GPU provider must start.
+
+    With ``providers`` None (auto) CUDA is tried where a GPU is present and the CPU takes
+    over if it cannot start, with one log line saying so.
+    """
+    chosen = list(providers) if providers else default_providers()
+    if providers:
+        check_providers(chosen)
+    session = ort.InferenceSession(str(path), options, providers=chosen)
+    asked, running = _provider_name(chosen[0]), session.get_providers()[0]
+    if asked != running:
+        if providers:
+            raise ProviderError(
+                f"onnxruntime could not start {asked} for {path.name} (its libraries, e.g. "
+                "CUDA or cuDNN, are missing or do not match); run with -v for onnxruntime's "
+                "log, or use --provider cpu (or auto)."
+            )
+        log.warning("%s is unavailable; %s runs on %s", asked, path.name, running)
+    return session
 
 
 def _verify_manifest(directory: Path) -> None:
@@ -227,10 +274,26 @@ class Model:
             )
         return prepare_images(images, self.input_shape, self.facts["mean"], self.facts["std"])  # type: ignore[arg-type]
 
+    @property
+    def is_classifier(self) -> bool:
+        """Whether the model has one output of shape (batch, classes)."""
+        outputs = self.session.get_outputs()
+        return len(outputs) == 1 and len(outputs[0].shape) == 2
+
     def classify(
         self, images: np.ndarray | Sequence[np.ndarray], top_k: int = 5
     ) -> list[list[Prediction]]:
-        """The ``top_k`` most probable classes of each image, most probable first."""
+        """The ``top_k`` most probable classes of each image, most probable first.
+
+        Raises:
+            ArtifactError: the model is not a classifier (see :attr:`is_classifier`).
+        """
+        if not self.is_classifier:
+            shapes = ", ".join(f"{o.name} {o.shape}" for o in self.session.get_outputs())
+            raise ArtifactError(
+                f"{self.name} is not a classifier (its outputs: {shapes}; a classifier has "
+                "one output of shape [batch, classes]); use predict() for its raw outputs."
+            )
         logits = self.predict(self.preprocess(images))[self.output_names[0]].astype(np.float64)
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
@@ -274,6 +337,8 @@ def load(
 
     Raises:
         ArtifactError: missing file, sha256 mismatch against the manifest, or not ONNX.
+        ProviderError: a provider named in ``providers`` cannot run here (only the
+            default, ``providers=None``, falls back to the CPU).
     """
     p = Path(path)
     if p.is_dir():
@@ -286,9 +351,9 @@ def load(
     if threads:
         options.intra_op_num_threads = threads
     try:
-        session = ort.InferenceSession(
-            str(p), options, providers=list(providers or default_providers())
-        )
+        session = _create_session(p, options, providers)
+    except ProviderError:
+        raise
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(f"onnxruntime cannot load {p}: {first}") from None
