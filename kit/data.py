@@ -152,8 +152,13 @@ def load_mnist(data_dir: Path, spec: ModelSpec) -> DataBundle:
         test=to_tensors(*test),
         name="mnist",
         num_classes=10,
-        description=f"MNIST from {data_dir}: {len(train[1])} training, {len(test[1])} test images",
+        description=f"MNIST from {_where(data_dir)}: {len(train[1])} training, "
+        f"{len(test[1])} test images",
     )
+
+
+def _where(data_dir: Path) -> str:
+    return "the copy bundled with kit" if data_dir == BUNDLED_MNIST else str(data_dir)
 
 
 def _resize(images: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:

@@ -129,7 +129,7 @@ class ParityReport:
                     f"{c.max_abs:.2e}",
                     f"{c.max_rel:.2e}",
                     f"{c.mean_abs:.2e}",
-                    f"{c.needed_rtol:.1e}",
+                    f"{c.needed_rtol:.1e}" if c.needed_rtol else "-",
                     "-" if math.isnan(c.top1_agreement) else f"{c.top1_agreement:.1%}",
                     verdict,
                 )

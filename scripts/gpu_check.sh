@@ -43,7 +43,7 @@ print("kit.runtime default provider really running:", m.provider, "io_binding:",
 assert m.provider == "CUDAExecutionProvider", "CUDA provider did not load: onnxruntime fell back to the CPU"
 PY
 
-DATA=${KIT_DATA_DIR:-../shared/data/mnist}
+DATA=${KIT_DATA_DIR:-kit/sample_data/mnist}
 echo "== CUDA training (AMP, channels_last): mnist_cnn, recipe defaults"
 if [ -f "$DATA/t10k-images-idx3-ubyte.gz" ]; then
     timed "kit train" "$PY" -m kit train --model mnist_cnn --data-dir "$DATA" --device cuda --out "$OUT/run_mnist"

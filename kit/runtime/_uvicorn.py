@@ -86,8 +86,7 @@ def _http_protocol() -> type[asyncio.Protocol] | str:
             body = json.dumps({"error": f"{msg.rstrip('.')}: not a valid HTTP/1.1 request."})
             self.transport.write(
                 b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
-                b"content-length: %d\r\nconnection: close\r\n\r\n%s"
-                % (len(body), body.encode())
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body.encode())
             )
             self.transport.close()
 
