@@ -41,6 +41,8 @@ import kit.runtime as kr
 m = kr.load("exported/mnist_cnn")
 print("kit.runtime default provider really running:", m.provider, "io_binding:", m.io_binding)
 assert m.provider == "CUDAExecutionProvider", "CUDA provider did not load: onnxruntime fell back to the CPU"
+strict = kr.load("exported/mnist_cnn", providers=["CUDAExecutionProvider"])  # ProviderError if not
+print("providers=[CUDA] runs on:", strict.provider)
 PY
 
 DATA=${KIT_DATA_DIR:-kit/sample_data/mnist}
@@ -58,7 +60,8 @@ echo "== CUDA training step timing: vgg16_bn, fake data, batch 64"
 echo "== CUDA parity: alexnet export (eager vs TorchScript, pt2, ONNX on CPU and CUDA providers)"
 timed "kit export alexnet" "$PY" -m kit export --model alexnet --out "$OUT/exported" | tee "$OUT/parity_alexnet.txt"
 grep -q "^onnx .*CUDAExecutionProvider  " "$OUT/parity_alexnet.txt" || { echo "FAIL: no ONNX row ran on the CUDA provider"; exit 1; }
-"$PY" -m kit parity exported/mnist_cnn ${KIT_DATA_DIR:+--data-dir "$KIT_DATA_DIR"} | tail -8
+# --provider cuda: CUDA must really run (exit 2 with the reason otherwise); real digits included
+"$PY" -m kit parity exported/mnist_cnn --provider cuda ${KIT_DATA_DIR:+--data-dir "$KIT_DATA_DIR"} | tail -8
 
 echo "== runtime latency, CUDA provider (IOBinding) vs CPU, batch 1 and 32"
 "$PY" - "$OUT/exported/alexnet" <<'PY'

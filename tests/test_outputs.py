@@ -166,3 +166,25 @@ def test_torchvision_segmentation_network_exports_and_serves(tmp_path: Path) -> 
     model = kr.load(tmp_path / "out" / "lraspp")
     out = model.predict(np.zeros((2, 3, 64, 64), np.float32))
     assert list(out) == ["out"] and out["out"].shape == (2, 21, 64, 64)
+
+
+def test_integer_outputs_keep_their_datatype_end_to_end(tmp_path: Path) -> None:
+    code, text = run(
+        "export", "--model", "tests.user_nets:detector", "--input-shape", "3,8,8",
+        "--out", str(tmp_path), "--formats", "onnx,pt2",
+    )  # fmt: skip
+    assert code == 0, text
+    model = kr.load(tmp_path / "detector")
+    x = np.random.default_rng(1).standard_normal((4, 3, 8, 8), dtype=np.float32)
+    expected = model.predict(x)
+    assert expected["labels"].dtype == np.int64
+    with running_server({"det": model}) as (url, _):
+        meta = json.loads(request(url, "GET", "/v2/models/det")[2])
+        assert [(o["name"], o["datatype"]) for o in meta["outputs"]] == [
+            ("scores", "FP32"),
+            ("labels", "INT64"),
+        ]
+        status, _, body = request(url, "POST", "/v2/models/det/infer", json_body(x))
+        assert status == 200
+        labels = {o["name"]: o for o in json.loads(body)["outputs"]}["labels"]
+        assert labels["datatype"] == "INT64" and labels["data"] == expected["labels"].tolist()

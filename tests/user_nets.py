@@ -90,3 +90,19 @@ def nested() -> nn.Module:
 
 def broken() -> nn.Module:
     raise RuntimeError("weights server unreachable")
+
+
+class _Detector(nn.Module):
+    """Scores and integer labels, as detection heads return them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3 * 8 * 8, 6)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        scores = self.fc(x.flatten(1)).softmax(1)
+        return {"scores": scores, "labels": scores.argmax(1)}
+
+
+def detector() -> nn.Module:
+    return _Detector()

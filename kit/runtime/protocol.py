@@ -16,6 +16,27 @@ import numpy as np
 __all__ = ["InferRequest", "ProtocolError", "encode_response", "parse_infer_request"]
 
 DATATYPES = {"FP32": np.dtype("<f4")}
+#: Output tensors' numpy dtypes and ONNX element types -> the protocol's datatype names.
+OUTPUT_DATATYPES = {
+    np.dtype(np.float32): "FP32",
+    np.dtype(np.float16): "FP16",
+    np.dtype(np.float64): "FP64",
+    np.dtype(np.int64): "INT64",
+    np.dtype(np.int32): "INT32",
+    np.dtype(np.int8): "INT8",
+    np.dtype(np.uint8): "UINT8",
+    np.dtype(np.bool_): "BOOL",
+}
+ONNX_DATATYPES = {
+    "tensor(float)": "FP32",
+    "tensor(float16)": "FP16",
+    "tensor(double)": "FP64",
+    "tensor(int64)": "INT64",
+    "tensor(int32)": "INT32",
+    "tensor(int8)": "INT8",
+    "tensor(uint8)": "UINT8",
+    "tensor(bool)": "BOOL",
+}
 HEADER_LENGTH = "inference-header-content-length"
 
 
@@ -189,8 +210,12 @@ def encode_response(
         header["id"] = request.id
     blobs = []
     for name in request.outputs:
-        arr = np.ascontiguousarray(outputs[name], dtype="<f4")
-        entry: dict[str, Any] = {"name": name, "datatype": "FP32", "shape": list(arr.shape)}
+        arr = np.ascontiguousarray(outputs[name])
+        if arr.dtype not in OUTPUT_DATATYPES:  # anything else travels as float32
+            arr = arr.astype(np.float32)
+        arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+        datatype = OUTPUT_DATATYPES[arr.dtype.newbyteorder("=")]
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(arr.shape)}
         if request.binary[name]:
             raw = arr.tobytes()
             entry["parameters"] = {"binary_data_size": len(raw)}

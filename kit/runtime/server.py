@@ -38,7 +38,13 @@ from starlette.routing import Route
 from ..errors import ArtifactError
 from ._uvicorn import JsonFormatter, listen_socket, uvicorn_config
 from .batching import Batcher, BatchStats
-from .protocol import HEADER_LENGTH, ProtocolError, encode_response, parse_infer_request
+from .protocol import (
+    HEADER_LENGTH,
+    ONNX_DATATYPES,
+    ProtocolError,
+    encode_response,
+    parse_infer_request,
+)
 from .session import MODEL_FILE, Model, load
 
 __all__ = ["ServerConfig", "create_app", "discover_models", "serve"]
@@ -160,7 +166,7 @@ class _Served:
             "outputs": [
                 {
                     "name": o.name,
-                    "datatype": "FP32",
+                    "datatype": ONNX_DATATYPES.get(o.type, "FP32"),
                     "shape": [d if isinstance(d, int) else -1 for d in o.shape],
                 }
                 for o in outs
@@ -250,7 +256,11 @@ def create_app(models: dict[str, Model], config: ServerConfig | None = None) -> 
                     for i in md["inputs"]
                 ],
                 "output": [
-                    {"name": o["name"], "data_type": "TYPE_FP32", "dims": o["shape"][1:]}
+                    {
+                        "name": o["name"],
+                        "data_type": f"TYPE_{o['datatype']}",
+                        "dims": o["shape"][1:],
+                    }
                     for o in md["outputs"]
                 ],
             }
