@@ -153,10 +153,15 @@ class ParityReport:
         tol = [c for c in self.failures if c.kind == "tolerance"]
         if not tol or len(tol) != len(self.failures) or self.problems:
             return ""
-        needed = max(c.needed_rtol for c in tol)
         worst = max(tol, key=lambda c: c.needed_rtol)
+        if math.isinf(worst.needed_rtol):  # eager is all zeros where the artifact is not
+            atol = _round_up(max(c.max_abs for c in tol) * 1.05)
+            return (
+                f"--atol {atol:g} (now {self.atol:g}) would pass: some samples are all zeros in "
+                "eager, so no --rtol can. Relax it only if that is float noise."
+            )
         return (
-            f"--rtol {_round_up(needed * 1.05):g} (now {self.rtol:g}) would pass every comparison; the "
+            f"--rtol {_round_up(worst.needed_rtol * 1.05):g} (now {self.rtol:g}) would pass every comparison; the "
             f"worst is {worst.artifact} on {worst.runtime}, {worst.inputs}, output "
             f"{worst.output}: max|diff| {worst.max_abs:.3g} against max|eager| {worst.scale:.3g}. "
             "Relax it only if that is float noise, not a divergence."
@@ -204,7 +209,7 @@ def _round_up(x: float) -> float:
     if not math.isfinite(x) or x <= 0:
         return x
     step = 10 ** (math.floor(math.log10(x)) - 1)
-    return float(f"{math.ceil(x / step) * step:.2g}")
+    return float(f"{math.ceil(x / step - 1e-9) * step:.2g}")
 
 
 def compare(
@@ -232,7 +237,7 @@ def compare(
     into.scale = float(row_scale.max(initial=0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
         need = np.where(row_diff <= atol, 0.0, (row_diff - atol) / row_scale)
-    into.needed_rtol = float(np.nan_to_num(need, nan=np.inf).max(initial=0.0))
+    into.needed_rtol = float(np.nan_to_num(need, nan=np.inf, posinf=np.inf).max(initial=0.0))
     if not np.isfinite(a).all():
         into.kind, into.error = "nonfinite", "output holds NaN or Inf"
     elif np.all(row_diff <= atol + rtol * row_scale):
@@ -377,9 +382,11 @@ def run_parity(
     for label, x in inputs:
         with torch.no_grad():
             expected = [t.numpy() for t in flatten_outputs(model(x), network=name)]
-        names = list(output_names or []) or [f"output_{i}" for i in range(len(expected))]
-        if len(expected) == 1 and not output_names:
-            names = ["logits"]
+        names = list(output_names or [])
+        if len(names) != len(expected):
+            names = (
+                ["logits"] if len(expected) == 1 else [f"output_{i}" for i in range(len(expected))]
+            )
         x_np = np.ascontiguousarray(x.numpy())
         for artifact, runtime, run in runners:
             report.comparisons += _compare_run(

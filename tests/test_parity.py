@@ -181,3 +181,11 @@ def test_keep_failed_leaves_the_failed_artifacts_apart(tmp_path: Path) -> None:
     }
     assert json.loads((kept / "parity.json").read_text())["passed"] is False
     assert not (tmp_path / "diverging").exists()
+
+
+def test_relax_hint_for_an_all_zero_eager_sample_names_atol() -> None:
+    report = ParityReport("m", 1e-6, 1e-4)
+    report.comparisons = [
+        compare(np.full((1, 3), 2e-5), np.zeros((1, 3)), atol=1e-6, rtol=1e-4, into=_cmp())
+    ]
+    assert report.relax_hint().startswith("--atol 2.1e-05 (now 1e-06) would pass")

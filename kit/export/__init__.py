@@ -190,7 +190,7 @@ def _write_artifacts(
                 assert program is not None
                 save_program(program, path)
             else:
-                export_torchscript(model, example, path)
+                export_torchscript(model, example, path, name=spec.name)
     return opset_used
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import ArtifactError, first_line
+
 __all__ = ["export_torchscript", "load_torchscript", "quiet_jit"]
 
 log = logging.getLogger(__name__)
@@ -30,17 +32,23 @@ def quiet_jit() -> Iterator[None]:
         yield
 
 
-def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path, *, name: str) -> None:
     """Trace ``model`` with ``example`` and save it to ``path``.
 
     Tracing records the ops run for one input; the seed networks have no data-dependent
     control flow, and parity re-checks the result at batch sizes the trace never saw.
     """
     log.info("writing TorchScript (deprecated in torch 2.14; prefer model.pt2)")
-    with quiet_jit(), torch.no_grad():
-        # strict=False lets a network return a dict (a segmenter's {"out": ...})
-        traced = torch.jit.trace(model, example, check_trace=False, strict=False)
-        torch.jit.save(traced, str(path))
+    try:
+        with quiet_jit(), torch.no_grad():
+            # strict=False lets a network return a dict (a segmenter's {"out": ...})
+            traced = torch.jit.trace(model, example, check_trace=False, strict=False)
+            torch.jit.save(traced, str(path))
+    except Exception as exc:  # tracing fails in many ways on code it cannot follow
+        raise ArtifactError(
+            f"TorchScript could not trace {name}: {first_line(exc)}; run with -v for the whole "
+            "error, or leave torchscript out of --formats."
+        ) from exc
 
 
 def load_torchscript(path: Path) -> torch.jit.ScriptModule:
