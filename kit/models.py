@@ -187,7 +187,7 @@ class Network(NamedTuple):
     weights_sha256: str | None
 
 
-def classes_for(
+def _classes_for(
     spec: ModelSpec, state: dict[str, torch.Tensor], asked: int | None, path: Path
 ) -> int | None:
     """The class count to build ``spec`` with for the weights ``state`` read from ``path``.
@@ -239,7 +239,7 @@ def load_network(
         model = build_model(spec, num_classes=num_classes, seed=seed)
         return Network(model, num_classes or spec.num_classes or None, None)
     state = read_state_dict(weights)
-    num_classes = classes_for(spec, state, num_classes, weights)
+    num_classes = _classes_for(spec, state, num_classes, weights)
     model = build_model(spec, num_classes=num_classes, seed=seed)
     try:
         sha = load_weights(model, weights, state)

@@ -188,3 +188,15 @@ def test_integer_outputs_keep_their_datatype_end_to_end(tmp_path: Path) -> None:
         assert status == 200
         labels = {o["name"]: o for o in json.loads(body)["outputs"]}["labels"]
         assert labels["datatype"] == "INT64" and labels["data"] == expected["labels"].tolist()
+
+
+def test_a_parity_failure_shows_the_table_the_flag_and_the_kept_files(tmp_path: Path) -> None:
+    args = ["export", "--model", "tests.user_nets:diverging", "--input-shape", "3,8,8"]
+    code, text = run(*args, "--out", str(tmp_path), "--keep-failed")
+    assert code == 1
+    assert "artifact     runtime" in text and "FAIL" in text  # the whole table
+    assert "--rtol" in text and "would pass every comparison" in text
+    assert f"kept the failed artifacts in {tmp_path / 'diverging.parity-failed'}/" in text
+    assert not (tmp_path / "diverging").exists()
+    code, text = run(*args, "--out", str(tmp_path), "--rtol", "1")
+    assert code == 0, text
