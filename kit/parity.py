@@ -428,8 +428,8 @@ def rebuild_reference(artifact_dir: Path, manifest: dict[str, Any]) -> tuple[Any
         ArtifactError: the weights file is missing or does not match its sha256.
     """
     from ._files import sha256_file
-    from .errors import ArtifactError
-    from .models import load_network, resolve_spec
+    from .errors import ArtifactError, UsageError
+    from .models import load_network, read_state_dict, resolve_spec
 
     info = manifest["model"]
     spec = resolve_spec(info.get("factory") or info["name"], tuple(info["input_shape"]))
@@ -439,9 +439,15 @@ def rebuild_reference(artifact_dir: Path, manifest: dict[str, Any]) -> tuple[Any
         path = artifact_dir / weights["file"]
         if not path.is_file() or sha256_file(path) != weights["sha256"]:
             raise ArtifactError(f"{path} is missing or does not match its sha256 in the manifest.")
-    network = load_network(
-        spec, weights=path, num_classes=info.get("num_classes") or None, seed=info.get("seed", 0)
-    )
+    asked = info.get("num_classes") or None
+    try:
+        network = load_network(spec, weights=path, num_classes=asked, seed=info.get("seed", 0))
+    except UsageError:  # the weights' head disagrees with the manifest's class count
+        found = spec.classes_in(read_state_dict(path)) if path else None
+        raise ArtifactError(
+            f"The manifest in {artifact_dir} says num_classes {asked} but {path} holds "
+            f"{found} classes; re-export the model (kit export --weights alone reads the count)."
+        ) from None
     return spec, network.model
 
 
