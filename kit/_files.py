@@ -9,9 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MANIFEST", "sha256_file", "verify_files", "write_json_atomic"]
-
-MANIFEST = "manifest.json"
+__all__ = ["sha256_file", "write_json_atomic"]
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -36,15 +34,3 @@ def write_json_atomic(path: Path, data: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def verify_files(directory: Path, files: dict[str, Any]) -> list[str]:
-    """Check each ``{name: {"sha256": ...}}`` entry of a manifest; one sentence per problem."""
-    problems = []
-    for name, info in files.items():
-        path = directory / name
-        if not path.is_file():
-            problems.append(f"{name} is missing")
-        elif sha256_file(path) != info["sha256"]:
-            problems.append(f"{name} does not match the sha256 in {MANIFEST} (modified or corrupt)")
-    return problems

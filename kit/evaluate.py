@@ -57,8 +57,8 @@ def evaluate_exported(
     """Accuracy of an exported ONNX model through kit.runtime, and its top-1 agreement
     with the eager network rebuilt from the manifest."""
     from . import runtime
-    from .export.manifest import read_manifest
-    from .parity import rebuild_reference
+    from .artifact import read_manifest
+    from .export.verify import rebuild_reference
 
     manifest = read_manifest(artifact_dir)
     spec, reference = rebuild_reference(artifact_dir, manifest)
@@ -74,7 +74,7 @@ def evaluate_exported(
     onnx_pred, eager_pred = [], []
     for i in range(0, len(labels), 500):
         x = images[i : i + 500].contiguous()
-        onnx_pred.append(model.predict(x.numpy())["logits"].argmax(1))
+        onnx_pred.append(model.predict(x.numpy())[model.output_names[0]].argmax(1))
         with torch.no_grad():
             eager_pred.append(reference(x).argmax(1).numpy())
     pred, ref = np.concatenate(onnx_pred), np.concatenate(eager_pred)

@@ -13,12 +13,10 @@ from typing import Any
 
 import torch
 
+from .artifact import SINGLE_OUTPUT
 from .errors import ArtifactError, UsageError
 
-__all__ = ["SINGLE_OUTPUT", "default_output_names", "flatten_outputs", "output_names"]
-
-#: The name of a network's only output (the runtime and the server's clients expect it).
-SINGLE_OUTPUT = "logits"
+__all__ = ["default_output_names", "flatten_outputs", "output_names"]
 
 
 def flatten_outputs(out: Any, *, network: str) -> list[torch.Tensor]:

@@ -18,27 +18,22 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from .errors import ParityError, ProviderError, ShapeMismatch, ToleranceExceeded, first_line
-from .outputs import flatten_outputs
+from .artifact import DEFAULT_BATCH_SIZES, SINGLE_OUTPUT
+from .errors import ParityError, ShapeMismatch, ToleranceExceeded, first_line
 
 __all__ = [
-    "DEFAULT_BATCH_SIZES",
     "Comparison",
     "ParityReport",
-    "artifact_runners",
+    "Runner",
     "compare",
     "random_inputs",
     "run_parity",
 ]
 
-DEFAULT_BATCH_SIZES = (1, 3, 8)
 #: A batch in, every output out (in the network's flattened order).
 Runner = Callable[[np.ndarray], list[np.ndarray]]
 
@@ -56,7 +51,7 @@ class Comparison:
     runtime: str
     inputs: str
     batch: int
-    output: str = "logits"
+    output: str = SINGLE_OUTPUT
     max_abs: float = math.nan
     max_rel: float = math.nan
     mean_abs: float = math.nan
@@ -248,151 +243,58 @@ def compare(
 
 
 def random_inputs(
-    input_shape: Sequence[int], batch_sizes: Sequence[int], *, seed: int = 0
-) -> list[tuple[str, torch.Tensor]]:
-    """Seeded standard-normal batches, one per batch size."""
-    g = torch.Generator().manual_seed(seed)
-    return [(f"random b={b}", torch.randn(b, *input_shape, generator=g)) for b in batch_sizes]
-
-
-def _onnx_requests(provider: str) -> list[list[Any]]:
-    """The provider lists to run ONNX on: CPU always, CUDA when asked or (auto) present.
-
-    Raises:
-        ProviderError: ``cuda`` asked for on a machine where it cannot run.
-    """
-    import onnxruntime as ort
-
-    from .runtime.session import check_providers
-
-    cpu: list[Any] = ["CPUExecutionProvider"]
-    # TF32 would trade precision for speed; parity measures fp32 against fp32.
-    cuda: list[Any] = [
-        ("CUDAExecutionProvider", {"use_tf32": 0, "cudnn_conv_algo_search": "HEURISTIC"}),
-        "CPUExecutionProvider",
+    input_shape: Sequence[int], batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, *, seed: int = 0
+) -> list[tuple[str, np.ndarray]]:
+    """Seeded standard-normal float32 batches, one per batch size."""
+    rng = np.random.default_rng(seed)
+    shape = tuple(input_shape)
+    return [
+        (f"random b={b}", rng.standard_normal((b, *shape), dtype=np.float32)) for b in batch_sizes
     ]
-    if provider == "cpu":
-        return [cpu]
-    if provider == "cuda":
-        check_providers(cuda)
-        return [cpu, cuda]
-    gpu = "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available()
-    return [cpu, cuda] if gpu else [cpu]
-
-
-def _onnx_runners(path: Path, *, provider: str = "auto") -> list[tuple[str, Runner]]:
-    import onnxruntime as ort
-
-    runners: list[tuple[str, Runner]] = []
-    for providers in _onnx_requests(provider):
-        session = ort.InferenceSession(str(path), providers=providers)
-        actual = session.get_providers()[0]
-        asked = providers[0] if isinstance(providers[0], str) else providers[0][0]
-        if actual != asked and provider == "cuda":
-            raise ProviderError(
-                f"onnxruntime could not start {asked} (CUDA or cuDNN libraries missing or "
-                "mismatched); run with -v for its log, or use --provider cpu (or auto)."
-            )
-        label = actual if actual == asked else f"{actual} (asked {asked})"
-        name = session.get_inputs()[0].name
-
-        def run(x: np.ndarray, _s: Any = session, _n: str = name) -> list[np.ndarray]:
-            return [np.asarray(o) for o in _s.run(None, {_n: x})]
-
-        runners.append((label, run))
-    return runners
-
-
-def _torch_runner(module: Any, network: str) -> Runner:
-    def run(x: np.ndarray) -> list[np.ndarray]:
-        with torch.no_grad():
-            out = module(torch.from_numpy(x))
-        return [t.numpy() for t in flatten_outputs(out, network=network)]
-
-    return run
-
-
-def artifact_runners(
-    files: dict[str, Path], *, network: str = "the network", provider: str = "auto"
-) -> list[tuple[str, str, Runner]]:
-    """``(artifact, runtime, run)`` for each artifact file, keyed by format name.
-
-    ``provider`` (auto, cpu or cuda) picks onnxruntime's providers for ONNX files.
-    """
-    from .export.program import load_program
-    from .export.torchscript import load_torchscript
-
-    runners: list[tuple[str, str, Runner]] = []
-    for fmt, path in files.items():
-        if fmt == "torchscript":
-            runners.append((fmt, "torch.jit (cpu)", _torch_runner(load_torchscript(path), network)))
-        elif fmt == "pt2":
-            runners.append((fmt, "torch.export (cpu)", _torch_runner(load_program(path), network)))
-        elif fmt == "onnx":
-            runners += [(fmt, label, run) for label, run in _onnx_runners(path, provider=provider)]
-    return runners
 
 
 def run_parity(
-    model: nn.Module,
-    files: dict[str, Path],
+    reference: Runner,
+    runners: Sequence[tuple[str, str, Runner]],
+    inputs: Sequence[tuple[str, np.ndarray]],
     *,
     name: str,
-    input_shape: Sequence[int],
     atol: float,
     rtol: float,
-    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
-    real: tuple[str, torch.Tensor] | None = None,
-    seed: int = 0,
     output_names: Sequence[str] | None = None,
-    provider: str = "auto",
     report: ParityReport | None = None,
 ) -> ParityReport:
-    """Compare eager ``model`` with every artifact in ``files`` on the same inputs.
+    """Compare every ``(artifact, runtime, run)`` with ``reference`` on the same inputs.
 
     Args:
-        model: The eager reference (put in eval mode here).
-        files: Artifact paths by format (``onnx``, ``torchscript``, ``pt2``).
+        reference: The eager network: a batch in, its outputs out.
+        runners: The artifacts to check, each with the runtime it runs on.
+        inputs: ``(label, batch)`` pairs, float32 and C-contiguous.
         name: Model name for the report.
-        input_shape: One sample's shape.
         atol: Absolute tolerance.
         rtol: Relative tolerance (times the sample's ``max|eager|``).
-        batch_sizes: Random batches to run.
-        real: Optional ``(label, batch)`` of real samples.
-        seed: Seed of the random batches.
         output_names: The outputs' names for the report (``logits``, ``output_0..``).
-        provider: onnxruntime providers for ONNX: auto (CUDA too when present), cpu, cuda.
         report: A report to add to (one that already holds sha256 problems, say).
 
     Returns:
         The report; call :meth:`ParityReport.raise_for_failures` to make failures fatal.
     """
     report = report or ParityReport(model=name, atol=atol, rtol=rtol)
-    model = model.eval()
-    inputs = random_inputs(input_shape, batch_sizes, seed=seed)
-    if real is not None:
-        inputs.append(real)
-    try:
-        runners = artifact_runners(files, network=name, provider=provider)
-    except ProviderError:
-        raise
-    except Exception as exc:  # a corrupt artifact: report it, do not crash
-        report.problems.append(f"cannot load an artifact: {first_line(exc)}")
-        return report
     for label, x in inputs:
-        with torch.no_grad():
-            expected = [t.numpy() for t in flatten_outputs(model(x), network=name)]
-        names = list(output_names or [])
-        if len(names) != len(expected):
-            names = (
-                ["logits"] if len(expected) == 1 else [f"output_{i}" for i in range(len(expected))]
-            )
-        x_np = np.ascontiguousarray(x.numpy())
+        expected = reference(x)
+        names = _names(output_names, len(expected))
         for artifact, runtime, run in runners:
             report.comparisons += _compare_run(
-                run, x_np, expected, names, (artifact, runtime, label), atol=atol, rtol=rtol
+                run, x, expected, names, (artifact, runtime, label), atol=atol, rtol=rtol
             )
     return report
+
+
+def _names(given: Sequence[str] | None, count: int) -> list[str]:
+    names = list(given or [])
+    if len(names) == count:
+        return names
+    return [SINGLE_OUTPUT] if count == 1 else [f"output_{i}" for i in range(count)]
 
 
 def _compare_run(
@@ -419,79 +321,3 @@ def _compare_run(
         compare(a, e, atol=atol, rtol=rtol, into=Comparison(*where, batch, output=n))
         for a, e, n in zip(actual, expected, names, strict=True)
     ]
-
-
-def rebuild_reference(artifact_dir: Path, manifest: dict[str, Any]) -> tuple[Any, nn.Module]:
-    """The spec and eager network an export was made from, as its manifest records.
-
-    Raises:
-        ArtifactError: the weights file is missing or does not match its sha256.
-    """
-    from ._files import sha256_file
-    from .errors import ArtifactError, UsageError
-    from .models import load_network, read_state_dict, resolve_spec
-
-    info = manifest["model"]
-    spec = resolve_spec(info.get("factory") or info["name"], tuple(info["input_shape"]))
-    weights = info.get("weights")
-    path = None
-    if weights:
-        path = artifact_dir / weights["file"]
-        if not path.is_file() or sha256_file(path) != weights["sha256"]:
-            raise ArtifactError(f"{path} is missing or does not match its sha256 in the manifest.")
-    asked = info.get("num_classes") or None
-    try:
-        network = load_network(spec, weights=path, num_classes=asked, seed=info.get("seed", 0))
-    except UsageError:  # the weights' head disagrees with the manifest's class count
-        found = spec.classes_in(read_state_dict(path)) if path else None
-        raise ArtifactError(
-            f"The manifest in {artifact_dir} says num_classes {asked} but {path} holds "
-            f"{found} classes; re-export the model (kit export --weights alone reads the count)."
-        ) from None
-    return spec, network.model
-
-
-def verify_saved(
-    artifact_dir: Path,
-    *,
-    atol: float | None = None,
-    rtol: float | None = None,
-    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
-    real: tuple[str, torch.Tensor] | None = None,
-    provider: str = "auto",
-) -> ParityReport:
-    """Re-verify a saved export: every file's sha256, then parity against eager.
-
-    The eager reference is rebuilt from the manifest (model, weights file or seed).
-
-    Raises:
-        ArtifactError: the directory has no readable manifest.
-    """
-    from ._files import verify_files
-    from .export import FILE_NAMES
-    from .export.manifest import read_manifest
-
-    manifest = read_manifest(artifact_dir)
-    facts = manifest.get("facts", {})
-    atol = facts.get("atol", 1e-4) if atol is None else atol
-    rtol = facts.get("rtol", 1e-4) if rtol is None else rtol
-    report = ParityReport(model=manifest["model"]["name"], atol=atol, rtol=rtol)
-    report.problems += verify_files(artifact_dir, manifest["files"])
-    if report.problems:
-        return report  # do not execute files that are not what export wrote
-    spec, model = rebuild_reference(artifact_dir, manifest)
-    names = {fmt: artifact_dir / name for fmt, name in FILE_NAMES.items()}
-    files = {fmt: path for fmt, path in names.items() if path.name in manifest["files"]}
-    return run_parity(
-        model,
-        files,
-        name=spec.name,
-        input_shape=spec.input_shape,
-        atol=atol,
-        rtol=rtol,
-        batch_sizes=batch_sizes,
-        real=real,
-        output_names=[o["name"] for o in manifest.get("outputs", [])] or None,
-        provider=provider,
-        report=report,
-    )

@@ -6,17 +6,43 @@ import csv
 import dataclasses
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from architectures import ModelSpec
 
 from ._files import write_json_atomic
 from .data import DataBundle
+from .train import TrainConfig, TrainResult
 
-if TYPE_CHECKING:
-    from .train import TrainConfig, TrainResult
+__all__ = ["RunFiles", "format_metrics", "plot_curves", "write_reports"]
 
-__all__ = ["format_metrics", "plot_curves", "write_reports"]
+
+class RunFiles:
+    """The files a run leaves for people, as ``train(reports=...)`` asks for them:
+    metrics.json, metrics.csv and run.json after every epoch, curves.png at the end."""
+
+    def __init__(self, cfg: TrainConfig, spec: ModelSpec, data: DataBundle) -> None:
+        self.cfg, self.spec, self.data = cfg, spec, data
+
+    def epoch_done(self, result: TrainResult) -> None:
+        write_reports(self.cfg, self.spec, self.data, result)
+
+    def run_done(self, result: TrainResult) -> None:
+        # once, at the end: matplotlib costs more than a small network's epoch
+        cfg = self.cfg
+        details = [
+            s
+            for s, on in (
+                ("augmented", cfg.augment != "none"),
+                (f"label smoothing {cfg.label_smoothing:g}", cfg.label_smoothing > 0),
+            )
+            if on
+        ]
+        plot_curves(
+            result.metrics,
+            cfg.out / "curves.png",
+            title=f"{self.spec.name} on {self.data.name}",
+            train_label=f"train ({', '.join(details)})" if details else "train",
+        )
 
 
 def write_reports(cfg: TrainConfig, spec: ModelSpec, data: DataBundle, result: TrainResult) -> None:

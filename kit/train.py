@@ -8,6 +8,7 @@ after every epoch; the best one (by test accuracy) is kept.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -16,26 +17,27 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorDataset
 
-from architectures import ModelSpec
+from architectures import ModelSpec, TrainRecipe
 
+from ._native import keep_freed_memory
+from .artifact import BEST_CHECKPOINT, LAST_CHECKPOINT, RESUME_STATE
 from .augment import random_affine
 from .data import DataBundle
 from .errors import TrainingError, UsageError
 from .models import build_model
-from .report import plot_curves, write_reports
 
-__all__ = ["TrainConfig", "TrainResult", "evaluate", "pick_device", "train"]
+__all__ = ["Reports", "TrainConfig", "TrainResult", "evaluate", "pick_device", "train"]
 
 log = logging.getLogger(__name__)
 
-LAST, BEST, STATE = "last.safetensors", "best.safetensors", "resume.pt"
+LAST, BEST, STATE = LAST_CHECKPOINT, BEST_CHECKPOINT, RESUME_STATE
 
 
 @dataclass
@@ -57,6 +59,25 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     num_classes: int | None = None
+
+    @classmethod
+    def from_recipe(
+        cls, model: str, recipe: TrainRecipe, *, out: Path, **overrides: Any
+    ) -> TrainConfig:
+        """The recipe's hyper-parameters, with every override that is not None on top.
+
+        Raises:
+            UsageError: an override that is not a training option.
+        """
+        own = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - own)
+        if unknown:
+            raise UsageError(f"Unknown training option(s): {', '.join(unknown)}.")
+        values = {
+            f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe) if f.name in own
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(model=model, out=out, **values)
 
 
 @dataclass
@@ -83,27 +104,6 @@ def pick_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise UsageError(f"Unknown device {name!r}; use auto, cpu or cuda.") from None
-
-
-def _keep_freed_memory() -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse instead of returning it at once.
-
-    Every training step frees and reallocates the same activation and gradient buffers.
-    By default glibc hands a freed block at the top of its heap back to the kernel once
-    more than about twice its (dynamic) mmap threshold is free, and the next step faults
-    the pages in again: mnist_cnn on a CPU took ~1,700 page faults and ~5 ms of kernel
-    time per step. Serving blocks of up to 32 MiB from the heap and trimming only above
-    1 GiB free removes nearly all of them (~13 % shorter steps, same peak memory).
-    Returns whether the settings took (glibc only; elsewhere nothing changes).
-    """
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (AttributeError, OSError, TypeError):  # not glibc (macOS, musl, Windows)
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
 
 
 def _dist() -> tuple[int, int, int]:
@@ -250,38 +250,46 @@ def _make_optimizer(cfg: TrainConfig, model: nn.Module, steps: int) -> tuple[Any
     return opt, sched
 
 
-def train(
-    cfg: TrainConfig,
-    spec: ModelSpec,
-    data: DataBundle,
-    *,
-    resume: bool = False,
-    progress: bool = True,
-    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
-) -> TrainResult:
-    """Train ``spec``'s network on ``data`` and checkpoint into ``cfg.out``.
+class Reports(Protocol):
+    """What a run leaves for people, written through the caller (``kit.report.RunFiles``)."""
 
-    On a CPU this also tells glibc's allocator to keep freed memory for the rest of the
-    process (up to 1 GiB above what is in use), which makes steps ~10 % faster; see
-    :func:`_keep_freed_memory`.
+    def epoch_done(self, result: TrainResult) -> None:
+        """After each epoch's checkpoint (main process only)."""
 
-    Args:
-        cfg: Hyper-parameters and paths.
-        spec: The network's facts.
-        data: Train and test splits, already preprocessed for the network.
-        resume: Continue from ``cfg.out/resume.pt`` if it exists.
-        progress: Show a progress bar per epoch (rank 0 only).
-        on_epoch_end: Called with (epoch, metrics) after each epoch's checkpoint.
+    def run_done(self, result: TrainResult) -> None:
+        """Once, after the last epoch (main process only)."""
 
-    Returns:
-        Per-epoch metrics and the best epoch.
 
-    Raises:
-        TrainingError: the loss became NaN or Inf.
-        UsageError: a bad option, or ``resume`` with a different network.
-    """
-    from tqdm.auto import tqdm
+@dataclass
+class _Run:
+    """What one training run holds from epoch to epoch."""
 
+    device: torch.device
+    rank: int
+    world: int
+    model: nn.Module
+    classes: int
+    net: nn.Module  # the model, or its DistributedDataParallel wrapper
+    train_set: Dataset
+    sampler: DistributedSampler  # type: ignore[type-arg]
+    per_rank: int
+    steps: int
+    opt: Any
+    sched: Any
+    scaler: Any
+    ema: Any
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+
+def _init_device(cfg: TrainConfig) -> tuple[torch.device, int, int, int]:
+    """The device and (rank, world, local rank); joins the process group under torchrun."""
     rank, world, local_rank = _dist()
     device = pick_device(cfg.device)
     if world > 1:
@@ -299,164 +307,219 @@ def train(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     else:
-        _keep_freed_memory()
-    main_process = rank == 0
-    cfg.out.mkdir(parents=True, exist_ok=True)
+        keep_freed_memory()
+    return device, rank, world, local_rank
 
-    model = build_model(spec, num_classes=cfg.num_classes or data.num_classes, seed=cfg.seed)
+
+def _prepare(cfg: TrainConfig, spec: ModelSpec, data: DataBundle) -> _Run:
+    """Network, data on the device, optimizer, schedule, AMP scaler and EMA for ``cfg``."""
+    device, rank, world, _ = _init_device(cfg)
+    classes = cfg.num_classes or data.num_classes
+    model = build_model(spec, num_classes=classes, seed=cfg.seed)
     model = model.to(device).to(memory_format=torch.channels_last)
     train_set = data.train
     if isinstance(train_set, TensorDataset):
         train_set = TensorDataset(*(t.to(device) for t in train_set.tensors))
     per_rank = max(1, cfg.batch_size // world)
-    steps_per_epoch = math.ceil(math.ceil(len(train_set) / world) / per_rank)  # type: ignore[arg-type]
-    opt, sched = _make_optimizer(cfg, model, cfg.epochs * steps_per_epoch)
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    ema = (
-        torch.optim.swa_utils.AveragedModel(
+    steps = math.ceil(math.ceil(len(train_set) / world) / per_rank)  # type: ignore[arg-type]
+    opt, sched = _make_optimizer(cfg, model, cfg.epochs * steps)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    ema = None
+    if cfg.ema:
+        ema = torch.optim.swa_utils.AveragedModel(
             model,
             multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
             use_buffers=True,
         )
-        if cfg.ema
-        else None
-    )
-    result = TrainResult(out=cfg.out)
-    start_epoch = 0
-    state_path = cfg.out / STATE
-    if resume and state_path.is_file():
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        if state["model"] != spec.name:
-            raise UsageError(
-                f"{cfg.out} holds a run of {state['model']}, not {spec.name}; pick another --out."
-            )
-        model.load_state_dict(state["weights"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        start_epoch = int(state["epoch"]) + 1
-        result.metrics = json.loads(state["metrics"])
-        result.best_epoch, result.best_test_acc = (
-            int(state["best_epoch"]),
-            float(state["best_test_acc"]),
-        )
-        log.info("resuming %s at epoch %d", spec.name, start_epoch + 1)
-    net: nn.Module = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[local_rank] if device.type == "cuda" else None
-        )
     sampler: DistributedSampler[Any] = DistributedSampler(
         train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed
     )
-    fill = -spec.mean[0] / spec.std[0]
-    meta = {"model": spec.name, "num_classes": str(cfg.num_classes or data.num_classes)}
+    return _Run(
+        device, rank, world, model, classes, model, train_set, sampler, per_rank, steps, opt,
+        sched, scaler, ema,
+    )  # fmt: skip
 
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
-        torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout and friends
-        aug_gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 7919 + rank)
-        sampler.set_epoch(epoch)
-        net.train()
-        seen = correct = 0
-        loss_sum = 0.0
-        bar = tqdm(
-            total=steps_per_epoch,
-            desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            disable=not (progress and main_process) or None,
-            leave=False,
-            dynamic_ncols=True,
+
+def _resume(run: _Run, cfg: TrainConfig, spec: ModelSpec, result: TrainResult) -> int:
+    """Load ``resume.pt`` into ``run`` and ``result``; returns the epoch to start from."""
+    state_path = cfg.out / STATE
+    if not state_path.is_file():
+        return 0
+    state = torch.load(state_path, map_location=run.device, weights_only=True)
+    if state["model"] != spec.name:
+        raise UsageError(
+            f"{cfg.out} holds a run of {state['model']}, not {spec.name}; pick another --out."
         )
-        for step, (x, y) in enumerate(_batches(train_set, sampler, per_rank, device)):
-            if cfg.augment == "affine":
-                x = random_affine(x, aug_gen, strength=cfg.augment_strength, fill=fill)
-            x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, enabled=use_amp):
-                logits = net(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"The loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
-                    "lower --lr or check the data."
-                )
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            seen += len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            loss_sum += loss.item() * len(y)
-            bar.update()
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.2%}")
-        bar.close()
-        if world > 1:
-            import torch.distributed as dist
+    run.model.load_state_dict(state["weights"])
+    run.opt.load_state_dict(state["optimizer"])
+    run.sched.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    if run.ema is not None and state.get("ema") is not None:
+        run.ema.load_state_dict(state["ema"])
+    result.metrics = json.loads(state["metrics"])
+    result.best_epoch, result.best_test_acc = (
+        int(state["best_epoch"]),
+        float(state["best_test_acc"]),
+    )
+    log.info("resuming %s at epoch %d", spec.name, int(state["epoch"]) + 2)
+    return int(state["epoch"]) + 1
 
-            totals = torch.tensor([seen, correct, loss_sum], dtype=torch.float64, device=device)
-            dist.all_reduce(totals)
-            seen, correct, loss_sum = int(totals[0]), int(totals[1]), float(totals[2])
-        eval_model = ema.module if ema is not None else model
+
+def _train_epoch(
+    run: _Run, cfg: TrainConfig, spec: ModelSpec, epoch: int, progress: bool
+) -> tuple[int, int, float]:
+    """One pass over the training data: (samples seen, correct, summed loss), all ranks."""
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout and friends
+    aug_gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 7919 + run.rank)
+    run.sampler.set_epoch(epoch)
+    run.net.train()
+    fill = -spec.mean[0] / spec.std[0]
+    amp = run.device.type == "cuda"
+    seen = correct = 0
+    loss_sum = 0.0
+    bar = tqdm(
+        total=run.steps,
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        disable=not (progress and run.main) or None,
+        leave=False,
+        dynamic_ncols=True,
+    )
+    for step, (x, y) in enumerate(_batches(run.train_set, run.sampler, run.per_rank, run.device)):
+        if cfg.augment == "affine":
+            x = random_affine(x, aug_gen, strength=cfg.augment_strength, fill=fill)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(run.device.type, enabled=amp):
+            logits = run.net(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"The loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
+                "lower --lr or check the data."
+            )
+        _step(run, loss)
+        seen += len(y)
+        correct += int((logits.argmax(1) == y).sum())
+        loss_sum += loss.item() * len(y)
+        bar.update()
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.2%}")
+    bar.close()
+    return _all_ranks(run, seen, correct, loss_sum)
+
+
+def _step(run: _Run, loss: torch.Tensor) -> None:
+    run.opt.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.opt)
+    run.scaler.update()
+    run.sched.step()
+    if run.ema is not None:
+        run.ema.update_parameters(run.model)
+
+
+def _all_ranks(run: _Run, seen: int, correct: int, loss_sum: float) -> tuple[int, int, float]:
+    if run.world == 1:
+        return seen, correct, loss_sum
+    import torch.distributed as dist
+
+    totals = torch.tensor([seen, correct, loss_sum], dtype=torch.float64, device=run.device)
+    dist.all_reduce(totals)
+    return int(totals[0]), int(totals[1]), float(totals[2])
+
+
+def _checkpoint(
+    run: _Run, cfg: TrainConfig, spec: ModelSpec, epoch: int, result: TrainResult
+) -> None:
+    """``last`` (and ``best`` when test accuracy improved) weights, then ``resume.pt``."""
+    weights = _state_dict(run.eval_model)
+    meta = {"model": spec.name, "num_classes": str(run.classes)}
+    _save_tensors(weights, cfg.out / LAST, meta)
+    if result.metrics[-1]["test_acc"] > result.best_test_acc or epoch == 0:
+        result.best_epoch, result.best_test_acc = epoch + 1, result.metrics[-1]["test_acc"]
+        _save_tensors(weights, cfg.out / BEST, meta)
+    state = {
+        "model": spec.name,
+        "epoch": epoch,
+        "weights": _state_dict(run.model),
+        "optimizer": run.opt.state_dict(),
+        "scheduler": run.sched.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "ema": run.ema.state_dict() if run.ema is not None else None,
+        "metrics": json.dumps(result.metrics),
+        "best_epoch": result.best_epoch,
+        "best_test_acc": result.best_test_acc,
+    }
+    tmp = cfg.out / f".{STATE}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, cfg.out / STATE)
+
+
+def train(
+    cfg: TrainConfig,
+    spec: ModelSpec,
+    data: DataBundle,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    reports: Reports | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train ``spec``'s network on ``data`` and checkpoint into ``cfg.out``.
+
+    On a CPU this also tells glibc's allocator to keep freed memory for the rest of the
+    process (see :func:`kit._native.keep_freed_memory`).
+
+    Args:
+        cfg: Hyper-parameters and paths.
+        spec: The network's facts.
+        data: Train and test splits, already preprocessed for the network.
+        resume: Continue from ``cfg.out/resume.pt`` if it exists.
+        progress: Show a progress bar per epoch (rank 0 only).
+        reports: Writes what people read (metrics files, curves) after each epoch and at
+            the end; ``kit train`` passes :class:`kit.report.RunFiles`.
+        on_epoch_end: Called with (epoch, metrics) after each epoch's checkpoint.
+
+    Returns:
+        Per-epoch metrics and the best epoch.
+
+    Raises:
+        TrainingError: the loss became NaN or Inf.
+        UsageError: a bad option, or ``resume`` with a different network.
+    """
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    run = _prepare(cfg, spec, data)
+    result = TrainResult(out=cfg.out)
+    start = _resume(run, cfg, spec, result) if resume else 0
+    if run.world > 1:
+        local = [run.device.index] if run.device.type == "cuda" else None
+        run.net = nn.parallel.DistributedDataParallel(run.model, device_ids=local)
+    for epoch in range(start, cfg.epochs):
+        t0 = time.perf_counter()
+        seen, correct, loss_sum = _train_epoch(run, cfg, spec, epoch, progress)
         row: dict[str, float] = {}
-        if main_process:
-            test_loss, test_acc, _ = evaluate(eval_model, data.test, device)
+        if run.main:
+            test_loss, test_acc, _ = evaluate(run.eval_model, data.test, run.device)
             row = {
                 "epoch": epoch + 1,
                 "train_loss": loss_sum / max(seen, 1),
                 "train_acc": correct / max(seen, 1),
                 "test_loss": test_loss,
                 "test_acc": test_acc,
-                "lr": float(sched.get_last_lr()[0]),
+                "lr": float(run.sched.get_last_lr()[0]),
                 "seconds": time.perf_counter() - t0,
             }
             result.metrics.append(row)
-            weights = _state_dict(eval_model)
-            _save_tensors(weights, cfg.out / LAST, meta)
-            if test_acc > result.best_test_acc or epoch == 0:
-                result.best_epoch, result.best_test_acc = epoch + 1, test_acc
-                _save_tensors(weights, cfg.out / BEST, meta)
-            write_reports(cfg, spec, data, result)
-            state = {
-                "model": spec.name,
-                "epoch": epoch,
-                "weights": _state_dict(model),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "scaler": scaler.state_dict(),
-                "ema": ema.state_dict() if ema is not None else None,
-                "metrics": json.dumps(result.metrics),
-                "best_epoch": result.best_epoch,
-                "best_test_acc": result.best_test_acc,
-            }
-            tmp = state_path.with_name(f".{STATE}.tmp")
-            torch.save(state, tmp)
-            os.replace(tmp, state_path)
+            _checkpoint(run, cfg, spec, epoch, result)
+            if reports is not None:
+                reports.epoch_done(result)
             log.info("epoch %d: %s", epoch + 1, row)
-        if world > 1:
+        if run.world > 1:
             import torch.distributed as dist
 
             dist.barrier()
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
-    if main_process and result.metrics:
-        # once, at the end: matplotlib costs more than a small network's epoch
-        details = [
-            s
-            for s, on in (
-                ("augmented", cfg.augment != "none"),
-                (f"label smoothing {cfg.label_smoothing:g}", cfg.label_smoothing > 0),
-            )
-            if on
-        ]
-        plot_curves(
-            result.metrics,
-            cfg.out / "curves.png",
-            title=f"{spec.name} on {data.name}",
-            train_label=f"train ({', '.join(details)})" if details else "train",
-        )
+    if run.main and result.metrics and reports is not None:
+        reports.run_done(result)
     return result

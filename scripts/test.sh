@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The project's checks, as CI runs them: lint, format, types, then every test (slow ones too).
+# The project's checks, as CI runs them: lint, format, types, import layers, then every test
+# (slow ones too).
 # Run from the repository root with the virtual environment's tools on PATH or in .venv/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,7 @@ bin=.venv/bin
 "$bin/ruff" check kit architectures tests scripts
 "$bin/ruff" format --check kit architectures tests scripts
 "$bin/mypy" kit architectures
+"$bin/lint-imports"  # the layers of docs/DESIGN.md, as contracts in pyproject.toml
 
 set +e
 "$bin/python" -m pytest "$@"

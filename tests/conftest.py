@@ -24,14 +24,13 @@ def mnist_dir() -> Path:
 @pytest.fixture(scope="session")
 def lenet_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A lenet exported once per session with random weights (seed 0)."""
-    from kit.export import export_model
+    from kit.export import ExportOptions, Provenance, export_model
     from kit.models import build_model, resolve_spec
 
     spec = resolve_spec("lenet")
     out = tmp_path_factory.mktemp("export")
-    result = export_model(
-        spec, build_model(spec, seed=0), out, num_classes=10, seed=0, progress=False
-    )
+    source, options = Provenance(num_classes=10), ExportOptions(progress=False)
+    result = export_model(spec, build_model(spec, seed=0), out, source, options)
     return result.directory
 
 

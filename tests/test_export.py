@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from architectures import list_models
+from kit.artifact import FACTS_KEY, FILE_NAMES, MANIFEST, WEIGHTS_FILE, ModelFacts
 from kit.errors import ArtifactError, ParityError, UsageError
-from kit.export import FILE_NAMES, export_model, parse_formats
+from kit.export import ExportOptions, Provenance, export_model, parse_formats
 from kit.export.torchscript import load_torchscript
 from kit.models import build_model, resolve_spec
 
@@ -28,6 +29,10 @@ EXPORT_CASES: dict[str, dict[str, object]] = {
         for bn in ("", "_bn")
     },
 }
+
+
+QUIET = ExportOptions(progress=False)
+ONNX_ONLY = ExportOptions(formats=["onnx"], progress=False)
 
 
 def test_every_registered_network_has_export_coverage() -> None:
@@ -47,16 +52,8 @@ def test_export_round_trip_and_parity(name: str, tmp_path: Path) -> None:
     num_classes = int(case.get("num_classes", spec.num_classes))  # type: ignore[call-overload]
     model = build_model(spec, num_classes=num_classes, seed=0)
     formats = case["formats"]
-    result = export_model(
-        spec,
-        model,
-        tmp_path,
-        formats=formats,
-        num_classes=num_classes,
-        seed=0,
-        batch_sizes=(1, 3),
-        progress=False,
-    )
+    options = ExportOptions(formats=formats, batch_sizes=(1, 3), progress=False)  # type: ignore[arg-type]
+    result = export_model(spec, model, tmp_path, Provenance(num_classes=num_classes), options)
     report = result.report
     assert report.passed
     seen = {(c.artifact, c.batch) for c in report.comparisons}
@@ -75,10 +72,10 @@ def test_export_round_trip_and_parity(name: str, tmp_path: Path) -> None:
     proto = onnx.load(str(result.directory / "model.onnx"), load_external_data=False)
     assert proto.graph.input[0].name == "input" and proto.graph.output[0].name == "logits"
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
-    facts = json.loads({p.key: p.value for p in proto.metadata_props}["kit.facts"])
-    assert facts["input_shape"] == list(spec.input_shape) and facts["num_classes"] == num_classes
+    facts = ModelFacts.from_json({p.key: p.value for p in proto.metadata_props}[FACTS_KEY])
+    assert facts.input_shape == spec.input_shape and facts.num_classes == num_classes
 
-    manifest = json.loads((result.directory / "manifest.json").read_text())
+    manifest = json.loads((result.directory / MANIFEST).read_text())
     assert set(manifest["files"]) == {FILE_NAMES[f] for f in formats}  # type: ignore[union-attr]
     assert manifest["parity"]["passed"] is True
     assert manifest["versions"]["torch"] == torch.__version__
@@ -98,65 +95,31 @@ def test_manifest_records_weights_and_copies_them(tmp_path: Path) -> None:
 
     model = build_model(spec, seed=0)
     sha = load_weights(model, weights)
-    result = export_model(
-        spec,
-        model,
-        tmp_path / "out",
-        formats=["onnx"],
-        num_classes=10,
-        seed=0,
-        weights=weights,
-        weights_sha256=sha,
-        progress=False,
-    )
+    source = Provenance(num_classes=10, weights=weights, weights_sha256=sha)
+    result = export_model(spec, model, tmp_path / "out", source, ONNX_ONLY)
     info = result.manifest["model"]["weights"]
-    assert info["source_sha256"] == sha and info["file"] == "weights.safetensors"
-    assert (result.directory / "weights.safetensors").is_file()
+    assert info["source_sha256"] == sha and info["file"] == WEIGHTS_FILE
+    assert (result.directory / WEIGHTS_FILE).is_file()
 
 
-def test_parity_failure_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parity_failure_writes_nothing(tmp_path: Path) -> None:
     """An artifact that disagrees with eager fails the export and leaves no directory."""
-    import kit.export.torchscript as ts
-
-    spec = resolve_spec("lenet")
-    model = build_model(spec, seed=0)
-    real_export = ts.export_torchscript
-
-    def export_other_weights(_model: torch.nn.Module, example: torch.Tensor, path: Path) -> None:
-        real_export(build_model(spec, seed=1), example, path)
-
-    monkeypatch.setattr(ts, "export_torchscript", export_other_weights)
+    spec = resolve_spec("tests.user_nets:diverging", (3, 8, 8))
     with pytest.raises(ParityError, match=r"torchscript on torch.jit \(cpu\), random b=1"):
-        export_model(spec, model, tmp_path, num_classes=10, seed=0, progress=False)
+        export_model(spec, build_model(spec), tmp_path, options=QUIET)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_failed_export_keeps_the_previous_artifact(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    spec = resolve_spec("lenet")
-    first = export_model(
-        spec, build_model(spec), tmp_path, formats=["onnx"], num_classes=10, seed=0, progress=False
-    )
-    before = (first.directory / "manifest.json").read_text()
-    import kit.export as export_pkg
-
-    def boom(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt  # an interrupted export
-
-    monkeypatch.setattr(export_pkg, "run_parity", boom)
-    with pytest.raises(KeyboardInterrupt):
-        export_model(
-            spec,
-            build_model(spec),
-            tmp_path,
-            formats=["onnx"],
-            num_classes=10,
-            seed=0,
-            progress=False,
-        )
-    assert (first.directory / "manifest.json").read_text() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet"]
+def test_interrupted_export_keeps_the_previous_artifact(tmp_path: Path) -> None:
+    spec = resolve_spec("tests.user_nets:interrupting", (3, 8, 8))
+    calm = ExportOptions(formats=["onnx"], batch_sizes=(1, 8), progress=False)
+    first = export_model(spec, build_model(spec), tmp_path, options=calm)
+    before = (first.directory / MANIFEST).read_text()
+    options = ExportOptions(formats=["onnx"], batch_sizes=(1, 3), progress=False)
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C during parity's batch of 3
+        export_model(spec, build_model(spec), tmp_path, options=options)
+    assert (first.directory / MANIFEST).read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["interrupting"]
 
 
 def test_unwritable_output_directory(tmp_path: Path) -> None:
@@ -164,9 +127,7 @@ def test_unwritable_output_directory(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     spec = resolve_spec("lenet")
     with pytest.raises(ArtifactError, match="Cannot write to output directory"):
-        export_model(
-            spec, build_model(spec), blocker / "out", num_classes=10, seed=0, progress=False
-        )
+        export_model(spec, build_model(spec), blocker / "out", options=QUIET)
 
 
 def test_parse_formats() -> None:
@@ -180,16 +141,8 @@ def test_parse_formats() -> None:
 def test_user_factory_with_input_shape(tmp_path: Path) -> None:
     spec = resolve_spec("tests.user_nets:tiny", (3, 16, 16))
     model = build_model(spec)
-    result = export_model(
-        spec,
-        model,
-        tmp_path,
-        formats=["onnx"],
-        num_classes=4,
-        seed=0,
-        factory="tests.user_nets:tiny",
-        progress=False,
-    )
+    source = Provenance(factory="tests.user_nets:tiny")
+    result = export_model(spec, model, tmp_path, source, ONNX_ONLY)
     assert result.report.passed
     assert result.manifest["model"]["factory"] == "tests.user_nets:tiny"
     import onnxruntime as ort

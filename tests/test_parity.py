@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from kit.errors import ParityError, ShapeMismatch, ToleranceExceeded
-from kit.parity import Comparison, ParityReport, compare, verify_saved
+from kit.export.verify import verify_saved
+from kit.parity import Comparison, ParityReport, compare
 
 
 def _cmp() -> Comparison:
@@ -133,53 +134,45 @@ def test_relax_hint_names_the_flag_and_the_value_that_would_pass() -> None:
 def test_large_outputs_pass_and_a_perturbed_weight_fails(tmp_path: Path) -> None:
     import torch
 
-    from kit.export import export_model
+    from kit.export import ExportOptions, export_model
+    from kit.export.verify import check_artifacts
     from kit.models import build_model, resolve_spec
-    from kit.parity import run_parity
 
     spec = resolve_spec("tests.user_nets:loud", (3, 8, 8))
     model = build_model(spec)
     with torch.no_grad():
         assert model(torch.randn(4, 3, 8, 8)).abs().max() > 100
-    result = export_model(spec, model, tmp_path, num_classes=None, seed=0, progress=False)
+    result = export_model(spec, model, tmp_path, options=ExportOptions(progress=False))
     assert result.report.passed, result.report.format_table()
     with torch.no_grad():
         model[-1].weight[0, 0] += 0.05
     files = {"onnx": result.directory / "model.onnx", "pt2": result.directory / "model.pt2"}
-    report = run_parity(model, files, name="loud", input_shape=(3, 8, 8), atol=1e-4, rtol=1e-4)
+    report = check_artifacts(model, files, name="loud", input_shape=(3, 8, 8), atol=1e-4, rtol=1e-4)
     assert not report.passed
     assert {c.kind for c in report.failures} == {"tolerance"}
     assert "--rtol" in report.relax_hint()
 
 
 def test_keep_failed_leaves_the_failed_artifacts_apart(tmp_path: Path) -> None:
-    from kit.export import FAILED_SUFFIX, export_model
+    from kit.artifact import FAILED_SUFFIX, FILE_NAMES, PARITY_FILE
+    from kit.export import ExportOptions, export_model
     from kit.models import build_model, resolve_spec
 
     spec = resolve_spec("tests.user_nets:diverging", (3, 8, 8))
     with pytest.raises(ToleranceExceeded) as caught:
-        export_model(spec, build_model(spec), tmp_path, num_classes=None, seed=0, progress=False)
+        export_model(spec, build_model(spec), tmp_path, options=ExportOptions(progress=False))
     assert (
         not (tmp_path / "diverging").exists()
         and not (tmp_path / f"diverging{FAILED_SUFFIX}").exists()
     )
     assert caught.value.report is not None and caught.value.kept is None
+    keep = ExportOptions(progress=False, keep_failed=True)
     with pytest.raises(ToleranceExceeded) as caught:
-        export_model(
-            spec,
-            build_model(spec),
-            tmp_path,
-            num_classes=None,
-            seed=0,
-            progress=False,
-            keep_failed=True,
-        )
+        export_model(spec, build_model(spec), tmp_path, options=keep)
     kept = tmp_path / f"diverging{FAILED_SUFFIX}"
     assert caught.value.kept == kept
-    assert {"model.onnx", "model.ts", "model.pt2", "parity.json"} <= {
-        p.name for p in kept.iterdir()
-    }
-    assert json.loads((kept / "parity.json").read_text())["passed"] is False
+    assert {*FILE_NAMES.values(), PARITY_FILE} <= {p.name for p in kept.iterdir()}
+    assert json.loads((kept / PARITY_FILE).read_text())["passed"] is False
     assert not (tmp_path / "diverging").exists()
 
 

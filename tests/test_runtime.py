@@ -142,33 +142,6 @@ def test_validate_false_skips_only_the_check(lenet_export: Path) -> None:
     assert out.shape == (2, 10) and np.isfinite(out[0]).all()
 
 
-class _PublicOnly:
-    """An InferenceSession seen through its public methods only (no ``_sess``)."""
-
-    def __init__(self, session: object) -> None:
-        self._session = session
-
-    def __getattr__(self, name: str) -> object:
-        if name == "_sess":
-            raise AttributeError(name)
-        return getattr(self._session, name)
-
-
-def test_predict_skips_the_python_wrapper_on_cpu_and_falls_back_without_it(
-    lenet_export: Path,
-) -> None:
-    model = kr.load(lenet_export)
-    x = np.random.default_rng(6).standard_normal((3, 1, 28, 28), dtype=np.float32)
-    public = model.session.run(None, {"input": x})[0]
-    assert model._run == model.session._sess.run  # the compiled method, called directly
-    np.testing.assert_array_equal(model.predict(x)["logits"], public)
-    wrapped = kr.Model(_PublicOnly(model.session), model.path)  # type: ignore[arg-type]
-    assert wrapped._run == model.session.run  # no compiled session exposed: the public run
-    np.testing.assert_array_equal(wrapped.predict(x)["logits"], public)
-    with pytest.raises(kr.InputError, match="dtype float64"):
-        wrapped.predict(x.astype(np.float64))
-
-
 def test_thread_safety(lenet_export: Path) -> None:
     model = kr.load(lenet_export, threads=1)
     rng = np.random.default_rng(3)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -16,20 +14,19 @@ from safetensors.torch import load_file
 from torch.utils.data import TensorDataset
 
 from architectures import get_spec
+from kit.artifact import BEST_CHECKPOINT, LAST_CHECKPOINT, RESUME_STATE
 from kit.cli import cli
 from kit.data import DataBundle, load_dataset
-from kit.errors import TrainingError
+from kit.errors import TrainingError, UsageError
+from kit.report import RunFiles
 from kit.train import TrainConfig, train
 
 
 def config(out: Path, **changes: object) -> TrainConfig:
-    r = get_spec("lenet").recipe
-    cfg = TrainConfig(
-        model="lenet", epochs=3, batch_size=r.batch_size, lr=r.lr, weight_decay=r.weight_decay,
-        optimizer=r.optimizer, schedule=r.schedule, label_smoothing=r.label_smoothing,
-        augment=r.augment, augment_strength=r.augment_strength, ema=r.ema, out=out, device="cpu",
-    )  # fmt: skip
-    return dataclasses.replace(cfg, **changes)  # type: ignore[arg-type]
+    recipe = get_spec("lenet").recipe
+    return TrainConfig.from_recipe(
+        "lenet", recipe, out=out, **{"epochs": 3, "device": "cpu", **changes}
+    )
 
 
 SHORT_RUN_LR = 0.008  # a 3-epoch one-cycle run wants a higher peak than lenet's 12-epoch recipe
@@ -44,7 +41,8 @@ def test_short_real_run_clears_95_percent(mnist: DataBundle, tmp_path: Path) -> 
     # 3 epochs at batch 128 and a stated lr instead of the recipe's 12 epochs: a short run
     # that must still learn
     cfg = config(tmp_path, batch_size=128, lr=SHORT_RUN_LR)
-    result = train(cfg, get_spec("lenet"), mnist, progress=False)
+    reports = RunFiles(cfg, get_spec("lenet"), mnist)
+    result = train(cfg, get_spec("lenet"), mnist, progress=False, reports=reports)
     assert [m["epoch"] for m in result.metrics] == [1, 2, 3]
     assert result.best_test_acc >= 0.95, result.metrics
     train_loss = [m["train_loss"] for m in result.metrics]
@@ -90,7 +88,11 @@ def test_resume_after_interruption_gives_identical_weights(
 
     with pytest.raises(KeyboardInterrupt):
         train(config(tmp_path / "b"), spec, small, progress=False, on_epoch_end=interrupt)
-    assert json.loads((tmp_path / "b" / "metrics.json").read_text())[-1]["epoch"] == 1
+    assert {p.name for p in (tmp_path / "b").iterdir()} == {
+        BEST_CHECKPOINT,
+        LAST_CHECKPOINT,
+        RESUME_STATE,
+    }
     resumed = train(config(tmp_path / "b"), spec, small, resume=True, progress=False)
     assert [m["epoch"] for m in resumed.metrics] == [1, 2, 3]
     a = load_file(str(tmp_path / "a" / "last.safetensors"))
@@ -217,81 +219,33 @@ class _Unblockable(torch.nn.Module):
         return x - 1
 
 
-@pytest.mark.parametrize("name", ["lenet", "mnist_cnn"])
-def test_blocked_evaluation_matches_dense(name: str, mnist: DataBundle) -> None:
-    import kit.train as kt
+@pytest.mark.parametrize("name", ["lenet", "mnist_cnn", "unblockable"])
+def test_evaluation_computes_what_the_network_computes(name: str, mnist: DataBundle) -> None:
+    """Whatever layout evaluation runs in (oneDNN's blocked one, or dense when a layer
+    cannot take it), its loss, accuracy and predictions are the network's own."""
     from architectures import get_model
+    from kit.train import evaluate
 
     torch.manual_seed(0)
-    model = get_model(name).eval()
+    if name == "unblockable":
+        model = torch.nn.Sequential(_Unblockable(), get_model("lenet")).eval()
+    else:
+        model = get_model(name).eval()
     images, labels = mnist.test.tensors  # type: ignore[attr-defined]
-    subset = TensorDataset(images[:1000], labels[:1000])
-    sample = images[:8].contiguous()
-    assert kt._onednn_copy(kt._inference_copy(model), model, sample) is not None
-    blocked = kt.evaluate(model, subset, torch.device("cpu"))
-    original = kt._onednn_copy
-    try:
-        kt._onednn_copy = lambda *args: None  # type: ignore[assignment]
-        dense = kt.evaluate(model, subset, torch.device("cpu"))
-    finally:
-        kt._onednn_copy = original
-    assert blocked[0] == pytest.approx(dense[0], rel=1e-5)
-    assert blocked[1] == dense[1]
-    assert torch.equal(blocked[2], dense[2])
-    # the model itself is untouched: still dense, still trainable
-    assert all(p.layout == torch.strided for p in model.parameters())
-
-
-def test_evaluation_falls_back_for_layers_onednn_lacks(mnist: DataBundle) -> None:
-    import kit.train as kt
-    from architectures import get_model
-
-    model = torch.nn.Sequential(_Unblockable(), get_model("lenet")).eval()
-    images, labels = mnist.test.tensors  # type: ignore[attr-defined]
-    assert kt._onednn_copy(model, model, images[:8].contiguous()) is None
-    x, y = images[:500], labels[:500]
-    loss, acc, preds = kt.evaluate(model, TensorDataset(x, y), torch.device("cpu"))
+    x, y = images[:600], labels[:600]
+    loss, acc, preds = evaluate(model, TensorDataset(x, y), torch.device("cpu"))
     with torch.no_grad():
         logits = model(x)
     assert torch.equal(preds, logits.argmax(1))
     assert acc == pytest.approx(float((preds == y).float().mean()))
     assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(logits, y)), rel=1e-5)
+    # the model itself is untouched: still dense, still trainable
+    assert all(p.layout == torch.strided and p.requires_grad for p in model.parameters())
 
 
-_FAULTS_PER_STEP = """
-import resource, torch, torch.nn.functional as F
-from architectures import get_model
-from kit.train import _keep_freed_memory
-
-torch.manual_seed(0)
-model = get_model("mnist_cnn").to(memory_format=torch.channels_last)
-opt = torch.optim.AdamW(model.parameters(), foreach=True)
-x = torch.randn(64, 1, 28, 28).contiguous(memory_format=torch.channels_last)
-y = torch.randint(0, 10, (64,))
-
-def faults_per_step(steps=15):
-    for i in range(steps + 5):
-        if i == 5:
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / steps
-
-default = faults_per_step()
-assert _keep_freed_memory()
-print(default, faults_per_step())
-"""
-
-
-@pytest.mark.skipif(
-    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
-    reason="mallopt is glibc's",
-)
-def test_training_steps_stop_faulting_pages_in_after_keep_freed_memory() -> None:
-    out = subprocess.run(
-        [sys.executable, "-c", _FAULTS_PER_STEP], capture_output=True, text=True, check=True
-    ).stdout
-    default, kept = map(float, out.split())
-    assert default > 100  # glibc's defaults give pages back and fault them in again each step
-    assert kept < default / 10
+def test_config_is_the_recipe_plus_overrides(tmp_path: Path) -> None:
+    recipe = get_spec("mnist_cnn").recipe
+    cfg = TrainConfig.from_recipe("mnist_cnn", recipe, out=tmp_path, lr=None, epochs=2)
+    assert cfg.lr == recipe.lr and cfg.epochs == 2 and cfg.ema == recipe.ema
+    with pytest.raises(UsageError, match="Unknown training option"):
+        TrainConfig.from_recipe("mnist_cnn", recipe, out=tmp_path, dataset="mnist")

@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
+from ..artifact import MANIFEST
 from ..errors import ParityError, UsageError
-from . import (
+from ._common import (
     DEFAULT_EXPORT_DIR,
     _echo_json,
     _parity_options,
@@ -139,7 +140,7 @@ def export(
       kit export --model mypkg.nets:tiny --input-shape 3,32,32 --formats onnx
       kit export --model mypkg.nets:segmenter --input-shape 3,224,224 --output-names mask
     """
-    from ..export import export_model, parse_formats
+    from ..export import ExportOptions, Provenance, export_model, parse_formats
 
     try:
         fmt_list = parse_formats(formats)
@@ -149,26 +150,24 @@ def export(
 
     spec = resolve_spec(model_name, input_shape)
     model, classes, sha = load_network(spec, weights=weights, num_classes=num_classes, seed=seed)
-    real = _real(spec, data_dir)
+    source = Provenance(
+        factory=model_name if ":" in model_name else None,
+        num_classes=classes,
+        seed=seed,
+        weights=weights,
+        weights_sha256=sha,
+    )
+    options = ExportOptions(
+        formats=fmt_list,
+        opset=opset,
+        atol=atol,
+        rtol=rtol,
+        batch_sizes=batch_sizes,
+        output_names=_names(output_names),
+        keep_failed=keep_failed,
+    )
     try:
-        result = export_model(
-            spec,
-            model,
-            out_dir,
-            formats=fmt_list,
-            opset=opset,
-            num_classes=classes,
-            seed=seed,
-            weights=weights,
-            weights_sha256=sha,
-            factory=model_name if ":" in model_name else None,
-            atol=atol,
-            rtol=rtol,
-            batch_sizes=batch_sizes,
-            real=real,
-            output_names=_names(output_names),
-            keep_failed=keep_failed,
-        )
+        result = export_model(spec, model, out_dir, source, options, real=_real(spec, data_dir))
     except ParityError as exc:
         _explain_parity_failure(exc)
         raise
@@ -182,8 +181,8 @@ def export(
     click.echo(f"wrote {result.directory}/")
     for name, info in files.items():
         click.echo(f"  {name:<20} {info['size'] / 1e6:9.1f} MB  sha256 {info['sha256'][:16]}")
-    manifest_size = (result.directory / "manifest.json").stat().st_size
-    click.echo(f"  {'manifest.json':<20} {manifest_size / 1e6:9.1f} MB")
+    manifest_size = (result.directory / MANIFEST).stat().st_size
+    click.echo(f"  {MANIFEST:<20} {manifest_size / 1e6:9.1f} MB")
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -232,9 +231,9 @@ def parity(
     \b
       kit parity exported/alexnet --json > parity.json
     """
-    from ..export.manifest import read_manifest
+    from ..artifact import read_manifest
+    from ..export.verify import verify_saved
     from ..models import resolve_spec
-    from ..parity import verify_saved
 
     info = read_manifest(artifact_dir)["model"]
     spec = resolve_spec(info.get("factory") or info["name"], tuple(info["input_shape"]))

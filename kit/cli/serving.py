@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..errors import UsageError
-from . import (
+from ._common import (
     PROVIDERS,
     _echo_json,
     _shipped_model,

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from . import (
+from ._common import (
     DEFAULT_EXPORT_DIR,
     _echo_json,
     cli,
@@ -113,7 +113,7 @@ def train(
 
     from ..data import load_dataset, real_samples
     from ..models import resolve_spec
-    from ..report import format_metrics
+    from ..report import RunFiles, format_metrics
     from ..train import TrainConfig
     from ..train import train as run_training
 
@@ -127,24 +127,21 @@ def train(
         num_classes=num_classes,
         fake_size=fake_size,
     )
-    cfg = TrainConfig(
-        model=spec.name,
-        epochs=epochs or recipe.epochs,
-        batch_size=batch_size or recipe.batch_size,
-        lr=lr or recipe.lr,
-        weight_decay=recipe.weight_decay if weight_decay is None else weight_decay,
-        optimizer=optimizer or recipe.optimizer,
-        schedule=recipe.schedule,
-        label_smoothing=recipe.label_smoothing,
-        augment=("affine" if augment else "none") if augment is not None else recipe.augment,
-        augment_strength=recipe.augment_strength,
-        ema=recipe.ema,
+    cfg = TrainConfig.from_recipe(
+        spec.name,
+        recipe,
         out=out or Path("runs") / spec.name,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        optimizer=optimizer,
+        augment=None if augment is None else ("affine" if augment else "none"),
         device=device,
         seed=seed,
         num_classes=num_classes,
     )
-    result = run_training(cfg, spec, data, resume=resume)
+    result = run_training(cfg, spec, data, resume=resume, reports=RunFiles(cfg, spec, data))
     import os
 
     if int(os.environ.get("RANK", 0)) != 0:
@@ -162,22 +159,20 @@ def train(
             f"best test accuracy {result.best_test_acc:.2%} at epoch {result.best_epoch}; run files in {cfg.out}/"
         )
     if do_export:
-        from ..export import export_model
+        from ..artifact import BEST_CHECKPOINT
+        from ..export import Provenance, export_model
         from ..models import load_network
 
-        best = cfg.out / "best.safetensors"
-        model, _, sha = load_network(
-            spec, weights=best, num_classes=num_classes or data.num_classes, seed=seed
-        )
+        best = cfg.out / BEST_CHECKPOINT
+        classes = num_classes or data.num_classes
+        model, _, sha = load_network(spec, weights=best, num_classes=classes, seed=seed)
         real = real_samples(spec, data_dir, dataset=data.name) if data.name != "fake" else None
+        source = Provenance(num_classes=classes, seed=seed, weights=best, weights_sha256=sha)
         exported = export_model(
             spec,
             model,
             export_dir,
-            num_classes=num_classes or data.num_classes,
-            seed=seed,
-            weights=best,
-            weights_sha256=sha,
+            source,
             real=real,
             extra={
                 "training": {

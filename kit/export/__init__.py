@@ -3,13 +3,12 @@
 :func:`export_model` writes every artifact into a temporary directory beside the target,
 runs parity against the eager network, writes ``manifest.json`` and only then moves the
 directory into place: an interrupted or failed export leaves nothing half-written.
-:func:`verify_artifacts` reruns the same checks on a saved directory.
+:func:`kit.export.verify.verify_saved` reruns the same checks on a saved directory.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import logging
 import shutil
 import tempfile
@@ -25,27 +24,52 @@ from torch import nn
 from architectures import ModelSpec
 
 from .._files import write_json_atomic
+from ..artifact import (
+    DEFAULT_BATCH_SIZES,
+    FAILED_SUFFIX,
+    FILE_NAMES,
+    FORMATS,
+    PARITY_FILE,
+    WEIGHTS_FILE,
+    ModelFacts,
+    describe_files,
+    write_manifest,
+)
 from ..errors import ArtifactError, ParityError, UsageError, first_line
 from ..outputs import flatten_outputs, output_names
-from ..parity import DEFAULT_BATCH_SIZES, ParityReport, run_parity
-from .manifest import FORMAT_VERSION, MANIFEST, describe_files, library_versions
+from ..parity import ParityReport
+from .manifest import Provenance, build_manifest
+from .verify import check_artifacts
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "FAILED_SUFFIX",
-    "FILE_NAMES",
-    "FORMATS",
-    "ExportResult",
-    "export_model",
-    "parse_formats",
-]
+__all__ = ["ExportOptions", "ExportResult", "Provenance", "export_model", "parse_formats"]
 
-FORMATS = ("onnx", "torchscript", "pt2")
-FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.ts", "pt2": "model.pt2"}
-WEIGHTS_FILE = "weights.safetensors"
-#: ``--keep-failed`` leaves an export that failed parity in ``OUT/NAME.parity-failed/``.
-FAILED_SUFFIX = ".parity-failed"
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to export and check (``kit export`` options).
+
+    Attributes:
+        formats: Subset of ``FORMATS``.
+        opset: ONNX opset (the exporter's default when None).
+        atol: Absolute tolerance (the network's when None).
+        rtol: Relative tolerance (the network's when None).
+        batch_sizes: Random batch sizes for parity.
+        output_names: Names of the ONNX outputs (default: ``logits``, a dict's keys, or
+            ``output_0..`` for a tuple).
+        keep_failed: On a parity failure, keep the artifacts in ``OUT/NAME.parity-failed/``.
+        progress: Show a progress bar on a terminal.
+    """
+
+    formats: Sequence[str] = FORMATS
+    opset: int | None = None
+    atol: float | None = None
+    rtol: float | None = None
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES
+    output_names: Sequence[str] | None = None
+    keep_failed: bool = False
+    progress: bool = True
 
 
 @dataclass
@@ -73,8 +97,8 @@ def parse_formats(text: str) -> list[str]:
 
 
 def model_facts(
-    spec: ModelSpec, outputs: list[str], classes: int | None, weights_sha256: str | None
-) -> dict[str, Any]:
+    spec: ModelSpec, outputs: Sequence[str], classes: int | None, weights_sha256: str | None
+) -> ModelFacts:
     """The facts a runtime needs, embedded in the ONNX file and the manifest.
 
     ``classes`` is the width of a classifier's one 2-D output (None for other networks,
@@ -82,19 +106,19 @@ def model_facts(
     """
     import kit
 
-    return {
-        "name": spec.name,
-        "input_shape": list(spec.input_shape),
-        "mean": list(spec.mean),
-        "std": list(spec.std),
-        "outputs": list(outputs),
-        "num_classes": classes or 0,
-        "class_names": spec.labels(classes) if classes else [],
-        "atol": spec.atol,
-        "rtol": spec.rtol,
-        "weights_sha256": weights_sha256,
-        "kit_version": kit.__version__,
-    }
+    return ModelFacts(
+        name=spec.name,
+        input_shape=tuple(spec.input_shape),
+        mean=tuple(spec.mean),
+        std=tuple(spec.std),
+        outputs=tuple(outputs),
+        num_classes=classes or 0,
+        class_names=tuple(spec.labels(classes)) if classes else (),
+        atol=spec.atol,
+        rtol=spec.rtol,
+        weights_sha256=weights_sha256,
+        kit_version=kit.__version__,
+    )
 
 
 @dataclass
@@ -161,11 +185,10 @@ def _write_artifacts(
     staging: Path,
     model: nn.Module,
     example: torch.Tensor,
-    *,
     spec: ModelSpec,
     formats: Sequence[str],
     opset: int | None,
-    facts: dict[str, Any],
+    facts: ModelFacts,
     bar: Any,
 ) -> int | None:
     """Write each format into ``staging``; returns the ONNX opset (None without ONNX)."""
@@ -183,9 +206,7 @@ def _write_artifacts(
         with _step(bar, fmt):
             if fmt == "onnx":
                 assert program is not None
-                opset_used = export_onnx(
-                    program, example, path, opset=opset, facts=facts, output_names=facts["outputs"]
-                )
+                opset_used = export_onnx(program, example, path, opset=opset, facts=facts)
             elif fmt == "pt2":
                 assert program is not None
                 save_program(program, path)
@@ -196,7 +217,7 @@ def _write_artifacts(
 
 def _keep_failed(staging: Path, target: Path, report: ParityReport) -> Path:
     """Move a failed export to ``target`` (replacing an older one) with its report."""
-    write_json_atomic(staging / "parity.json", report.to_dict())
+    write_json_atomic(staging / PARITY_FILE, report.to_dict())
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
@@ -207,22 +228,11 @@ def export_model(
     spec: ModelSpec,
     model: nn.Module,
     out_root: Path,
+    source: Provenance | None = None,
+    options: ExportOptions | None = None,
     *,
-    formats: Sequence[str] = FORMATS,
-    opset: int | None = None,
-    num_classes: int | None,
-    seed: int,
-    weights: Path | None = None,
-    weights_sha256: str | None = None,
-    factory: str | None = None,
-    atol: float | None = None,
-    rtol: float | None = None,
-    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
     real: tuple[str, torch.Tensor] | None = None,
-    output_names: Sequence[str] | None = None,
-    keep_failed: bool = False,
     extra: dict[str, Any] | None = None,
-    progress: bool = True,
 ) -> ExportResult:
     """Export ``model`` to ``out_root/spec.name`` and verify every artifact.
 
@@ -230,24 +240,11 @@ def export_model(
         spec: The network's facts.
         model: The eager network with its final weights.
         out_root: Parent of the artifact directory (``exported/``).
-        formats: Subset of ``FORMATS``.
-        opset: ONNX opset (the exporter's default when None).
-        num_classes: The class count the network was built with (None: a user's factory
-            called without one); recorded so parity can rebuild it.
-        seed: Seed the weights were drawn from when ``weights`` is None.
-        weights: The state_dict file the weights came from, copied as safetensors.
-        weights_sha256: sha256 of ``weights``.
-        factory: ``module:factory`` for a user's network, recorded to rebuild it.
-        atol: Absolute tolerance (the spec's when None).
-        rtol: Relative tolerance (the spec's when None).
-        batch_sizes: Random batch sizes for parity.
+        source: How the network was built (recorded so parity can rebuild it; default:
+            a registered network with random weights from seed 0).
+        options: Formats, tolerances, batch sizes, output names (default: all formats).
         real: Real samples ``(label, batch)`` for parity.
-        output_names: Names of the ONNX outputs (default: ``logits``, a dict's keys, or
-            ``output_0..`` for a tuple).
-        keep_failed: On a parity failure, keep the artifacts in
-            ``out_root/NAME.parity-failed/`` instead of deleting them.
         extra: More manifest entries (training metrics, say).
-        progress: Show a progress bar on a terminal.
 
     Returns:
         The landed directory, the parity report and the manifest.
@@ -256,91 +253,83 @@ def export_model(
         ArtifactError: an exporter failed or the output cannot be written.
         ParityError: an artifact disagrees with eager (nothing lands in ``NAME/``).
     """
-    from tqdm.auto import tqdm
-
-    atol = spec.atol if atol is None else atol
-    rtol = spec.rtol if rtol is None else rtol
+    source = source or Provenance()
+    options = options or ExportOptions()
     model = model.eval()
-    example = torch.randn(2, *spec.input_shape, generator=torch.Generator().manual_seed(seed))
-    traced = _trace_outputs(spec, model, example, output_names)
-    facts = model_facts(spec, traced.names, traced.classes, weights_sha256)
+    example = torch.randn(
+        2, *spec.input_shape, generator=torch.Generator().manual_seed(source.seed)
+    )
+    traced = _trace_outputs(spec, model, example, options.output_names)
+    facts = model_facts(spec, traced.names, traced.classes, source.weights_sha256)
     staging = _make_staging_dir(out_root, spec.name)
     try:
-        steps = bool({"onnx", "pt2"} & set(formats)) + len(formats) + 1
-        bar = tqdm(
-            total=steps,
-            desc=f"export {spec.name}",
-            unit="step",
-            disable=not progress or None,
-            leave=False,
-        )
-        opset_used = _write_artifacts(
-            staging, model, example, spec=spec, formats=formats, opset=opset, facts=facts, bar=bar
-        )
-        file_formats = {FILE_NAMES[f]: f for f in formats}
-        if weights is not None:
-            _save_weights(model, staging / WEIGHTS_FILE)
-            file_formats[WEIGHTS_FILE] = "safetensors"
-        with _step(bar, "parity"):
-            report = run_parity(
-                model,
-                {f: staging / FILE_NAMES[f] for f in formats},
-                name=spec.name,
-                input_shape=spec.input_shape,
-                atol=atol,
-                rtol=rtol,
-                batch_sizes=batch_sizes,
-                real=real,
-                seed=seed,
-                output_names=traced.names,
-            )
-        bar.close()
+        files, opset, report = _stage(staging, model, example, spec, facts, source, options, real)
         try:
             report.raise_for_failures()
         except ParityError as exc:
-            if keep_failed:
+            if options.keep_failed:
                 exc.kept = _keep_failed(staging, out_root / f"{spec.name}{FAILED_SUFFIX}", report)
             raise
-        files = describe_files(staging, file_formats)
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            "model": {
-                "name": spec.name,
-                "factory": factory,
-                "num_classes": num_classes,
-                "input_shape": list(spec.input_shape),
-                "seed": seed,
-                "weights": None
-                if weights is None
-                else {
-                    "file": WEIGHTS_FILE,
-                    "sha256": files[WEIGHTS_FILE]["sha256"],
-                    "source": str(weights),
-                    "source_sha256": weights_sha256,
-                },
-            },
-            "facts": facts,
-            "inputs": [
-                {"name": "input", "shape": ["batch", *spec.input_shape], "dtype": "float32"}
-            ],
-            "outputs": [
-                {"name": n, "shape": ["batch", *shape], "dtype": "float32"}
-                for n, shape in zip(traced.names, traced.shapes, strict=True)
-            ],
-            "opset": opset_used,
-            "files": files,
-            "versions": library_versions(),
-            "parity": report.to_dict(),
-            **(extra or {}),
-        }
-        write_json_atomic(staging / MANIFEST, manifest)
+        manifest = build_manifest(
+            facts,
+            source,
+            output_shapes=traced.shapes,
+            files=files,
+            opset=opset,
+            parity=report.to_dict(),
+            extra=extra,
+        )
+        write_manifest(staging, manifest)
         target = out_root / spec.name
         _move_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return ExportResult(directory=target, report=report, manifest=manifest)
+
+
+def _stage(
+    staging: Path,
+    model: nn.Module,
+    example: torch.Tensor,
+    spec: ModelSpec,
+    facts: ModelFacts,
+    source: Provenance,
+    options: ExportOptions,
+    real: tuple[str, torch.Tensor] | None,
+) -> tuple[dict[str, dict[str, Any]], int | None, ParityReport]:
+    """Write every artifact into ``staging`` and check them: (files, opset, report)."""
+    from tqdm.auto import tqdm
+
+    formats = options.formats
+    steps = bool({"onnx", "pt2"} & set(formats)) + len(formats) + 1
+    bar = tqdm(
+        total=steps,
+        desc=f"export {spec.name}",
+        unit="step",
+        disable=not options.progress or None,
+        leave=False,
+    )
+    opset = _write_artifacts(staging, model, example, spec, formats, options.opset, facts, bar)
+    file_formats = {FILE_NAMES[f]: f for f in formats}
+    if source.weights is not None:
+        _save_weights(model, staging / WEIGHTS_FILE)
+        file_formats[WEIGHTS_FILE] = "safetensors"
+    with _step(bar, "parity"):
+        report = check_artifacts(
+            model,
+            {f: staging / FILE_NAMES[f] for f in formats},
+            name=spec.name,
+            input_shape=spec.input_shape,
+            atol=spec.atol if options.atol is None else options.atol,
+            rtol=spec.rtol if options.rtol is None else options.rtol,
+            batch_sizes=options.batch_sizes,
+            real=real,
+            seed=source.seed,
+            output_names=facts.outputs,
+        )
+    bar.close()
+    return describe_files(staging, file_formats), opset, report
 
 
 def _save_weights(model: nn.Module, path: Path) -> None:

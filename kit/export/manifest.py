@@ -2,22 +2,22 @@
 
 The manifest also says how to rebuild the eager reference (model name or factory,
 ``num_classes``, and the weights file with its sha256 or the seed), so ``kit parity
-exported/NAME`` can re-verify saved artifacts on another machine.
+exported/NAME`` can re-verify saved artifacts on another machine. Its file name, reader
+and writer are the artifact contract's (:mod:`kit.artifact`); this module assembles it.
 """
 
 from __future__ import annotations
 
-import json
+import datetime as _dt
 import platform
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._files import MANIFEST, sha256_file
-from ..errors import ArtifactError
+from ..artifact import BATCH_AXIS, FORMAT_VERSION, INPUT_NAME, WEIGHTS_FILE, ModelFacts
 
-__all__ = ["MANIFEST", "describe_files", "library_versions", "read_manifest"]
-
-FORMAT_VERSION = 1
+__all__ = ["Provenance", "build_manifest", "library_versions"]
 
 
 def library_versions() -> dict[str, str]:
@@ -44,35 +44,67 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def describe_files(root: Path, names: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """``{file: {"format", "size", "sha256"}}`` for files in ``root`` (``names``: file -> format)."""
-    return {
-        name: {
-            "format": fmt,
-            "size": (root / name).stat().st_size,
-            "sha256": sha256_file(root / name),
-        }
-        for name, fmt in names.items()
-    }
+@dataclass(frozen=True)
+class Provenance:
+    """How to rebuild the eager network an export was made from.
 
-
-def read_manifest(artifact_dir: Path) -> dict[str, Any]:
-    """Read ``artifact_dir/manifest.json``.
-
-    Raises:
-        ArtifactError: the directory or manifest is missing or not valid JSON.
+    Attributes:
+        factory: ``module:factory`` of a user's network (None for a registered one).
+        num_classes: The class count the network was built with (None: a factory
+            called without one).
+        seed: Seed of the random weights when there is no weights file.
+        weights: The state_dict file the weights came from.
+        weights_sha256: That file's sha256.
     """
-    path = artifact_dir / MANIFEST
-    if not artifact_dir.is_dir():
-        raise ArtifactError(f"{artifact_dir} is not a directory; pass an exported/NAME directory.")
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ArtifactError(
-            f"{artifact_dir} has no {MANIFEST}; was it written by kit export?"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"Cannot read {path}: {exc}.") from None
-    if not isinstance(manifest, dict) or "files" not in manifest or "model" not in manifest:
-        raise ArtifactError(f"{path} is not a kit manifest (no 'files' or 'model').")
-    return manifest
+
+    factory: str | None = None
+    num_classes: int | None = None
+    seed: int = 0
+    weights: Path | None = None
+    weights_sha256: str | None = None
+
+
+def build_manifest(
+    facts: ModelFacts,
+    source: Provenance,
+    *,
+    output_shapes: Sequence[tuple[int, ...]],
+    files: dict[str, dict[str, Any]],
+    opset: int | None,
+    parity: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The manifest of one export: the model, its facts, tensors, files and parity."""
+    weights = None
+    if source.weights is not None:
+        weights = {
+            "file": WEIGHTS_FILE,
+            "sha256": files[WEIGHTS_FILE]["sha256"],
+            "source": str(source.weights),
+            "source_sha256": source.weights_sha256,
+        }
+    return {
+        "format_version": FORMAT_VERSION,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "model": {
+            "name": facts.name,
+            "factory": source.factory,
+            "num_classes": source.num_classes,
+            "input_shape": list(facts.input_shape),
+            "seed": source.seed,
+            "weights": weights,
+        },
+        "facts": facts.to_dict(),
+        "inputs": [
+            {"name": INPUT_NAME, "shape": [BATCH_AXIS, *facts.input_shape], "dtype": "float32"}
+        ],
+        "outputs": [
+            {"name": n, "shape": [BATCH_AXIS, *shape], "dtype": "float32"}
+            for n, shape in zip(facts.outputs, output_shapes, strict=True)
+        ],
+        "opset": opset,
+        "files": files,
+        "versions": library_versions(),
+        "parity": parity,
+        **(extra or {}),
+    }

@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from pathlib import Path
-from typing import Any
 
 import torch
 
+from ..artifact import BATCH_AXIS, FACTS_KEY, INPUT_NAME, ModelFacts
 from ..errors import ArtifactError, first_line
 
-__all__ = ["FACTS_KEY", "INPUT_NAME", "export_onnx", "read_facts"]
-
-INPUT_NAME = "input"
-#: ``metadata_props`` key holding the model's facts as JSON (read by ``kit.runtime``).
-FACTS_KEY = "kit.facts"
+__all__ = ["check_onnx", "export_onnx", "read_facts"]
 
 
 def export_onnx(
@@ -25,12 +20,11 @@ def export_onnx(
     path: Path,
     *,
     opset: int | None,
-    facts: dict[str, Any],
-    output_names: list[str],
+    facts: ModelFacts,
 ) -> int | None:
     """Write ``program`` to ``path`` as ONNX with a dynamic ``batch`` axis.
 
-    The input is named ``input``, the outputs ``output_names`` (one per tensor the
+    The input is named ``input``, the outputs ``facts.outputs`` (one per tensor the
     network returns, each with the same dynamic batch axis); ``facts`` (input shape, mean/std,
     class names, weights' sha256, kit version) go into ``metadata_props`` so a runtime
     needs nothing else. The file is checked with the full ONNX checker (which runs strict
@@ -49,22 +43,22 @@ def export_onnx(
                 program,
                 (example,),
                 input_names=[INPUT_NAME],
-                output_names=output_names,
+                output_names=list(facts.outputs),
                 opset_version=opset,
                 dynamo=True,
                 verbose=False,
             )
     except Exception as exc:
         raise ArtifactError(
-            f"torch.onnx could not export {facts.get('name')}: {first_line(exc)}; run with -v "
+            f"torch.onnx could not export {facts.name}: {first_line(exc)}; run with -v "
             "for the exporter's whole report, or leave onnx out of --formats."
         ) from exc
     assert onnx_program is not None
     graph = onnx_program.model.graph
     batch_dim = graph.inputs[0].shape[0] if graph.inputs[0].shape is not None else None
     if batch_dim is not None and not isinstance(batch_dim, int):
-        onnx_program.rename_axes({batch_dim: "batch"})
-    onnx_program.model.metadata_props[FACTS_KEY] = json.dumps(facts, sort_keys=True)
+        onnx_program.rename_axes({batch_dim: BATCH_AXIS})
+    onnx_program.model.metadata_props[FACTS_KEY] = facts.to_json()
     onnx_program.model.producer_name = "kit"
     onnx_program.save(path, external_data=False)
     check_onnx(path)
@@ -85,12 +79,12 @@ def check_onnx(path: Path) -> None:
         raise ArtifactError(f"{path.name} is not a valid ONNX model: {exc}".strip()) from None
 
 
-def read_facts(path: Path) -> dict[str, Any]:
-    """The facts export embedded in an ONNX file (empty when there are none)."""
+def read_facts(path: Path) -> ModelFacts | None:
+    """The facts export embedded in an ONNX file (None when there are none)."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
     for prop in model.metadata_props:
         if prop.key == FACTS_KEY:
-            return dict(json.loads(prop.value))
-    return {}
+            return ModelFacts.from_json(prop.value)
+    return None

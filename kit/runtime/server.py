@@ -35,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..artifact import MODEL_FILE
 from ..errors import ArtifactError
 from ._uvicorn import JsonFormatter, listen_socket, uvicorn_config
 from .batching import Batcher, BatchStats
@@ -45,7 +46,7 @@ from .protocol import (
     encode_response,
     parse_infer_request,
 )
-from .session import MODEL_FILE, Model, load
+from .session import Model, load
 
 __all__ = ["ServerConfig", "create_app", "discover_models", "serve"]
 

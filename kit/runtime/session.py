@@ -7,7 +7,6 @@ before anything runs.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -20,7 +19,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from .._files import MANIFEST, verify_files
+from .._native import compiled_run
+from ..artifact import FACTS_KEY, MANIFEST, MODEL_FILE, ModelFacts, read_manifest, verify_files
 from ..errors import ArtifactError, InputError, ProviderError
 from .preprocess import prepare_images
 
@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 #: inputs up to this many values are checked with a single-threaded BLAS dot product
 _DOT_LIMIT = 8192
 _FLOAT32 = np.dtype(np.float32)  # numpy's one float32 dtype object: `is` is the cheap test
-FACTS_KEY = "kit.facts"  # written by kit.export.onnx; a constant here keeps torch out
-MODEL_FILE = "model.onnx"
 
 
 @dataclass(frozen=True)
@@ -116,13 +114,7 @@ def _create_session(path: Path, options: Any, providers: Sequence[Any] | None) -
 
 
 def _verify_manifest(directory: Path) -> None:
-    path = directory / MANIFEST
-    try:
-        manifest = json.loads(path.read_text())
-        files = manifest["files"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ArtifactError(f"Cannot read {path}: {exc}.") from None
-    problems = verify_files(directory, files)
+    problems = verify_files(directory, read_manifest(directory)["files"])
     if problems:
         raise ArtifactError(f"Refusing to load {directory}: {'; '.join(problems)}.")
 
@@ -136,7 +128,9 @@ class Model:
         self.session = session
         self.path = path
         meta = session.get_modelmeta().custom_metadata_map
-        self.facts: dict[str, Any] = json.loads(meta[FACTS_KEY]) if FACTS_KEY in meta else {}
+        self.facts: ModelFacts | None = (
+            ModelFacts.from_json(meta[FACTS_KEY]) if FACTS_KEY in meta else None
+        )
         inp = session.get_inputs()[0]
         if len(session.get_inputs()) != 1:
             raise ArtifactError(
@@ -145,12 +139,14 @@ class Model:
         self.input_name: str = inp.name
         self.input_type: str = inp.type
         self.output_names: list[str] = [o.name for o in session.get_outputs()]
-        sample = self.facts.get("input_shape") or [
-            d if isinstance(d, int) else None for d in inp.shape[1:]
-        ]
+        sample = (
+            self.facts.input_shape
+            if self.facts
+            else [d if isinstance(d, int) else None for d in inp.shape[1:]]
+        )
         self.input_shape: tuple[int | None, ...] = tuple(sample)
-        self.name: str = self.facts.get("name") or path.stem
-        self.class_names: list[str] = list(self.facts.get("class_names") or [])
+        self.name: str = self.facts.name if self.facts else path.stem
+        self.class_names: list[str] = list(self.facts.class_names) if self.facts else []
         self.provider: str = session.get_providers()[0]
         self.io_binding = (
             self.provider != "CPUExecutionProvider" if io_binding is None else io_binding
@@ -162,19 +158,12 @@ class Model:
         self._run = self._native_run(session)
 
     def _native_run(self, session: ort.InferenceSession) -> Any:
-        """The run to call once :meth:`_check` has passed.
-
-        ``InferenceSession.run`` is a Python wrapper that re-checks the feed's names and
-        ownership (4-9 us per call here, up to a third of a LeNet run) before calling the
-        compiled session's ``run``. kit's validation already guarantees what it checks
-        (one input, named, a numpy array), so on the CPU provider kit calls the compiled
-        method directly. Elsewhere, or if onnxruntime ever stops exposing it, the public
-        method is used: it is also the one that falls back to CPU when a GPU provider fails.
+        """The run to call once :meth:`_check` has passed: the compiled one on the CPU
+        provider (kit has validated what the public wrapper would re-check), the public
+        one elsewhere, where its CPU fallback matters, or if onnxruntime stops exposing it.
         """
-        native = getattr(session, "_sess", None)
-        if self.provider == "CPUExecutionProvider" and callable(getattr(native, "run", None)):
-            return native.run  # type: ignore[union-attr]  # same (names, feed, run_options)
-        return session.run
+        native = compiled_run(session) if self.provider == "CPUExecutionProvider" else None
+        return native or session.run
 
     def __repr__(self) -> str:
         return f"Model(name={self.name!r}, input={self.input_shape}, provider={self.provider!r})"
@@ -268,11 +257,11 @@ class Model:
 
     def preprocess(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """uint8 images (HxW, HxWxC; L/RGB/RGBA; any size) -> the model's normalised input."""
-        if not self._fixed or "mean" not in self.facts:
+        if not self._fixed or self.facts is None:
             raise ArtifactError(
                 f"{self.path} carries no kit facts (input shape, mean/std); export it with kit to classify images."
             )
-        return prepare_images(images, self.input_shape, self.facts["mean"], self.facts["std"])  # type: ignore[arg-type]
+        return prepare_images(images, self.input_shape, self.facts.mean, self.facts.std)  # type: ignore[arg-type]
 
     @property
     def is_classifier(self) -> bool:

@@ -1,0 +1,145 @@
+"""The ``kit`` click group and what its commands share: options, parsers, error handling."""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..artifact import DEFAULT_BATCH_SIZES
+from ..errors import KitError, UsageError
+
+DEFAULT_EXPORT_DIR = Path("exported")
+
+
+class _KitGroup(click.Group):
+    """Turns kit's errors into one-sentence messages (a traceback only with --verbose)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KitError as exc:
+            if ctx.obj and ctx.obj.get("verbose"):
+                traceback.print_exc()
+            if isinstance(exc, UsageError):
+                raise click.UsageError(str(exc)) from None
+            raise click.ClickException(str(exc)) from None
+
+
+def _int_list(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        items = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        items = ()
+    if not items or any(v <= 0 for v in items):
+        raise click.BadParameter(
+            f"{value!r} must be positive integers separated by commas, like 1,3,8."
+        )
+    return items
+
+
+def _shape(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    from ..models import parse_shape
+
+    try:
+        return parse_shape(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+#: ``--provider`` choices -> onnxruntime providers (None: CUDA when a GPU is present, else CPU).
+PROVIDERS: dict[str, list[str] | None] = {
+    "auto": None,
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+provider_option = click.option(
+    "--provider",
+    type=click.Choice(sorted(PROVIDERS)),
+    default="auto",
+    show_default=True,
+    help="onnxruntime execution provider. auto: CUDA when a GPU is present, else the CPU "
+    "(saying so); cuda: CUDA or exit 2 with the reason.",
+)
+
+
+def _parity_options(f: Any) -> Any:
+    """The options export and parity share: tolerances, batch sizes, real samples, --json."""
+    options = [
+        click.option("--atol", type=float, help="Absolute tolerance (default: the network's)."),
+        click.option("--rtol", type=float, help="Relative tolerance (default: the network's)."),
+        click.option(
+            "--batch-sizes",
+            default=",".join(map(str, DEFAULT_BATCH_SIZES)),
+            callback=_int_list,
+            show_default=True,
+            help="Random batch sizes checked.",
+        ),
+        click.option(
+            "--data-dir",
+            type=click.Path(path_type=Path),
+            help="Also compare on real test samples from here (digit networks use the "
+            "bundled MNIST test set when this is not given).",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+@click.group(cls=_KitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="kit")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress and show tracebacks on errors.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool) -> None:
+    """Train, export, verify and serve PyTorch CNNs.
+
+    \b
+    A typical session:
+      kit list                                  # the networks kit knows
+      kit train --model mnist_cnn --export      # real MNIST, bundled with kit
+      kit export --model alexnet                # TorchScript, torch.export, ONNX + parity
+      kit parity exported/alexnet               # re-verify saved artifacts (CI-friendly)
+      kit predict exported/mnist_cnn digit.png  # classify images with onnxruntime
+      kit serve exported/                       # Open Inference Protocol (Triton/KServe v2)
+
+    Run `kit COMMAND --help` for each command's options.
+    """
+    ctx.obj = {"verbose": verbose}
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("onnxscript", "onnx_ir"):  # the exporter narrates every pass at INFO
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _report_out(report: Any, as_json: bool, extra: dict[str, Any] | None = None) -> None:
+    if as_json:
+        _echo_json({**report.to_dict(), **(extra or {})})
+    else:
+        click.echo(report.format_table())
+
+
+def _shipped_model() -> Path:
+    """The reference mnist_cnn that ships in the repository's exported/."""
+    here = Path(__file__).resolve().parents[2] / "exported" / "mnist_cnn"
+    return here if here.is_dir() else DEFAULT_EXPORT_DIR / "mnist_cnn"

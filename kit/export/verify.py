@@ -1,0 +1,231 @@
+"""Loading saved artifacts and re-verifying an export directory against eager PyTorch.
+
+:func:`check_artifacts` runs every artifact file and the eager network on the same inputs
+and hands both to :func:`kit.parity.run_parity`; :func:`verify_saved` first checks every
+file's sha256 against the manifest and rebuilds the eager reference it records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._files import sha256_file
+from ..artifact import (
+    DEFAULT_ATOL,
+    DEFAULT_BATCH_SIZES,
+    DEFAULT_RTOL,
+    FILE_NAMES,
+    read_manifest,
+    verify_files,
+)
+from ..errors import ArtifactError, ProviderError, UsageError, first_line
+from ..models import load_network, read_state_dict, resolve_spec
+from ..outputs import flatten_outputs
+from ..parity import ParityReport, Runner, random_inputs, run_parity
+from ..runtime.session import check_providers
+from .program import load_program
+from .torchscript import load_torchscript
+
+__all__ = [
+    "artifact_runners",
+    "check_artifacts",
+    "rebuild_reference",
+    "torch_runner",
+    "verify_saved",
+]
+
+
+def _onnx_requests(provider: str) -> list[list[Any]]:
+    """The provider lists to run ONNX on: CPU always, CUDA when asked or (auto) present.
+
+    Raises:
+        ProviderError: ``cuda`` asked for on a machine where it cannot run.
+    """
+    import onnxruntime as ort
+
+    cpu: list[Any] = ["CPUExecutionProvider"]
+    # TF32 would trade precision for speed; parity measures fp32 against fp32.
+    cuda: list[Any] = [
+        ("CUDAExecutionProvider", {"use_tf32": 0, "cudnn_conv_algo_search": "HEURISTIC"}),
+        "CPUExecutionProvider",
+    ]
+    if provider == "cpu":
+        return [cpu]
+    if provider == "cuda":
+        check_providers(cuda)
+        return [cpu, cuda]
+    gpu = "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available()
+    return [cpu, cuda] if gpu else [cpu]
+
+
+def _onnx_runners(path: Path, *, provider: str = "auto") -> list[tuple[str, Runner]]:
+    import onnxruntime as ort
+
+    runners: list[tuple[str, Runner]] = []
+    for providers in _onnx_requests(provider):
+        session = ort.InferenceSession(str(path), providers=providers)
+        actual = session.get_providers()[0]
+        asked = providers[0] if isinstance(providers[0], str) else providers[0][0]
+        if actual != asked and provider == "cuda":
+            raise ProviderError(
+                f"onnxruntime could not start {asked} (CUDA or cuDNN libraries missing or "
+                "mismatched); run with -v for its log, or use --provider cpu (or auto)."
+            )
+        label = actual if actual == asked else f"{actual} (asked {asked})"
+        name = session.get_inputs()[0].name
+
+        def run(x: np.ndarray, _s: Any = session, _n: str = name) -> list[np.ndarray]:
+            return [np.asarray(o) for o in _s.run(None, {_n: x})]
+
+        runners.append((label, run))
+    return runners
+
+
+def torch_runner(module: Any, network: str) -> Runner:
+    """A torch module (eager, TorchScript or torch.export) as a parity runner."""
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        with torch.no_grad():
+            out = module(torch.from_numpy(x))
+        return [t.numpy() for t in flatten_outputs(out, network=network)]
+
+    return run
+
+
+def artifact_runners(
+    files: dict[str, Path], *, network: str = "the network", provider: str = "auto"
+) -> list[tuple[str, str, Runner]]:
+    """``(artifact, runtime, run)`` for each artifact file, keyed by format name.
+
+    ``provider`` (auto, cpu or cuda) picks onnxruntime's providers for ONNX files.
+    """
+    runners: list[tuple[str, str, Runner]] = []
+    for fmt, path in files.items():
+        if fmt == "torchscript":
+            runners.append((fmt, "torch.jit (cpu)", torch_runner(load_torchscript(path), network)))
+        elif fmt == "pt2":
+            runners.append((fmt, "torch.export (cpu)", torch_runner(load_program(path), network)))
+        elif fmt == "onnx":
+            runners += [(fmt, label, run) for label, run in _onnx_runners(path, provider=provider)]
+    return runners
+
+
+def check_artifacts(
+    model: nn.Module,
+    files: dict[str, Path],
+    *,
+    name: str,
+    input_shape: Sequence[int],
+    atol: float,
+    rtol: float,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    real: tuple[str, torch.Tensor] | None = None,
+    seed: int = 0,
+    output_names: Sequence[str] | None = None,
+    provider: str = "auto",
+    report: ParityReport | None = None,
+) -> ParityReport:
+    """Parity of every artifact in ``files`` (by format) against the eager ``model``.
+
+    Inputs: seeded random batches at ``batch_sizes`` plus the ``real`` samples. A file
+    that cannot be loaded is a problem in the report, not a crash.
+
+    Raises:
+        ProviderError: ``provider`` names a provider that cannot run here.
+    """
+    report = report or ParityReport(model=name, atol=atol, rtol=rtol)
+    inputs = random_inputs(input_shape, batch_sizes, seed=seed)
+    if real is not None:
+        inputs.append((real[0], np.ascontiguousarray(real[1].numpy(), dtype=np.float32)))
+    try:
+        runners = artifact_runners(files, network=name, provider=provider)
+    except ProviderError:
+        raise
+    except Exception as exc:  # a corrupt artifact: report it, do not crash
+        report.problems.append(f"cannot load an artifact: {first_line(exc)}")
+        return report
+    reference = torch_runner(model.eval(), name)
+    return run_parity(
+        reference,
+        runners,
+        inputs,
+        name=name,
+        atol=atol,
+        rtol=rtol,
+        output_names=output_names,
+        report=report,
+    )
+
+
+def rebuild_reference(artifact_dir: Path, manifest: dict[str, Any]) -> tuple[Any, nn.Module]:
+    """The spec and eager network an export was made from, as its manifest records.
+
+    Raises:
+        ArtifactError: the weights file is missing or does not match its sha256.
+    """
+    info = manifest["model"]
+    spec = resolve_spec(info.get("factory") or info["name"], tuple(info["input_shape"]))
+    weights = info.get("weights")
+    path = None
+    if weights:
+        path = artifact_dir / weights["file"]
+        if not path.is_file() or sha256_file(path) != weights["sha256"]:
+            raise ArtifactError(f"{path} is missing or does not match its sha256 in the manifest.")
+    asked = info.get("num_classes") or None
+    try:
+        network = load_network(spec, weights=path, num_classes=asked, seed=info.get("seed", 0))
+    except UsageError:  # the weights' head disagrees with the manifest's class count
+        found = spec.classes_in(read_state_dict(path)) if path else None
+        raise ArtifactError(
+            f"The manifest in {artifact_dir} says num_classes {asked} but {path} holds "
+            f"{found} classes; re-export the model (kit export --weights alone reads the count)."
+        ) from None
+    return spec, network.model
+
+
+def verify_saved(
+    artifact_dir: Path,
+    *,
+    atol: float | None = None,
+    rtol: float | None = None,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    real: tuple[str, torch.Tensor] | None = None,
+    provider: str = "auto",
+) -> ParityReport:
+    """Re-verify a saved export: every file's sha256, then parity against eager.
+
+    The eager reference is rebuilt from the manifest (model, weights file or seed).
+
+    Raises:
+        ArtifactError: the directory has no readable manifest.
+    """
+    manifest = read_manifest(artifact_dir)
+    facts = manifest.get("facts", {})
+    atol = facts.get("atol", DEFAULT_ATOL) if atol is None else atol
+    rtol = facts.get("rtol", DEFAULT_RTOL) if rtol is None else rtol
+    report = ParityReport(model=manifest["model"]["name"], atol=atol, rtol=rtol)
+    report.problems += verify_files(artifact_dir, manifest["files"])
+    if report.problems:
+        return report  # do not execute files that are not what export wrote
+    spec, model = rebuild_reference(artifact_dir, manifest)
+    names = {fmt: artifact_dir / name for fmt, name in FILE_NAMES.items()}
+    files = {fmt: path for fmt, path in names.items() if path.name in manifest["files"]}
+    return check_artifacts(
+        model,
+        files,
+        name=spec.name,
+        input_shape=spec.input_shape,
+        atol=atol,
+        rtol=rtol,
+        batch_sizes=batch_sizes,
+        real=real,
+        output_names=[o["name"] for o in manifest.get("outputs", [])] or None,
+        provider=provider,
+        report=report,
+    )
