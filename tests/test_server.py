@@ -368,7 +368,7 @@ def test_batching_off_still_serves(model: kr.Model, inline_seconds: float) -> No
 
 
 def test_inline_rows_follow_the_measured_cost(model: kr.Model) -> None:
-    from kit.runtime.server import _inline_rows
+    from kit.runtime.served import inline_rows as _inline_rows
 
     assert _inline_rows(model, 0.0) == 0
     assert _inline_rows(model, 10.0) > 1000  # lenet answers a row in well under 10 ms

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ..errors import UsageError
+from ..runtime.config import ServerConfig
 from ._common import (
     PROVIDERS,
     _echo_json,
@@ -108,21 +109,21 @@ def predict(paths: tuple[Path, ...], top_k: int, provider: str, as_json: bool) -
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
     "--max-batch-size",
-    default=64,
+    default=ServerConfig.max_batch_size,
     show_default=True,
     type=click.IntRange(min=1),
     help="Rows merged into one run; 1 turns dynamic batching off.",
 )
 @click.option(
     "--max-queue-delay-us",
-    default=500,
+    default=ServerConfig.max_queue_delay_us,
     show_default=True,
     type=click.IntRange(min=0),
     help="Longest a request waits for others to batch with.",
 )
 @click.option(
     "--max-body-mb",
-    default=64,
+    default=ServerConfig.max_body_bytes >> 20,
     show_default=True,
     type=click.IntRange(min=1),
     help="Larger request bodies get 413.",
@@ -162,7 +163,6 @@ def serve(
     Concurrent requests are batched up to --max-batch-size rows, each waiting at most
     --max-queue-delay-us. Ctrl-C (or SIGTERM) finishes in-flight requests, then exits.
     """
-    from ..runtime.server import ServerConfig
     from ..runtime.server import serve as run_server
 
     providers = PROVIDERS[provider]

@@ -19,23 +19,27 @@ from ..errors import UsageError
 __all__ = ["JsonFormatter", "listen_socket", "uvicorn_config"]
 
 
+#: attributes every LogRecord has; anything else on a record came through ``extra=``
+_RECORD_FIELDS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "color_message",  # uvicorn's ANSI-coloured copy of the message
+}
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per log line: time, level, logger, message."""
+    """One JSON object per log line: time, level, logger, message, and the ``extra=`` fields."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "message": record.getMessage(),
         }
-        try:
-            message = json.loads(record.getMessage())
-            entry.update(message if isinstance(message, dict) else {"message": message})
-        except ValueError:
-            entry["message"] = record.getMessage()
+        entry.update({k: v for k, v in vars(record).items() if k not in _RECORD_FIELDS})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+        return json.dumps(entry, default=str)
 
 
 class _CoalescingTransport:

@@ -1,0 +1,124 @@
+"""One model as the server serves it: its protocol metadata, its batcher, its metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import time
+from concurrent.futures import Executor
+from typing import Any
+
+import numpy as np
+
+from .batching import Batcher, BatchStats
+from .metrics import Metrics
+from .protocol import ONNX_DATATYPES
+from .session import Model
+
+__all__ = ["VERSION", "ServedModel", "inline_rows"]
+
+#: Every model is served as version 1 (an export directory holds one version).
+VERSION = "1"
+
+
+def inline_rows(model: Model, budget: float) -> int:
+    """How many rows ``model`` runs within ``budget`` seconds, from a few batch-1 runs."""
+    if budget <= 0:
+        return 0
+    x = np.zeros((1, *model.input_shape), np.float32)  # type: ignore[misc,type-var]
+    best = math.inf
+    for _ in range(3):
+        t = time.perf_counter()
+        model.predict(x)
+        best = min(best, time.perf_counter() - t)
+    return int(budget // best)  # per-row cost only falls with batch size: a safe estimate
+
+
+class ServedModel:
+    """A loaded model under a name, with its batcher (None when batching is off)."""
+
+    def __init__(
+        self, name: str, model: Model, metrics: Metrics, executor: Executor, inline: int = 0
+    ) -> None:
+        self.name = name
+        self.model = model
+        self.batcher: Batcher | None = None
+        self.executor = executor
+        self.inline_rows = inline
+        # labelled children looked up once, not on every request
+        self.ok = metrics.requests.labels(name, "200")
+        self.queue = metrics.queue.labels(name)
+        self.latency = metrics.latency.labels(name)
+        self.batch_rows = metrics.batch_rows.labels(name)
+        self.compute = metrics.compute.labels(name)
+        self.sample_shape = tuple(int(d) for d in model.input_shape)  # type: ignore[arg-type]
+        self.metadata = self._metadata()
+
+    def _metadata(self) -> dict[str, Any]:
+        """The protocol's model metadata (``GET /v2/models/NAME``)."""
+        return {
+            "name": self.name,
+            "versions": [VERSION],
+            "platform": "onnxruntime_onnx",
+            "inputs": [
+                {
+                    "name": self.model.input_name,
+                    "datatype": "FP32",
+                    "shape": [-1, *self.sample_shape],
+                }
+            ],
+            "outputs": [
+                {
+                    "name": o.name,
+                    "datatype": ONNX_DATATYPES.get(o.type, "FP32"),
+                    "shape": [d if isinstance(d, int) else -1 for d in o.shape],
+                }
+                for o in self.model.session.get_outputs()
+            ],
+        }
+
+    def config(self, max_batch_size: int) -> dict[str, Any]:
+        """Triton's model configuration (``GET /v2/models/NAME/config``)."""
+
+        def dims(tensor: dict[str, Any]) -> dict[str, Any]:
+            data_type = f"TYPE_{tensor['datatype']}"
+            return {"name": tensor["name"], "data_type": data_type, "dims": tensor["shape"][1:]}
+
+        md = self.metadata
+        return {
+            "name": self.name,
+            "platform": "onnxruntime_onnx",
+            "max_batch_size": max_batch_size,
+            "input": [dims(i) for i in md["inputs"]],
+            "output": [dims(o) for o in md["outputs"]],
+        }
+
+    def start_batching(self, max_batch: int, max_delay: float) -> None:
+        self.batcher = Batcher(
+            self.run, max_batch=max_batch, max_delay=max_delay, on_batch=self.observe_batch
+        )
+        self.batcher.start()
+
+    async def infer(self, x: np.ndarray) -> tuple[dict[str, np.ndarray], float]:
+        """Outputs for ``x`` (already validated by the protocol parser) and its queue wait."""
+        if self.batcher is not None:
+            return await self.batcher.submit(x)
+        t = time.perf_counter()
+        outputs = await self.run(x)
+        self.observe_batch(BatchStats(len(x), 1, time.perf_counter() - t))
+        return outputs, 0.0
+
+    async def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """``model.predict(x)``: on the event loop when that is cheaper than a thread hop
+        (a batch the model answers within ``ServerConfig.inline_seconds``)."""
+        if len(x) <= self.inline_rows:
+            return self.model.predict(x, validate=False)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.executor, functools.partial(self.model.predict, x, validate=False)
+        )
+
+    def observe_batch(self, stats: BatchStats) -> None:
+        self.batch_rows.observe(stats.rows)
+        self.compute.observe(stats.compute_seconds)
