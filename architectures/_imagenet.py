@@ -1,7 +1,7 @@
 """ImageNet facts shared by the RGB networks.
 
 The 1,000 class names (torchvision's list) are read from a text file beside this module,
-so importing the networks does not import all of torchvision (~2 s).
+so importing the networks does not import all of torchvision.
 """
 
 from pathlib import Path

@@ -204,20 +204,11 @@ def load_dataset(
     """
     data_dir = data_dir or default_data_dir()
     if name == "fake":
-        from torchvision.datasets import FakeData
-
-        n = num_classes or spec.num_classes
-        tf = _torchvision_transform(spec)
-        shape = tuple(spec.input_shape)
-        return DataBundle(
-            train=FakeData(fake_size, shape, n, transform=tf, random_offset=0),
-            test=FakeData(max(fake_size // 4, 1), shape, n, transform=tf, random_offset=10_000),
-            name="fake",
-            num_classes=n,
-            description=f"torchvision FakeData: {fake_size} random {shape} images",
-        )
+        return _fake(spec, num_classes or spec.num_classes, fake_size)
     if name == "mnist" and data_dir is None and not download:
         data_dir = BUNDLED_MNIST
+    if name not in DATASETS:
+        raise DataError(f"Unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}.")
     if data_dir is None:
         raise DataError(f"Dataset {name!r} needs --data-dir (or ${DATA_DIR_ENV}).")
     if name == "mnist":
@@ -228,40 +219,60 @@ def load_dataset(
             data_dir = data_dir / "MNIST" / "raw"
         return load_mnist(data_dir, spec)
     if name == "cifar10":
-        from torchvision.datasets import CIFAR10
+        return _cifar10(data_dir, spec, download)
+    return _imagefolder(data_dir, spec)
 
-        tf = _torchvision_transform(spec)
+
+def _fake(spec: ModelSpec, n: int, size: int) -> DataBundle:
+    from torchvision.datasets import FakeData
+
+    tf = _torchvision_transform(spec)
+    shape = tuple(spec.input_shape)
+    return DataBundle(
+        train=FakeData(size, shape, n, transform=tf, random_offset=0),
+        test=FakeData(max(size // 4, 1), shape, n, transform=tf, random_offset=10_000),
+        name="fake",
+        num_classes=n,
+        description=f"torchvision FakeData: {size} random {shape} images",
+    )
+
+
+def _cifar10(data_dir: Path, spec: ModelSpec, download: bool) -> DataBundle:
+    from torchvision.datasets import CIFAR10
+
+    tf = _torchvision_transform(spec)
+    try:
+        train = CIFAR10(str(data_dir), train=True, transform=tf, download=download)
+        test = CIFAR10(str(data_dir), train=False, transform=tf, download=download)
+    except RuntimeError as exc:
+        raise DataError(f"CIFAR-10 not found in {data_dir} ({exc}); pass --download.") from None
+    return DataBundle(train, test, "cifar10", 10, f"CIFAR-10 from {data_dir}")
+
+
+def _imagefolder(data_dir: Path, spec: ModelSpec) -> DataBundle:
+    from torchvision.datasets import ImageFolder
+
+    tf = _torchvision_transform(spec)
+    splits = []
+    for split in ("train", "val"):
+        root = data_dir / split
+        if not root.is_dir():
+            raise DataError(
+                f"ImageFolder data needs {data_dir}/train/<class>/*.jpg and "
+                f"{data_dir}/val/<class>/*.jpg; {root} does not exist."
+            )
         try:
-            train = CIFAR10(str(data_dir), train=True, transform=tf, download=download)
-            test = CIFAR10(str(data_dir), train=False, transform=tf, download=download)
-        except RuntimeError as exc:
-            raise DataError(f"CIFAR-10 not found in {data_dir} ({exc}); pass --download.") from None
-        return DataBundle(train, test, "cifar10", 10, f"CIFAR-10 from {data_dir}")
-    if name == "imagefolder":
-        from torchvision.datasets import ImageFolder
-
-        tf = _torchvision_transform(spec)
-        splits = []
-        for split in ("train", "val"):
-            root = data_dir / split
-            if not root.is_dir():
-                raise DataError(
-                    f"ImageFolder data needs {data_dir}/train/<class>/*.jpg and "
-                    f"{data_dir}/val/<class>/*.jpg; {root} does not exist."
-                )
-            try:
-                splits.append(ImageFolder(str(root), transform=tf))
-            except (FileNotFoundError, RuntimeError) as exc:
-                raise DataError(f"Cannot read image folder {root}: {exc}.") from None
-        train_ds, test_ds = splits
-        return DataBundle(
-            train_ds,
-            test_ds,
-            "imagefolder",
-            len(train_ds.classes),
-            f"ImageFolder {data_dir}: {len(train_ds)} training, {len(test_ds)} val images",
-        )
-    raise DataError(f"Unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}.")
+            splits.append(ImageFolder(str(root), transform=tf))
+        except (FileNotFoundError, RuntimeError) as exc:
+            raise DataError(f"Cannot read image folder {root}: {exc}.") from None
+    train_ds, test_ds = splits
+    return DataBundle(
+        train_ds,
+        test_ds,
+        "imagefolder",
+        len(train_ds.classes),
+        f"ImageFolder {data_dir}: {len(train_ds)} training, {len(test_ds)} val images",
+    )
 
 
 def real_samples(

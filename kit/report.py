@@ -74,7 +74,7 @@ def plot_curves(
     metrics: list[dict[str, float]], path: Path, *, title: str, train_label: str = "train"
 ) -> None:
     """Loss and accuracy per epoch, train and test, as a PNG."""
-    # The object API needs no pyplot (no GUI backend lookup, ~1 s less start-up).
+    # The object API needs no pyplot (no GUI backend lookup at start-up).
     from matplotlib.figure import Figure
 
     epochs = [m["epoch"] for m in metrics]

@@ -137,7 +137,7 @@ def _batches(
 
 
 def _inference_copy(model: nn.Module) -> nn.Module:
-    """``model`` with batch norm folded into the convolutions (about 2x faster on a CPU)."""
+    """``model`` with batch norm folded into the convolutions (faster on a CPU)."""
     from torch.fx.experimental.optimization import fuse
 
     if not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()):
@@ -152,7 +152,7 @@ def _onednn_copy(net: nn.Module, original: nn.Module, sample: torch.Tensor) -> n
     """``net`` in oneDNN's blocked layout if it computes what ``net`` does on ``sample``.
 
     On a CPU, eager max-pooling also computes indices nobody needs in evaluation; in the
-    blocked layout a test pass is 1.6-1.7x faster (mnist_cnn, lenet). A network with a
+    blocked layout a test pass is faster (docs/BENCHMARKS.md). A network with a
     layer that cannot take blocked tensors, or that answers differently, is evaluated as
     it is.
     """
@@ -223,9 +223,9 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[s
 def _make_optimizer(cfg: TrainConfig, model: nn.Module, steps: int) -> tuple[Any, Any]:
     if cfg.optimizer == "adamw":
         # foreach: the same arithmetic (bit-identical weights) in one kernel per operation
-        # over all parameters; torch only picks it by default for CUDA tensors. mnist_cnn's
-        # step is ~5 ms shorter on a CPU. (fused=True is faster still, but its different
-        # rounding cost mnist_cnn's recipe its 99.3 %.)
+        # over all parameters; torch only picks it by default for CUDA tensors, and it is
+        # faster on a CPU too. (fused=True is faster still, but rounds differently, and the
+        # recipes were tuned without it.)
         opt: torch.optim.Optimizer = torch.optim.AdamW(
             model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True
         )

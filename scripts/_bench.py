@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kit.artifact import INPUT_NAME, SINGLE_OUTPUT
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -36,8 +38,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(directory: Path, *args: str) -> tuple[subprocess.Popen[bytes], int, float]:
-    """Start `kit serve` on a free port; return the process, port and seconds to ready."""
+def start_server(
+    directory: Path, *args: str, cwd: Path = ROOT
+) -> tuple[subprocess.Popen[bytes], int, float]:
+    """Start `kit serve` on a free port; return the process, port and seconds to ready.
+
+    ``cwd`` is the checkout whose ``kit`` runs (``python -m`` imports it first).
+    """
     port = free_port()
     t0 = time.perf_counter()
     proc = subprocess.Popen(
@@ -53,7 +60,7 @@ def start_server(directory: Path, *args: str) -> tuple[subprocess.Popen[bytes], 
             "warning",
             *args,
         ],
-        cwd=ROOT,
+        cwd=cwd,
     )
     while True:
         try:
@@ -74,13 +81,13 @@ def binary_request(model: str, x: np.ndarray) -> bytes:
         {
             "inputs": [
                 {
-                    "name": "input",
+                    "name": INPUT_NAME,
                     "shape": list(x.shape),
                     "datatype": "FP32",
                     "parameters": {"binary_data_size": x.nbytes},
                 }
             ],
-            "outputs": [{"name": "logits", "parameters": {"binary_data": True}}],
+            "outputs": [{"name": SINGLE_OUTPUT, "parameters": {"binary_data": True}}],
         }
     ).encode()
     body = header + x.astype("<f4").tobytes()

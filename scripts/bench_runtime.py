@@ -16,13 +16,14 @@ import onnxruntime as ort
 from _bench import ROOT, env_info, median_us
 
 import kit.runtime as kr
+from kit.artifact import INPUT_NAME
 
 
 def bench(name: str, repeat: int, rounds: int) -> None:
     model = kr.load(ROOT / "exported" / name, providers=["CPUExecutionProvider"])
     session = model.session
     x = np.random.default_rng(0).standard_normal((1, *model.input_shape), dtype=np.float32)  # type: ignore[misc]
-    feed = {"input": x}
+    feed = {INPUT_NAME: x}
     bare, wrapped = [], []
     # Alternate short blocks of each, so the machine's drift hits both alike; the overhead
     # is the median over rounds of (predict - bare) within the same round.

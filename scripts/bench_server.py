@@ -20,6 +20,7 @@ import numpy as np
 from _bench import ROOT, binary_request, env_info, load, median_us, start_server
 
 import kit.runtime as kr
+from kit.artifact import INPUT_NAME
 
 
 def round_trip_us(port: int, request: bytes, n: int = 2000) -> float:
@@ -85,11 +86,13 @@ def main() -> None:
     x1 = np.random.default_rng(0).standard_normal((1, *model.input_shape), dtype=np.float32)  # type: ignore[misc]
     xn = np.repeat(x1, args.clients, axis=0)
     print(f"# bench_server {args.model} ({env_info()}, provider {model.provider})")
-    bare1 = median_us(lambda: model.session.run(None, {"input": x1}), repeat=300, warmup=30)
+    bare1 = median_us(lambda: model.session.run(None, {INPUT_NAME: x1}), repeat=300, warmup=30)
     repeat_n = max(5, int(2e6 / max(bare1 * args.clients, 1)))
 
     def batch_n_us() -> float:
-        return median_us(lambda: model.session.run(None, {"input": xn}), repeat=repeat_n, warmup=2)
+        return median_us(
+            lambda: model.session.run(None, {INPUT_NAME: xn}), repeat=repeat_n, warmup=2
+        )
 
     print(f"in-process session.run: batch 1 {bare1 / 1e3:.3f} ms")
     request = binary_request(args.model, x1)

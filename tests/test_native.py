@@ -59,3 +59,16 @@ def test_predict_gives_the_same_answers_without_the_compiled_run(lenet_export: P
 )
 def test_glibc_still_takes_the_allocator_settings() -> None:
     assert keep_freed_memory(), "glibc refused mallopt: training steps fault pages in again"
+
+
+def test_uvicorn_still_has_the_protocol_kit_extends() -> None:
+    """kit.runtime._uvicorn subclasses uvicorn's httptools protocol (one-packet responses,
+    JSON for requests HTTP itself rejects); the methods it overrides must still exist."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from kit.runtime._uvicorn import _http_protocol
+
+    protocol = _http_protocol()
+    assert isinstance(protocol, type) and issubclass(protocol, HttpToolsProtocol)
+    for name in ("connection_made", "send_400_response"):
+        assert callable(getattr(HttpToolsProtocol, name, None)), f"uvicorn has no {name}"

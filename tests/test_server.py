@@ -211,6 +211,14 @@ def _bad_requests() -> list[tuple[str, str, bytes, dict[str, str], int, str]]:
             b"[" * 5000 + b"]" * 5000,
             {},
             400,
+            "must be a JSON object with an 'inputs' list",
+        ),
+        (
+            "deeply nested JSON inside",
+            "/v2/models/lenet/infer",
+            b'{"inputs": [{"data": ' + b"[" * 5000 + b"]" * 5000 + b"}]}",
+            {},
+            400,
             "nests JSON too deeply",
         ),
         (

@@ -101,6 +101,7 @@ def list_cmd(as_json: bool) -> None:
     help="When parity fails, keep the artifacts in OUT/NAME.parity-failed/ to inspect.",
 )
 @_parity_options
+# Long only by its parameter list (one per option) and its docstring (the --help text).
 def export(
     model_name: str,
     weights: Path | None,

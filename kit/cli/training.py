@@ -71,6 +71,7 @@ from ._common import (
     help="Where --export writes NAME/.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+# Long only by its parameter list (one per option) and its docstring (the --help text).
 def train(
     model_name: str,
     dataset: str | None,
@@ -111,7 +112,7 @@ def train(
     """
     from architectures import get_spec
 
-    from ..data import load_dataset, real_samples
+    from ..data import load_dataset
     from ..models import resolve_spec
     from ..report import RunFiles, format_metrics
     from ..train import TrainConfig
@@ -159,40 +160,39 @@ def train(
             f"best test accuracy {result.best_test_acc:.2%} at epoch {result.best_epoch}; run files in {cfg.out}/"
         )
     if do_export:
-        from ..artifact import BEST_CHECKPOINT
-        from ..export import Provenance, export_model
-        from ..models import load_network
-
-        best = cfg.out / BEST_CHECKPOINT
-        classes = num_classes or data.num_classes
-        model, _, sha = load_network(spec, weights=best, num_classes=classes, seed=seed)
-        real = real_samples(spec, data_dir, dataset=data.name) if data.name != "fake" else None
-        source = Provenance(num_classes=classes, seed=seed, weights=best, weights_sha256=sha)
-        exported = export_model(
-            spec,
-            model,
-            export_dir,
-            source,
-            real=real,
-            extra={
-                "training": {
-                    "data": data.description,
-                    "best_epoch": result.best_epoch,
-                    "test_accuracy": result.best_test_acc,
-                    "final_test_accuracy": result.metrics[-1]["test_acc"],
-                    "config": {
-                        k: str(v) if isinstance(v, Path) else v
-                        for k, v in dataclasses.asdict(cfg).items()
-                    },
-                }
-            },
-        )
+        exported = _export_best(cfg, spec, data, result, data_dir, export_dir)
         summary["exported"] = str(exported.directory)
         if not as_json:
             click.echo(exported.report.format_table())
             click.echo(f"exported to {exported.directory}/")
     if as_json:
         _echo_json(summary)
+
+
+def _export_best(
+    cfg: Any, spec: Any, data: Any, result: Any, data_dir: Path | None, export_dir: Path
+) -> Any:
+    """``kit train --export``: the best checkpoint, with parity on real test samples."""
+    from ..artifact import BEST_CHECKPOINT
+    from ..data import real_samples
+    from ..export import Provenance, export_model
+    from ..models import load_network
+
+    best = cfg.out / BEST_CHECKPOINT
+    classes = cfg.num_classes or data.num_classes
+    model, _, sha = load_network(spec, weights=best, num_classes=classes, seed=cfg.seed)
+    real = real_samples(spec, data_dir, dataset=data.name) if data.name != "fake" else None
+    source = Provenance(num_classes=classes, seed=cfg.seed, weights=best, weights_sha256=sha)
+    training = {
+        "data": data.description,
+        "best_epoch": result.best_epoch,
+        "test_accuracy": result.best_test_acc,
+        "final_test_accuracy": result.metrics[-1]["test_acc"],
+        "config": {
+            k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items()
+        },
+    }
+    return export_model(spec, model, export_dir, source, real=real, extra={"training": training})
 
 
 @cli.command("eval")

@@ -28,7 +28,7 @@ from ..errors import ArtifactError, ProviderError, UsageError, first_line
 from ..models import load_network, read_state_dict, resolve_spec
 from ..outputs import flatten_outputs
 from ..parity import ParityReport, Runner, random_inputs, run_parity
-from ..runtime.session import check_providers
+from ..runtime.session import check_providers, cuda_available, cuda_providers
 from .program import load_program
 from .torchscript import load_torchscript
 
@@ -47,21 +47,14 @@ def _onnx_requests(provider: str) -> list[list[Any]]:
     Raises:
         ProviderError: ``cuda`` asked for on a machine where it cannot run.
     """
-    import onnxruntime as ort
-
     cpu: list[Any] = ["CPUExecutionProvider"]
-    # TF32 would trade precision for speed; parity measures fp32 against fp32.
-    cuda: list[Any] = [
-        ("CUDAExecutionProvider", {"use_tf32": 0, "cudnn_conv_algo_search": "HEURISTIC"}),
-        "CPUExecutionProvider",
-    ]
     if provider == "cpu":
         return [cpu]
     if provider == "cuda":
+        cuda = cuda_providers(tf32=False)
         check_providers(cuda)
         return [cpu, cuda]
-    gpu = "CUDAExecutionProvider" in ort.get_available_providers() and torch.cuda.is_available()
-    return [cpu, cuda] if gpu else [cpu]
+    return [cpu, cuda_providers(tf32=False)] if cuda_available() else [cpu]
 
 
 def _onnx_runners(path: Path, *, provider: str = "auto") -> list[tuple[str, Runner]]:

@@ -47,7 +47,7 @@ class _CoalescingTransport:
 
     uvicorn writes a response's status line and headers, then its body, in two calls;
     with TCP_NODELAY each becomes a packet and the client wakes twice. Joined, a small
-    inference response is one packet (60 us less per round trip, median, on a small VM).
+    inference response is one packet.
     Everything but ``write`` and ``close`` goes straight to the real transport.
     """
 

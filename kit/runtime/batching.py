@@ -101,10 +101,10 @@ class Batcher:
             remaining = deadline - time.perf_counter()
             if rows >= self.max_batch or remaining <= 0:
                 break
-            # Event-loop timers count whole milliseconds (uvloop rounds 0.5 ms to 0, 1.6 ms
-            # to 2): sleep the whole milliseconds, then yield loop iterations (each reads
-            # what has arrived) for the rest, so the delay is kept to the microsecond. That
-            # rest is a busy wait of under 1 ms, and only while a batch is being collected.
+            # Event-loop timers count whole milliseconds (uvloop rounds fractions away):
+            # sleep the whole milliseconds, then yield loop iterations (each reads what
+            # has arrived) for the rest, so the delay is kept to the microsecond. That rest
+            # is a busy wait of under a millisecond, only while a batch is being collected.
             whole_ms = math.floor(remaining * 1000) / 1000
             if whole_ms <= 0:
                 await asyncio.sleep(0)
@@ -115,9 +115,9 @@ class Batcher:
         return batch
 
     def _concatenate(self, parts: list[np.ndarray]) -> np.ndarray:
-        # Into one buffer reused batch after batch: a fresh 17 MB array for 28 AlexNet rows
-        # cost 40+ ms of page faults on a small VM (as long as 1/6 of the run it feeds).
-        # Safe because one batch runs at a time and onnxruntime's outputs are new arrays.
+        # Into one buffer reused batch after batch: a fresh array for a large batch costs
+        # its page faults every time (docs/BENCHMARKS.md, Serving). Safe because one batch
+        # runs at a time and onnxruntime's outputs are new arrays.
         rows = sum(len(p) for p in parts)
         shape = (rows, *parts[0].shape[1:])
         buf = self._buffer

@@ -6,11 +6,12 @@ an HTTP status and one sentence, never an exception from deep inside numpy.
 
 from __future__ import annotations
 
-import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import numpy as np
 
 __all__ = ["InferRequest", "ProtocolError", "encode_response", "parse_infer_request"]
@@ -58,16 +59,57 @@ class InferRequest:
     binary: dict[str, bool]
 
 
-def _json(raw: bytes) -> dict[str, Any]:
+class RequestInput(msgspec.Struct):
+    """One input tensor of a request. Loosely typed where the protocol's error message
+    names the wrong value; ``data`` stays raw JSON so a flat list decodes straight to floats."""
+
+    name: Any = None
+    shape: Any = None
+    datatype: Any = None
+    parameters: Any = None
+    data: msgspec.Raw = msgspec.Raw()  # empty: the request has no 'data'
+
+
+class RequestOutput(msgspec.Struct):
+    name: Any = None
+    parameters: Any = None
+
+
+class InferenceRequest(msgspec.Struct):
+    """The body of ``POST /v2/models/NAME/infer`` (its JSON header, with binary tensors)."""
+
+    inputs: list[RequestInput] | None = None
+    outputs: list[RequestOutput] | None = None
+    parameters: Any = None
+    id: Any = None
+
+
+_REQUEST = msgspec.json.Decoder(InferenceRequest)
+_NONFINITE = re.compile(rb"[\[,:]\s*-?(NaN|Infinity)\s*[\],}]")
+_FLOATS = msgspec.json.Decoder(list[float])
+_ANY = msgspec.json.Decoder()
+
+
+def _decode(raw: bytes | memoryview) -> InferenceRequest:
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return _REQUEST.decode(raw)
+    except msgspec.ValidationError as exc:
+        where = str(exc).rpartition(" - at `")[2].rstrip("`")
+        if where.startswith("$.outputs"):
+            raise ProtocolError("'outputs' must be a list of {'name': ...} objects.") from None
+        if where.startswith("$.inputs"):
+            raise ProtocolError("The request needs a non-empty 'inputs' list.") from None
+        raise ProtocolError(
+            "The request body must be a JSON object with an 'inputs' list."
+        ) from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        if _NONFINITE.search(bytes(raw)):  # what Python's json writes for nan and inf
+            raise ProtocolError(
+                "The request holds NaN or infinite values (which JSON cannot carry)."
+            ) from None
         raise ProtocolError(f"The request body is not valid JSON ({exc}).") from None
     except RecursionError:
         raise ProtocolError("The request body nests JSON too deeply.") from None
-    if not isinstance(body, dict):
-        raise ProtocolError("The request body must be a JSON object with an 'inputs' list.")
-    return body
 
 
 def _shape(value: Any, name: str) -> tuple[int, ...]:
@@ -76,6 +118,112 @@ def _shape(value: Any, name: str) -> tuple[int, ...]:
     ):
         raise ProtocolError(f"Input {name!r} needs 'shape' as a list of non-negative integers.")
     return tuple(value)
+
+
+def _the_input(req: InferenceRequest, input_name: str) -> RequestInput:
+    """The request's one input, named as the model's."""
+    if not req.inputs:
+        raise ProtocolError("The request needs a non-empty 'inputs' list.")
+    names = [i.name for i in req.inputs]
+    if input_name not in names:
+        raise ProtocolError(
+            f"Input {input_name!r} is missing; the model takes exactly one input, {input_name!r}."
+        )
+    extra = [n for n in names if n != input_name]
+    if extra or len(names) != 1:
+        raise ProtocolError(
+            f"Unexpected input(s) {extra or names}; the model takes exactly one input, {input_name!r}."
+        )
+    return req.inputs[0]
+
+
+def _binary_tensor(
+    spec: RequestInput, size: Any, binary: memoryview, shape: tuple[int, ...]
+) -> np.ndarray:
+    dtype = DATATYPES[spec.datatype]
+    count = math.prod(shape) if shape else 0
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ProtocolError("binary_data_size must be a non-negative integer.")
+    if size != len(binary):
+        raise ProtocolError(
+            f"binary_data_size is {size} but {len(binary)} bytes of binary data follow the header."
+        )
+    if size != count * dtype.itemsize:
+        raise ProtocolError(
+            f"Shape {list(shape)} needs {count * dtype.itemsize} bytes of {spec.datatype}; binary_data_size is {size}."
+        )
+    return np.frombuffer(binary, dtype=dtype).reshape(shape)
+
+
+def _json_tensor(spec: RequestInput, shape: tuple[int, ...]) -> np.ndarray:
+    name = spec.name
+    if not spec.data:
+        raise ProtocolError(f"Input {name!r} has neither 'data' nor binary_data_size.")
+    count = math.prod(shape) if shape else 0
+    try:
+        values: Any = _FLOATS.decode(spec.data)  # the usual flat list of numbers, fast
+    except msgspec.DecodeError:
+        values = _nested(spec.data, name)
+    try:
+        with np.errstate(over="ignore"):  # a value past float32 becomes inf, refused below
+            flat = np.asarray(values, dtype=np.float32).reshape(-1)
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        raise ProtocolError(
+            f"Input {name!r} 'data' must be a (nested) list of float32 numbers."
+        ) from None
+    if flat.size != count:
+        raise ProtocolError(
+            f"Input {name!r} has shape {list(shape)} ({count} values) but 'data' holds {flat.size}."
+        )
+    return flat.reshape(shape)
+
+
+def _nested(raw: msgspec.Raw, name: Any) -> Any:
+    """``data`` that is not a flat list of floats: nested lists, or something wrong."""
+    try:
+        return _ANY.decode(raw)
+    except (msgspec.DecodeError, RecursionError):  # too deep, or numbers no double holds
+        raise ProtocolError(
+            f"Input {name!r} 'data' must be a (nested) list of float32 numbers."
+        ) from None
+
+
+def _wanted_outputs(req: InferenceRequest, output_names: list[str]) -> dict[str, bool]:
+    """``{output: as binary}`` for what the request asks for (every output by default)."""
+    req_params = req.parameters or {}
+    if not isinstance(req_params, dict):
+        raise ProtocolError("The request's 'parameters' must be an object.")
+    binary_default = bool(req_params.get("binary_data_output", False))
+    if req.outputs is None:
+        return dict.fromkeys(output_names, binary_default)
+    wanted: dict[str, bool] = {}
+    for o in req.outputs:
+        name = o.name
+        if not isinstance(name, str) or name not in output_names:
+            raise ProtocolError(f"Unknown output {name!r}; the model has {output_names}.")
+        if name in wanted:
+            raise ProtocolError(f"Output {name!r} is requested more than once.")
+        p = o.parameters or {}
+        wanted[name] = (
+            bool(p.get("binary_data", binary_default)) if isinstance(p, dict) else binary_default
+        )
+    return wanted
+
+
+def _split(body: bytes, header_length: str | None) -> tuple[bytes | memoryview, memoryview]:
+    """The JSON header and the binary tensors after it."""
+    if header_length is None:
+        return body, memoryview(b"")
+    try:
+        n = int(header_length)
+    except ValueError:
+        raise ProtocolError("Inference-Header-Content-Length must be an integer.") from None
+    if n < 0 or n > len(body):
+        raise ProtocolError(
+            f"Inference-Header-Content-Length is {n} but the body holds {len(body)} bytes."
+        )
+    view = memoryview(body)  # views, not copies: tensor bytes are read in place
+    return view[:n], view[n:]
 
 
 def parse_infer_request(
@@ -91,76 +239,26 @@ def parse_infer_request(
     Raises:
         ProtocolError: anything wrong with the request, with a sentence saying what.
     """
-    binary = memoryview(b"")
-    if header_length is not None:
-        try:
-            n = int(header_length)
-        except ValueError:
-            raise ProtocolError("Inference-Header-Content-Length must be an integer.") from None
-        if n < 0 or n > len(body):
-            raise ProtocolError(
-                f"Inference-Header-Content-Length is {n} but the body holds {len(body)} bytes."
-            )
-        # a view, not a copy: the tensor bytes (600 KB for one AlexNet image) are read in place
-        body, binary = body[:n], memoryview(body)[n:]
-    req = _json(body)
-    inputs = req.get("inputs")
-    if not isinstance(inputs, list) or not inputs:
-        raise ProtocolError("The request needs a non-empty 'inputs' list.")
-    names = [i.get("name") if isinstance(i, dict) else None for i in inputs]
-    if input_name not in names:
+    head, binary = _split(body, header_length)
+    req = _decode(head)
+    spec = _the_input(req, input_name)
+    if not isinstance(spec.datatype, str) or spec.datatype not in DATATYPES:
         raise ProtocolError(
-            f"Input {input_name!r} is missing; the model takes exactly one input, {input_name!r}."
+            f"Input {input_name!r} has datatype {spec.datatype!r}; the model takes FP32."
         )
-    extra = [n for n in names if n != input_name]
-    if extra or len(names) != 1:
-        raise ProtocolError(
-            f"Unexpected input(s) {extra or names}; the model takes exactly one input, {input_name!r}."
-        )
-    spec = inputs[0]
-    datatype = spec.get("datatype")
-    if not isinstance(datatype, str) or datatype not in DATATYPES:
-        raise ProtocolError(
-            f"Input {input_name!r} has datatype {datatype!r}; the model takes FP32."
-        )
-    dtype = DATATYPES[datatype]
-    shape = _shape(spec.get("shape"), input_name)
-    count = math.prod(shape) if shape else 0
-    params = spec.get("parameters") or {}
+    shape = _shape(spec.shape, input_name)
+    params = spec.parameters or {}
     if not isinstance(params, dict):
         raise ProtocolError(f"Input {input_name!r} has 'parameters' that is not an object.")
     size = params.get("binary_data_size")
     if size is not None:
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise ProtocolError("binary_data_size must be a non-negative integer.")
-        if size != len(binary):
-            raise ProtocolError(
-                f"binary_data_size is {size} but {len(binary)} bytes of binary data follow the header."
-            )
-        if size != count * dtype.itemsize:
-            raise ProtocolError(
-                f"Shape {list(shape)} needs {count * dtype.itemsize} bytes of {datatype}; binary_data_size is {size}."
-            )
-        x = np.frombuffer(binary, dtype=dtype).reshape(shape)
+        x = _binary_tensor(spec, size, binary, shape)
+    elif binary:
+        raise ProtocolError(
+            "Binary data follows the header but no input declares binary_data_size."
+        )
     else:
-        if binary:
-            raise ProtocolError(
-                "Binary data follows the header but no input declares binary_data_size."
-            )
-        if "data" not in spec:
-            raise ProtocolError(f"Input {input_name!r} has neither 'data' nor binary_data_size.")
-        try:
-            with np.errstate(over="ignore"):  # a value past float32 becomes inf, refused below
-                flat = np.asarray(spec["data"], dtype=np.float32).reshape(-1)
-        except (ValueError, TypeError, OverflowError, RecursionError):
-            raise ProtocolError(
-                f"Input {input_name!r} 'data' must be a (nested) list of float32 numbers."
-            ) from None
-        if flat.size != count:
-            raise ProtocolError(
-                f"Input {input_name!r} has shape {list(shape)} ({count} values) but 'data' holds {flat.size}."
-            )
-        x = flat.reshape(shape)
+        x = _json_tensor(spec, shape)
     if len(shape) != 1 + len(sample_shape) or shape[1:] != sample_shape:
         raise ProtocolError(
             f"Input {input_name!r} has shape {list(shape)}; the model takes {[-1, *sample_shape]}."
@@ -169,32 +267,9 @@ def parse_infer_request(
         raise ProtocolError("The batch is empty; send at least one sample.")
     if not np.isfinite(x).all():
         raise ProtocolError(f"Input {input_name!r} holds NaN or infinite values.")
-    requested = req.get("outputs")
-    req_params = req.get("parameters") or {}
-    if not isinstance(req_params, dict):
-        raise ProtocolError("The request's 'parameters' must be an object.")
-    binary_default = bool(req_params.get("binary_data_output", False))
-    wanted: dict[str, bool] = {}
-    if requested is None:
-        wanted = dict.fromkeys(output_names, binary_default)
-    else:
-        if not isinstance(requested, list):
-            raise ProtocolError("'outputs' must be a list of {'name': ...} objects.")
-        for o in requested:
-            name = o.get("name") if isinstance(o, dict) else None
-            if not isinstance(name, str) or name not in output_names:
-                raise ProtocolError(f"Unknown output {name!r}; the model has {output_names}.")
-            if name in wanted:
-                raise ProtocolError(f"Output {name!r} is requested more than once.")
-            p = o.get("parameters") or {}
-            wanted[name] = (
-                bool(p.get("binary_data", binary_default))
-                if isinstance(p, dict)
-                else binary_default
-            )
-    rid = req.get("id")
+    wanted = _wanted_outputs(req, output_names)
     return InferRequest(
-        id=str(rid) if rid is not None else None,
+        id=str(req.id) if req.id is not None else None,
         x=np.ascontiguousarray(x, dtype=np.float32),
         outputs=list(wanted),
         binary=wanted,
@@ -223,7 +298,7 @@ def encode_response(
         else:
             entry["data"] = arr.reshape(-1).tolist()
         header["outputs"].append(entry)
-    head = json.dumps(header, separators=(",", ":")).encode()
+    head = msgspec.json.encode(header)
     if not blobs:
         return head, None
     return head + b"".join(blobs), len(head)
