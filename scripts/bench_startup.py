@@ -31,6 +31,11 @@ def main() -> None:
     print(
         f"python -c 'import kit.runtime':  {wall([sys.executable, '-c', 'import kit.runtime']):.3f} s (median of 7)"
     )
+    # kit.runtime imports onnxruntime on first use; this is what an app pays before a load
+    touch = "import kit.runtime; kit.runtime.load"
+    print(
+        f"... and kit.runtime.load:        {wall([sys.executable, '-c', touch]):.3f} s (median of 7)"
+    )
     print(
         f"python -c 'import numpy' alone:  {wall([sys.executable, '-c', 'import numpy']):.3f} s (median of 7)"
     )

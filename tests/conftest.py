@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from kit.artifact import MANIFEST
 from kit.data import BUNDLED_MNIST
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +38,6 @@ def lenet_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def shipped_mnist_cnn() -> Path:
     path = SHIPPED / "mnist_cnn"
-    if not (path / "manifest.json").is_file():
+    if not (path / MANIFEST).is_file():
         pytest.fail(f"The shipped reference model is missing at {path}; see exported/README.md.")
     return path

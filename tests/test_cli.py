@@ -12,6 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from kit.artifact import MANIFEST, MODEL_FILE, WEIGHTS_FILE
 from kit.cli import cli
 
 COMMANDS = ["list", "export", "parity", "train", "eval", "predict", "serve"]
@@ -62,7 +63,7 @@ def test_export_then_parity(tmp_path: Path) -> None:
     )
     assert code == 0, out
     assert "parity lenet" in out and "PASSED" in out
-    manifest = json.loads((tmp_path / "lenet" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "lenet" / MANIFEST).read_text())
     assert manifest["opset"] == 18 and sorted(manifest["files"]) == ["model.onnx", "model.pt2"]
     code, out = run("parity", str(tmp_path / "lenet"), "--json")
     assert code == 0 and json.loads(out)["passed"] is True
@@ -77,7 +78,7 @@ def test_parity_on_real_samples(lenet_export: Path, mnist_dir: Path) -> None:
 def test_parity_mismatch_exits_1(lenet_export: Path, tmp_path: Path) -> None:
     copy = tmp_path / "lenet"
     shutil.copytree(lenet_export, copy)
-    (copy / "model.onnx").write_bytes(b"garbage")
+    (copy / MODEL_FILE).write_bytes(b"garbage")
     code, out = run("parity", str(copy))
     assert code == 1 and "model.onnx does not match the sha256" in out and "FAILED" in out
 
@@ -137,7 +138,7 @@ def test_pt_weights_load_with_weights_only(tmp_path: Path) -> None:
         str(tmp_path / "o"),
     )
     assert code == 0, out
-    assert (tmp_path / "o" / "lenet" / "weights.safetensors").is_file()
+    assert (tmp_path / "o" / "lenet" / WEIGHTS_FILE).is_file()
 
 
 def test_missing_and_unreadable_weights(tmp_path: Path) -> None:
@@ -161,7 +162,7 @@ def test_parity_on_missing_and_corrupt_artifacts(tmp_path: Path, lenet_export: P
     assert code == 1 and "is not a directory" in out
     copy = tmp_path / "lenet"
     shutil.copytree(lenet_export, copy)
-    (copy / "manifest.json").write_text("{not json")
+    (copy / MANIFEST).write_text("{not json")
     code, out = run("parity", str(copy))
     assert code == 1 and "Cannot read" in out
 

@@ -16,6 +16,7 @@ import pytest
 
 import kit.runtime as kr
 from kit._native import compiled_run, keep_freed_memory
+from kit.artifact import MODEL_FILE
 
 
 class _PublicOnly:
@@ -32,7 +33,7 @@ class _PublicOnly:
 
 def test_onnxruntime_still_exposes_its_compiled_run(lenet_export: Path) -> None:
     session = ort.InferenceSession(
-        str(lenet_export / "model.onnx"), providers=["CPUExecutionProvider"]
+        str(lenet_export / MODEL_FILE), providers=["CPUExecutionProvider"]
     )
     run = compiled_run(session)
     assert run is not None, f"onnxruntime {ort.__version__} no longer has _sess.run"

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from safetensors.torch import save_file
 
 from architectures import get_model, get_spec
+from kit.artifact import MANIFEST
 from kit.cli import cli
 from kit.errors import UsageError
 from kit.models import load_network, resolve_spec
@@ -60,7 +61,7 @@ def test_export_carries_the_weights_class_count_into_the_manifest(tmp_path: Path
         _weights(tmp_path, "lenet", 5), tmp_path / "out", "--formats", "onnx"
     )
     assert code == 0, text
-    manifest = json.loads((tmp_path / "out" / "lenet" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "out" / "lenet" / MANIFEST).read_text())
     assert manifest["model"]["num_classes"] == 5
     assert manifest["facts"]["class_names"] == ["0", "1", "2", "3", "4"]
     assert manifest["outputs"][0]["shape"] == ["batch", 5]
@@ -68,7 +69,7 @@ def test_export_carries_the_weights_class_count_into_the_manifest(tmp_path: Path
     assert code == 0, text
     # a manifest whose class count disagrees with its weights file names both numbers
     manifest["model"]["num_classes"] = 10
-    (tmp_path / "out" / "lenet" / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "out" / "lenet" / MANIFEST).write_text(json.dumps(manifest))
     code, text = run("parity", str(tmp_path / "out" / "lenet"))
     assert code == 1 and "says num_classes 10 but" in text and "holds 5 classes" in text
 

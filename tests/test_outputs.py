@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import kit.runtime as kr
+from kit.artifact import MANIFEST, MODEL_FILE
 from kit.cli import cli
 
 from .server_utils import json_body, request, running_server
@@ -33,11 +34,11 @@ def segmenter(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_dict_exports_one_named_output_per_key_with_a_dynamic_batch(segmenter: Path) -> None:
-    graph = onnx.load(str(segmenter / "model.onnx")).graph
+    graph = onnx.load(str(segmenter / MODEL_FILE)).graph
     assert [o.name for o in graph.output] == ["out", "aux"]
     for o in graph.output:
         assert o.type.tensor_type.shape.dim[0].dim_param == "batch"
-    manifest = json.loads((segmenter / "manifest.json").read_text())
+    manifest = json.loads((segmenter / MANIFEST).read_text())
     assert [(o["name"], o["shape"]) for o in manifest["outputs"]] == [
         ("out", ["batch", 4, 16, 16]),
         ("aux", ["batch", 2, 16, 16]),
@@ -108,13 +109,13 @@ def test_a_tuple_takes_output_names_from_the_flag(tmp_path: Path) -> None:
     args = ["export", "--model", "tests.user_nets:two_heads", "--input-shape", "3,8,8"]
     code, text = run(*args, "--out", str(tmp_path), "--formats", "onnx")
     assert code == 0, text
-    names = [o.name for o in onnx.load(str(tmp_path / "two_heads" / "model.onnx")).graph.output]
+    names = [o.name for o in onnx.load(str(tmp_path / "two_heads" / MODEL_FILE)).graph.output]
     assert names == ["output_0", "output_1"]
     code, text = run(
         *args, "--out", str(tmp_path), "--output-names", "cls,box", "--formats", "onnx,pt2"
     )
     assert code == 0, text
-    names = [o.name for o in onnx.load(str(tmp_path / "two_heads" / "model.onnx")).graph.output]
+    names = [o.name for o in onnx.load(str(tmp_path / "two_heads" / MODEL_FILE)).graph.output]
     assert names == ["cls", "box"]
     code, text = run(*args, "--out", str(tmp_path / "x"), "--output-names", "only_one")
     assert code == 2 and "gives 1 name(s) but two_heads returns 2 tensor(s)" in text
@@ -158,7 +159,7 @@ def test_torchvision_segmentation_network_exports_and_serves(tmp_path: Path) -> 
     try:
         code, text = run(
             "export", "--model", "seg_factory:lraspp", "--input-shape", "3,64,64",
-            "--out", str(tmp_path / "out"),
+            "--out", str(tmp_path / "out"), "--formats", "onnx",
         )  # fmt: skip
     finally:
         sys.path.remove(str(tmp_path))

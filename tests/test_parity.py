@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kit.artifact import FILE_NAMES, MANIFEST, MODEL_FILE
 from kit.errors import ParityError, ShapeMismatch, ToleranceExceeded
 from kit.export.verify import verify_saved
 from kit.parity import Comparison, ParityReport, compare
@@ -81,7 +82,7 @@ def test_verify_saved_passes_on_a_fresh_export(lenet_export: Path) -> None:
 def test_verify_saved_catches_a_modified_file(lenet_export: Path, tmp_path: Path) -> None:
     copy = tmp_path / "lenet"
     shutil.copytree(lenet_export, copy)
-    with open(copy / "model.ts", "ab") as f:
+    with open(copy / FILE_NAMES["torchscript"], "ab") as f:
         f.write(b"\0")
     report = verify_saved(copy)
     assert not report.passed
@@ -94,9 +95,9 @@ def test_verify_saved_catches_a_different_network(lenet_export: Path, tmp_path: 
     """Artifacts whose sha256 match but whose reference differs (another seed) fail parity."""
     copy = tmp_path / "lenet"
     shutil.copytree(lenet_export, copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest = json.loads((copy / MANIFEST).read_text())
     manifest["model"]["seed"] = 1
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    (copy / MANIFEST).write_text(json.dumps(manifest))
     report = verify_saved(copy)
     assert not report.passed
     assert len(report.failures) == len(report.comparisons) > 0
@@ -146,7 +147,7 @@ def test_large_outputs_pass_and_a_perturbed_weight_fails(tmp_path: Path) -> None
     assert result.report.passed, result.report.format_table()
     with torch.no_grad():
         model[-1].weight[0, 0] += 0.05
-    files = {"onnx": result.directory / "model.onnx", "pt2": result.directory / "model.pt2"}
+    files = {"onnx": result.directory / MODEL_FILE, "pt2": result.directory / FILE_NAMES["pt2"]}
     report = check_artifacts(model, files, name="loud", input_shape=(3, 8, 8), atol=1e-4, rtol=1e-4)
     assert not report.passed
     assert {c.kind for c in report.failures} == {"tolerance"}

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import kit.runtime as kr
+from kit.artifact import MODEL_FILE
 from kit.runtime.preprocess import prepare_images, resize, to_channels
 
 
@@ -29,7 +30,7 @@ def test_load_directory_and_file(lenet_export: Path) -> None:
     assert model.name == "lenet" and model.input_shape == (1, 28, 28)
     assert model.provider == "CPUExecutionProvider"
     assert model.class_names == [str(i) for i in range(10)]
-    same = kr.load(lenet_export / "model.onnx")
+    same = kr.load(lenet_export / MODEL_FILE)
     x = np.random.default_rng(0).standard_normal((4, 1, 28, 28), dtype=np.float32)
     np.testing.assert_array_equal(model.predict(x)["logits"], same.predict(x)["logits"])
 
@@ -37,9 +38,9 @@ def test_load_directory_and_file(lenet_export: Path) -> None:
 def test_sha256_mismatch_is_refused(lenet_export: Path, tmp_path: Path) -> None:
     copy = tmp_path / "m"
     shutil.copytree(lenet_export, copy)
-    data = bytearray((copy / "model.onnx").read_bytes())
+    data = bytearray((copy / MODEL_FILE).read_bytes())
     data[-1] ^= 0xFF
-    (copy / "model.onnx").write_bytes(bytes(data))
+    (copy / MODEL_FILE).write_bytes(bytes(data))
     with pytest.raises(kr.ArtifactError, match="model.onnx does not match the sha256"):
         kr.load(copy)
 
@@ -57,9 +58,7 @@ def test_predict_matches_onnxruntime(lenet_export: Path) -> None:
     import onnxruntime as ort
 
     model = kr.load(lenet_export)
-    sess = ort.InferenceSession(
-        str(lenet_export / "model.onnx"), providers=["CPUExecutionProvider"]
-    )
+    sess = ort.InferenceSession(str(lenet_export / MODEL_FILE), providers=["CPUExecutionProvider"])
     x = np.random.default_rng(1).standard_normal((3, 1, 28, 28), dtype=np.float32)
     np.testing.assert_array_equal(model.predict(x)["logits"], sess.run(None, {"input": x})[0])
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from torch.utils.data import TensorDataset
 
 from architectures import get_spec
-from kit.artifact import BEST_CHECKPOINT, LAST_CHECKPOINT, RESUME_STATE
+from kit.artifact import BEST_CHECKPOINT, LAST_CHECKPOINT, MANIFEST, RESUME_STATE, WEIGHTS_FILE
 from kit.cli import cli
 from kit.data import DataBundle, load_dataset
 from kit.errors import TrainingError, UsageError
@@ -66,7 +66,7 @@ def test_short_real_run_clears_95_percent(mnist: DataBundle, tmp_path: Path) -> 
     )
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (
-        load_file(str(tmp_path / "best.safetensors")).keys()
+        load_file(str(tmp_path / BEST_CHECKPOINT)).keys()
         == get_spec("lenet").builder().state_dict().keys()
     )
 
@@ -95,8 +95,8 @@ def test_resume_after_interruption_gives_identical_weights(
     }
     resumed = train(config(tmp_path / "b"), spec, small, resume=True, progress=False)
     assert [m["epoch"] for m in resumed.metrics] == [1, 2, 3]
-    a = load_file(str(tmp_path / "a" / "last.safetensors"))
-    b = load_file(str(tmp_path / "b" / "last.safetensors"))
+    a = load_file(str(tmp_path / "a" / LAST_CHECKPOINT))
+    b = load_file(str(tmp_path / "b" / LAST_CHECKPOINT))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert [m["test_acc"] for m in straight.metrics] == [m["test_acc"] for m in resumed.metrics]
 
@@ -149,7 +149,7 @@ def test_cli_train_with_export(mnist_dir: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "epoch  train loss  train acc" in result.output and "mnist test b=256" in result.output
-    manifest = json.loads((tmp_path / "exp" / "lenet" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "exp" / "lenet" / MANIFEST).read_text())
     assert manifest["training"]["test_accuracy"] > 0.9
     assert manifest["model"]["weights"]["source"].endswith("best.safetensors")
     code = CliRunner().invoke(
@@ -173,7 +173,7 @@ def test_rgb_networks_train_on_fake_data(name: str, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.output)["metrics"]
     assert len(metrics) == 1 and 0.5 < metrics[0]["train_loss"] < 5  # about ln 3 at the start
-    trained = load_file(str(tmp_path / "best.safetensors"))["classifier.6.weight"]
+    trained = load_file(str(tmp_path / BEST_CHECKPOINT))["classifier.6.weight"]
     from kit.models import build_model, resolve_spec
 
     initial = build_model(resolve_spec(name), num_classes=3, seed=0).classifier[6].weight
@@ -197,11 +197,11 @@ def test_eval_shipped_models(shipped_mnist_cnn: Path, mnist_dir: Path) -> None:
     )
     assert exported.exit_code == 0, exported.output
     data = json.loads(exported.output)
-    manifest = json.loads((shipped_mnist_cnn / "manifest.json").read_text())
+    manifest = json.loads((shipped_mnist_cnn / MANIFEST).read_text())
     assert data["total"] == 10_000 and data["top1_agreement"] == 1.0
     assert data["accuracy"] == pytest.approx(manifest["training"]["test_accuracy"], abs=1e-4)
     eager = CliRunner().invoke(
-        cli, ["eval", "--model", "mnist_cnn", "--weights", str(shipped_mnist_cnn / "weights.safetensors"),
+        cli, ["eval", "--model", "mnist_cnn", "--weights", str(shipped_mnist_cnn / WEIGHTS_FILE),
               "--data-dir", str(mnist_dir), "--device", "cpu", "--json"],
     )  # fmt: skip
     assert json.loads(eager.output)["accuracy"] == pytest.approx(data["accuracy"], abs=1e-4)
