@@ -36,7 +36,9 @@ __all__ = [
     "PARITY_FILE",
     "RESUME_STATE",
     "SINGLE_OUTPUT",
+    "VARIANT_FILES",
     "WEIGHTS_FILE",
+    "Limits",
     "ModelFacts",
     "describe_files",
     "read_manifest",
@@ -49,6 +51,8 @@ FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.ts", "pt2": "model.pt2
 FORMATS = tuple(FILE_NAMES)
 MODEL_FILE = FILE_NAMES["onnx"]
 WEIGHTS_FILE = "weights.safetensors"
+#: Cheaper variants of ``model.onnx`` (``kit quantize``), each beside it with the same facts.
+VARIANT_FILES = {"int8": "model.int8.onnx"}
 MANIFEST = "manifest.json"
 #: The parity report kept beside artifacts that failed it (``--keep-failed``).
 PARITY_FILE = "parity.json"
@@ -71,6 +75,15 @@ DEFAULT_BATCH_SIZES = (1, 3, 8)
 BEST_CHECKPOINT = "best.safetensors"
 LAST_CHECKPOINT = "last.safetensors"
 RESUME_STATE = "resume.pt"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a cheaper variant (int8) may cost against ``model.onnx``: accuracy lost (a
+    fraction, 0.003 = 0.3 point) and top-1 agreement kept."""
+
+    max_accuracy_drop: float = 0.003
+    min_agreement: float = 0.995
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,267 @@
+"""int8 variants of an exported ONNX model, with their accuracy cost measured on real data.
+
+onnxruntime's static quantization in QDQ format after its pre-processing step: per-channel
+int8 weights, uint8 activations, MinMax ranges calibrated on samples of the network's
+training data. The variant is then run beside ``model.onnx`` on held-out test data (accuracy
+when labels exist, top-1 agreement always) and lands only when it stays within the limits.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._files import sha256_file
+from ..artifact import (
+    MODEL_FILE,
+    VARIANT_FILES,
+    Limits,
+    read_manifest,
+    verify_files,
+    write_manifest,
+)
+from ..errors import ArtifactError, KitError, first_line
+
+__all__ = [
+    "Limits",
+    "VariantCheck",
+    "add_int8_variant",
+    "calibration_sets",
+    "check_variant",
+    "predictions",
+    "quantize_int8",
+]
+
+_BATCH = 32
+
+
+@dataclass(frozen=True)
+class VariantCheck:
+    """A variant against ``model.onnx`` on the same held-out samples."""
+
+    samples: int
+    agreement: float
+    accuracy_fp32: float | None
+    accuracy: float | None
+
+    def problems(self, limits: Limits) -> list[str]:
+        found = []
+        if self.agreement < limits.min_agreement:
+            found.append(
+                f"top-1 agreement {self.agreement:.2%} is under {limits.min_agreement:.2%}"
+            )
+        if self.accuracy is not None and self.accuracy_fp32 is not None:
+            drop = self.accuracy_fp32 - self.accuracy
+            if drop > limits.max_accuracy_drop:
+                found.append(
+                    f"accuracy fell {drop:.2%} ({self.accuracy_fp32:.2%} -> {self.accuracy:.2%}), "
+                    f"more than {limits.max_accuracy_drop:.2%}"
+                )
+        return found
+
+
+def _batches(x: np.ndarray) -> Iterator[np.ndarray]:
+    for i in range(0, len(x), _BATCH):
+        yield np.ascontiguousarray(x[i : i + _BATCH], dtype=np.float32)
+
+
+def quantize_int8(source: Path, target: Path, calibration: np.ndarray, input_name: str) -> None:
+    """Write the int8 QDQ quantization of ``source`` to ``target``, calibrated on ``calibration``.
+
+    Raises:
+        ArtifactError: onnxruntime's quantizer failed.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.batches = _batches(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {input_name: batch}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        try:
+            quant_pre_process(str(source), str(prepared))
+            quantize_static(
+                prepared,
+                target,
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+        except Exception as exc:  # the quantizer raises many types
+            raise ArtifactError(
+                f"onnxruntime could not quantize {source.name}: {first_line(exc)}."
+            ) from exc
+
+
+def predictions(path: Path, x: np.ndarray) -> np.ndarray:
+    """Top-1 class of every sample of ``x`` through the ONNX file at ``path`` (CPU)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: b})[0].argmax(1) for b in _batches(x)])
+
+
+def check_variant(
+    reference: Path, variant: Path, x: np.ndarray, labels: np.ndarray | None
+) -> VariantCheck:
+    ours, theirs = predictions(reference, x), predictions(variant, x)
+    accuracy_fp32 = accuracy = None
+    if labels is not None:
+        accuracy_fp32 = float((ours == labels).mean())
+        accuracy = float((theirs == labels).mean())
+    return VariantCheck(len(x), float((ours == theirs).mean()), accuracy_fp32, accuracy)
+
+
+def add_int8_variant(
+    artifact_dir: Path,
+    calibration: tuple[str, np.ndarray],
+    held_out: tuple[str, np.ndarray, np.ndarray | None],
+    *,
+    limits: Limits | None = None,
+    verified: bool = True,
+) -> dict[str, Any]:
+    """Quantize ``artifact_dir/model.onnx`` to int8 and list the variant in the manifest.
+
+    Args:
+        artifact_dir: A directory written by ``kit export``.
+        calibration: ``(description, samples)`` the activation ranges are calibrated on.
+        held_out: ``(description, samples, labels or None)`` the variant is checked on.
+        limits: The accuracy drop and top-1 agreement the variant must keep (defaults:
+            :class:`kit.artifact.Limits`).
+        verified: False when the calibration samples are random (the manifest says so).
+
+    Returns:
+        The variant's manifest record.
+
+    Raises:
+        ArtifactError: the export is missing or tampered with, or quantization failed.
+        KitError: the variant misses the limits (nothing is written).
+    """
+    limits = limits or Limits()
+    manifest = read_manifest(artifact_dir)
+    problems = verify_files(artifact_dir, manifest["files"])
+    if problems or MODEL_FILE not in manifest["files"]:
+        raise ArtifactError(
+            f"Refusing to quantize {artifact_dir}: {'; '.join(problems) or 'it has no ' + MODEL_FILE}."
+        )
+    name = VARIANT_FILES["int8"]
+    fd, tmp = tempfile.mkstemp(dir=artifact_dir, prefix=f".{name}.", suffix=".tmp")
+    os.close(fd)
+    staged = Path(tmp)
+    try:
+        input_name = manifest["inputs"][0]["name"]
+        quantize_int8(artifact_dir / MODEL_FILE, staged, calibration[1], input_name)
+        check = check_variant(artifact_dir / MODEL_FILE, staged, held_out[1], held_out[2])
+        missed = check.problems(limits)
+        if missed:
+            raise KitError(
+                f"The int8 variant of {artifact_dir.name} misses its limits on {held_out[0]}: "
+                f"{'; '.join(missed)}. Nothing was written; relax --max-accuracy-drop or "
+                "--min-agreement only if that cost is acceptable."
+            )
+        staged.chmod(0o644)
+        os.replace(staged, artifact_dir / name)
+    finally:
+        staged.unlink(missing_ok=True)
+    record = {
+        "file": name,
+        "precision": "int8",
+        "method": "onnxruntime quantize_static, QDQ, per-channel int8 weights, uint8 "
+        "activations, MinMax calibration",
+        "calibration": calibration[0],
+        "verified": verified,
+        "held_out": held_out[0],
+        "limits": asdict(limits),
+        **asdict(check),
+    }
+    manifest["files"][name] = {
+        "format": "onnx-int8",
+        "size": (artifact_dir / name).stat().st_size,
+        "sha256": sha256_file(artifact_dir / name),
+    }
+    manifest.setdefault("variants", {})["int8"] = record
+    write_manifest(artifact_dir, manifest)
+    return record
+
+
+def calibration_sets(
+    spec: Any,
+    *,
+    dataset: str | None,
+    data_dir: Path | None,
+    size: int,
+    random: bool,
+    seed: int = 0,
+) -> tuple[tuple[str, np.ndarray], tuple[str, np.ndarray, np.ndarray | None]]:
+    """``(calibration, held_out)`` for ``spec``: training samples and the labelled test split
+    of its data set, or seeded random inputs when ``random`` (accuracy then unverified).
+
+    Raises:
+        UsageError: no real data to calibrate on and ``random`` not asked for.
+        DataError: the data set is missing or does not fit the network.
+    """
+    from ..data import load_dataset
+    from ..errors import UsageError
+
+    rng = np.random.default_rng(seed)
+    shape = tuple(spec.input_shape)
+    if random:
+        calibration = rng.standard_normal((size, *shape), dtype=np.float32)
+        held_out = rng.standard_normal((256, *shape), dtype=np.float32)
+        return (f"{size} random normal inputs (accuracy unverified)", calibration), (
+            "256 random normal inputs (top-1 agreement only)",
+            held_out,
+            None,
+        )
+    name = dataset or spec.recipe.dataset
+    if name == "fake" and data_dir is None:
+        raise UsageError(
+            f"{spec.name} has no training data to calibrate on: pass --data-dir (and "
+            "--dataset), or --random-calibration to accept an unverified accuracy."
+        )
+    data = load_dataset(name, spec, data_dir=data_dir)
+    train_x, _ = _arrays(data.train, rng.permutation(len(data.train))[:size])  # type: ignore[arg-type]
+    test_x, test_y = _arrays(data.test, np.arange(len(data.test)))  # type: ignore[arg-type]
+    return (f"{len(train_x)} {name} training samples", train_x), (
+        f"{len(test_x)} {name} test samples",
+        test_x,
+        test_y,
+    )
+
+
+def _arrays(dataset: Any, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Samples ``index`` of a torch dataset as float32 images and int labels."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    if isinstance(dataset, TensorDataset):
+        images, labels = dataset.tensors
+        i = torch.from_numpy(index)
+        return images[i].numpy().astype(np.float32), labels[i].numpy()
+    pairs = [dataset[int(j)] for j in index]
+    return (
+        np.stack([np.asarray(p[0], dtype=np.float32) for p in pairs]),
+        np.asarray([int(p[1]) for p in pairs]),
+    )

@@ -1,0 +1,100 @@
+"""`kit quantize`: an int8 variant beside model.onnx, its accuracy cost measured on real data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import onnx
+import pytest
+from click.testing import CliRunner
+
+import kit.runtime as kr
+from kit.artifact import FACTS_KEY, MANIFEST, MODEL_FILE, VARIANT_FILES, ModelFacts
+from kit.cli import cli
+
+INT8 = VARIANT_FILES["int8"]
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), prog_name="kit")
+    return result.exit_code, result.output
+
+
+def _facts(path: Path) -> ModelFacts:
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return ModelFacts.from_json(props[FACTS_KEY])
+
+
+@pytest.fixture(scope="module")
+def quantized(shipped_mnist_cnn: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    copy = tmp_path_factory.mktemp("q") / "mnist_cnn"
+    shutil.copytree(shipped_mnist_cnn, copy)
+    code, text = run("quantize", str(copy), "--calibration-size", "256")
+    assert code == 0, text
+    assert "top-1 agreement with model.onnx" in text
+    return copy
+
+
+def test_the_variant_is_listed_checked_and_carries_the_facts(quantized: Path) -> None:
+    manifest = json.loads((quantized / MANIFEST).read_text())
+    record = manifest["variants"]["int8"]
+    assert record["file"] == INT8 and record["verified"] is True
+    assert record["samples"] == 10_000 and record["agreement"] >= 0.995
+    assert record["accuracy_fp32"] - record["accuracy"] <= 0.003
+    assert manifest["files"][INT8]["size"] == (quantized / INT8).stat().st_size
+    assert _facts(quantized / INT8) == _facts(quantized / MODEL_FILE)  # usable alone
+    assert kr.load(quantized).name == "mnist_cnn"  # every sha256, the variant's included
+    int8 = kr.load(quantized / INT8)
+    assert int8.class_names == [str(i) for i in range(10)]
+    code, text = run("parity", str(quantized), "--batch-sizes", "2")
+    assert code == 0, text
+
+
+def test_a_tampered_variant_is_refused(quantized: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "m"
+    shutil.copytree(quantized, copy)
+    with open(copy / INT8, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(kr.ArtifactError, match=f"{INT8} does not match the sha256"):
+        kr.load(copy)
+
+
+def test_missed_limits_write_nothing(shipped_mnist_cnn: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "mnist_cnn"
+    shutil.copytree(shipped_mnist_cnn, copy)
+    before = (copy / MANIFEST).read_text()
+    code, text = run("quantize", str(copy), "--calibration-size", "64", "--min-agreement", "100")
+    assert code == 1 and "misses its limits" in text and "is under 100.00%" in text
+    assert (copy / MANIFEST).read_text() == before
+    assert sorted(p.name for p in copy.iterdir()) == sorted(
+        p.name for p in shipped_mnist_cnn.iterdir()
+    )
+
+
+def test_bad_input_is_one_sentence(lenet_export: Path, tmp_path: Path) -> None:
+    code, text = run("quantize", str(lenet_export), "--precision", "int4")
+    assert code == 2 and "Invalid value for '--precision': 'int4'" in text
+    code, text = run("quantize", str(tmp_path / "nope"))
+    assert code == 1 and "is not a directory" in text
+    copy = tmp_path / "lenet"
+    shutil.copytree(lenet_export, copy)
+    (copy / MODEL_FILE).write_bytes(b"not onnx")
+    code, text = run("quantize", str(copy))
+    assert code == 1 and "Refusing to quantize" in text and "does not match the sha256" in text
+
+
+def test_a_network_without_data_needs_the_explicit_flag(tmp_path: Path) -> None:
+    args = ["export", "--model", "tests.user_nets:tiny", "--input-shape", "3,16,16"]
+    code, text = run(*args, "--out", str(tmp_path), "--formats", "onnx")
+    assert code == 0, text
+    code, text = run("quantize", str(tmp_path / "tiny"))
+    assert code == 2 and "--random-calibration" in text
+    code, text = run("quantize", str(tmp_path / "tiny"), "--dataset", "mnist")
+    assert code == 1 and "MNIST is 1-channel" in text  # a calibration set that does not fit
+    code, text = run("quantize", str(tmp_path / "tiny"), "--random-calibration", "--json")
+    assert code == 0, text
+    record = json.loads(text)
+    assert record["verified"] is False and record["accuracy"] is None
+    assert "accuracy unverified" in record["calibration"]
