@@ -98,3 +98,32 @@ def test_a_network_without_data_needs_the_explicit_flag(tmp_path: Path) -> None:
     record = json.loads(text)
     assert record["verified"] is False and record["accuracy"] is None
     assert "accuracy unverified" in record["calibration"]
+
+
+def test_the_variant_is_chosen_by_name_everywhere(
+    quantized: Path, lenet_export: Path, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from kit.runtime.repository import load_models
+
+    from .server_utils import request, running_server
+
+    int8 = kr.load(quantized, precision="int8")
+    assert int8.precision == "int8" and int8.path.name == INT8
+    assert kr.load(quantized).precision == "fp32"
+    with pytest.raises(kr.ArtifactError, match="has no int8 variant"):
+        kr.load(lenet_export, precision="int8")
+    from kit.errors import UsageError
+
+    with pytest.raises(UsageError, match="Unknown precision 'int4'"):
+        kr.load(quantized, precision="int4")
+    image = tmp_path / "digit.png"
+    Image.new("L", (28, 28)).save(image)
+    code, text = run("predict", str(quantized), str(image), "--precision", "int8", "--json")
+    assert code == 0 and json.loads(text)["precision"] == "int8"
+    models = load_models(quantized)
+    assert sorted(models) == ["mnist_cnn", "mnist_cnn_int8"]
+    with running_server(models) as (url, _):
+        meta = json.loads(request(url, "GET", "/v2/models/mnist_cnn_int8")[2])
+        assert meta["parameters"] == {"precision": "int8"}

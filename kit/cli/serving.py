@@ -49,8 +49,17 @@ def _read_image(path: Path) -> Any:
     help="Classes to show per image.",
 )
 @provider_option
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "int8"]),
+    default="fp32",
+    show_default=True,
+    help="model.onnx, or the variant kit quantize added (int8: model.int8.onnx).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print predictions as JSON.")
-def predict(paths: tuple[Path, ...], top_k: int, provider: str, as_json: bool) -> None:
+def predict(
+    paths: tuple[Path, ...], top_k: int, provider: str, precision: str, as_json: bool
+) -> None:
     """Classify image files with an exported model (onnxruntime, no torch).
 
     The first argument may be an exported model directory (or .onnx file); without one
@@ -72,13 +81,16 @@ def predict(paths: tuple[Path, ...], top_k: int, provider: str, as_json: bool) -
     if not images:
         raise click.UsageError("Give at least one image file after the model.")
     providers = PROVIDERS[provider]
-    model = runtime.load(model_path, providers=providers, warmup=False)
+    if precision != "fp32" and not model_path.is_dir():
+        raise click.UsageError("--precision picks a file of an exported directory; pass one.")
+    model = runtime.load(model_path, providers=providers, warmup=False, precision=precision)
     arrays = [_read_image(p) for p in images]
     results = model.classify(arrays, top_k=top_k)
     if as_json:
         _echo_json(
             {
                 "model": model.name,
+                "precision": model.precision,
                 "provider": model.provider,
                 "predictions": [
                     {
@@ -151,7 +163,9 @@ def serve(
 ) -> None:
     """Serve exported models over the Open Inference Protocol (KServe v2 / Triton).
 
-    DIRECTORY holds exported models (default: the shipped exported/), or is one. Endpoints:
+    DIRECTORY holds exported models (default: the shipped exported/), or is one; a variant
+    kit quantize added is served beside its model as NAME_int8 (its metadata's parameters
+    say the precision). Endpoints:
     /v2, /v2/health/live, /v2/health/ready, /v2/models/NAME[/versions/1][/ready|/infer],
     /metrics (Prometheus). JSON and binary tensors both work, so Triton's stock client
     (tritonclient.http) talks to it unchanged:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..artifact import MODEL_FILE
+from ..artifact import MODEL_FILE, VARIANT_FILES
 from ..errors import ArtifactError
 from .session import Model, load
 
@@ -39,10 +39,25 @@ def load_models(
     threads: int | None = None,
     warmup_batches: tuple[int, ...] = (1,),
 ) -> dict[str, Model]:
-    """Load and warm every model under ``directory`` (sha256 verified against manifests)."""
+    """Load and warm every model under ``directory`` (sha256 verified against manifests).
+
+    Each variant ``kit quantize`` added is served beside its model under its own name,
+    ``NAME_int8``, as Triton users name them.
+    """
     models = {}
     for name, path in discover_models(directory).items():
-        model = load(path, providers=providers, threads=threads, warmup=False)
-        model.warmup(warmup_batches)
-        models[name] = model
+        for precision, served_as in _precisions(name, path):
+            model = load(
+                path, providers=providers, threads=threads, warmup=False, precision=precision
+            )
+            model.warmup(warmup_batches)
+            models[served_as] = model
     return models
+
+
+def _precisions(name: str, path: Path) -> list[tuple[str, str]]:
+    """``(precision, served name)`` for the model in ``path`` and each of its variants."""
+    found = [("fp32", name)]
+    if path.is_dir():
+        found += [(p, f"{name}_{p}") for p, f in VARIANT_FILES.items() if (path / f).is_file()]
+    return found

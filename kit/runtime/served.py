@@ -61,6 +61,7 @@ class ServedModel:
             "name": self.name,
             "versions": [VERSION],
             "platform": "onnxruntime_onnx",
+            "parameters": {"precision": self.model.precision},
             "inputs": [
                 {
                     "name": self.model.input_name,

@@ -20,8 +20,16 @@ import numpy as np
 import onnxruntime as ort
 
 from .._native import compiled_run
-from ..artifact import FACTS_KEY, MANIFEST, MODEL_FILE, ModelFacts, read_manifest, verify_files
-from ..errors import ArtifactError, InputError, ProviderError
+from ..artifact import (
+    FACTS_KEY,
+    MANIFEST,
+    MODEL_FILE,
+    VARIANT_FILES,
+    ModelFacts,
+    read_manifest,
+    verify_files,
+)
+from ..errors import ArtifactError, InputError, ProviderError, UsageError
 from .preprocess import prepare_images
 
 __all__ = [
@@ -134,6 +142,31 @@ def _create_session(path: Path, options: Any, providers: Sequence[Any] | None) -
     return session
 
 
+def _precision_file(directory: Path, precision: str) -> str:
+    """The file of ``directory`` holding ``precision``.
+
+    Raises:
+        UsageError: no such precision.
+        ArtifactError: the directory has no variant of that precision.
+    """
+    if precision == "fp32":
+        return MODEL_FILE
+    if precision not in VARIANT_FILES:
+        raise UsageError(
+            f"Unknown precision {precision!r}; choose from fp32, {', '.join(VARIANT_FILES)}."
+        )
+    name = VARIANT_FILES[precision]
+    if not (directory / name).is_file():
+        raise ArtifactError(
+            f"{directory} has no {precision} variant ({name}); run kit quantize {directory}."
+        )
+    return name
+
+
+def _precision_of(path: Path) -> str:
+    return next((p for p, name in VARIANT_FILES.items() if path.name == name), "fp32")
+
+
 def _verify_manifest(directory: Path) -> None:
     problems = verify_files(directory, read_manifest(directory)["files"])
     if problems:
@@ -169,6 +202,7 @@ class Model:
         self.name: str = self.facts.name if self.facts else path.stem
         self.class_names: list[str] = list(self.facts.class_names) if self.facts else []
         self.provider: str = session.get_providers()[0]
+        self.precision = "fp32"  # set by load() from the file it read
         self.io_binding = (
             self.provider != "CPUExecutionProvider" if io_binding is None else io_binding
         )
@@ -334,11 +368,14 @@ def load(
     threads: int | None = None,
     warmup: bool = True,
     io_binding: bool | None = None,
+    precision: str = "fp32",
 ) -> Model:
     """Load an ``exported/NAME`` directory or a ``.onnx`` file.
 
     Args:
         path: Directory written by ``kit export`` or an ONNX file.
+        precision: Which of a directory's files: ``fp32`` (``model.onnx``) or a variant
+            ``kit quantize`` added (``int8``: ``model.int8.onnx``).
         providers: onnxruntime execution providers (default: :func:`default_providers`).
         threads: Intra-op threads (onnxruntime's default when None).
         warmup: Run the model once so the first real call is not slow.
@@ -353,7 +390,7 @@ def load(
     if p.is_dir():
         if (p / MANIFEST).is_file():
             _verify_manifest(p)
-        p = p / MODEL_FILE
+        p = p / _precision_file(p, precision)
     if not p.is_file():
         raise ArtifactError(f"{p} does not exist; pass an exported/NAME directory or a .onnx file.")
     options = ort.SessionOptions()
@@ -367,6 +404,7 @@ def load(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ArtifactError(f"onnxruntime cannot load {p}: {first}") from None
     model = Model(session, p, io_binding=io_binding)
+    model.precision = _precision_of(p)
     if warmup:
         model.warmup()
     log.info("loaded %s on %s", model.name, model.provider)
