@@ -72,6 +72,8 @@ class ParityReport:
     rtol: float
     comparisons: list[Comparison] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: what was not checked, and why (printed with the table, never silent)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -89,6 +91,7 @@ class ParityReport:
             "rtol": self.rtol,
             "rule": "per sample and output: max|artifact - eager| <= atol + rtol * max|eager|",
             "problems": list(self.problems),
+            "notes": list(self.notes),
             "comparisons": [
                 {
                     k: (None if isinstance(v, float) and math.isnan(v) else v)
@@ -124,7 +127,9 @@ class ParityReport:
                     f"{c.max_abs:.2e}",
                     f"{c.max_rel:.2e}",
                     f"{c.mean_abs:.2e}",
-                    f"{c.needed_rtol:.1e}" if c.needed_rtol else "-",
+                    "-"
+                    if not c.needed_rtol or math.isnan(c.needed_rtol)
+                    else f"{c.needed_rtol:.1e}",
                     "-" if math.isnan(c.top1_agreement) else f"{c.top1_agreement:.1%}",
                     verdict,
                 )
@@ -135,6 +140,7 @@ class ParityReport:
             for r in rows
         ]
         lines += [f"problem: {p}" for p in self.problems]
+        lines += [f"note: {n}" for n in self.notes]
         n_fail = len(self.failures) + len(self.problems)
         verdict = "PASSED" if self.passed else f"FAILED ({n_fail} failure{'s' * (n_fail != 1)})"
         lines.append(

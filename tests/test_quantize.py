@@ -127,3 +127,25 @@ def test_the_variant_is_chosen_by_name_everywhere(
     with running_server(models) as (url, _):
         meta = json.loads(request(url, "GET", "/v2/models/mnist_cnn_int8")[2])
         assert meta["parameters"] == {"precision": "int8"}
+
+
+def test_parity_checks_every_variant(quantized: Path, tmp_path: Path) -> None:
+    code, text = run("parity", str(quantized), "--json")
+    assert code == 0, text
+    rows = [c for c in json.loads(text)["comparisons"] if c["artifact"] == "onnx int8"]
+    assert rows and rows[0]["inputs"] == "mnist test b=256" and rows[0]["top1_agreement"] >= 0.995
+    copy = tmp_path / "m"
+    shutil.copytree(quantized, copy)
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["variants"]["int8"]["limits"]["min_agreement"] = 1.01  # a limit nothing meets
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    code, text = run("parity", str(copy))
+    assert code == 1 and "onnx int8" in text and "FAIL: top-1 agreement under 101.0%" in text
+
+
+def test_parity_says_when_a_variant_is_not_checked(tmp_path: Path) -> None:
+    args = ["export", "--model", "tests.user_nets:tiny", "--input-shape", "3,16,16"]
+    assert run(*args, "--out", str(tmp_path), "--formats", "onnx")[0] == 0
+    assert run("quantize", str(tmp_path / "tiny"), "--random-calibration")[0] == 0
+    code, text = run("parity", str(tmp_path / "tiny"))
+    assert code == 0 and "note: variants int8 not checked" in text

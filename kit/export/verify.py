@@ -21,13 +21,14 @@ from ..artifact import (
     DEFAULT_BATCH_SIZES,
     DEFAULT_RTOL,
     FILE_NAMES,
+    Limits,
     read_manifest,
     verify_files,
 )
 from ..errors import ArtifactError, ProviderError, UsageError, first_line
 from ..models import load_network, read_state_dict, resolve_spec
 from ..outputs import flatten_outputs
-from ..parity import ParityReport, Runner, random_inputs, run_parity
+from ..parity import Comparison, ParityReport, Runner, random_inputs, run_parity
 from ..runtime.session import check_providers, cuda_available, cuda_providers
 from .program import load_program
 from .torchscript import load_torchscript
@@ -156,6 +157,62 @@ def check_artifacts(
     )
 
 
+#: a variant's top-1 agreement says little on fewer samples than this
+_MIN_VARIANT_SAMPLES = 100
+
+
+def check_variants(
+    artifact_dir: Path,
+    manifest: dict[str, Any],
+    model: nn.Module,
+    real: tuple[str, torch.Tensor] | None,
+    report: ParityReport,
+) -> None:
+    """Each variant (``kit quantize``) against eager on the real samples, by top-1
+    agreement at the limit recorded with it; without real samples, a note says so."""
+    variants = manifest.get("variants") or {}
+    if not variants:
+        return
+    if real is None or len(real[1]) < _MIN_VARIANT_SAMPLES:
+        report.notes.append(
+            f"variants {', '.join(variants)} not checked: they are judged by top-1 agreement "
+            f"on at least {_MIN_VARIANT_SAMPLES} real samples; pass --data-dir"
+        )
+        return
+    x = np.ascontiguousarray(real[1].numpy(), dtype=np.float32)
+    expected = torch_runner(model.eval(), report.model)(x)[0]
+    for precision, record in variants.items():
+        limits = Limits(**record.get("limits", {}))
+        report.notes.append(
+            f"the {precision} variant is judged by top-1 agreement with eager "
+            f">= {limits.min_agreement:.1%} (its limit), not by atol/rtol"
+        )
+        for runtime, run in _onnx_runners(artifact_dir / record["file"], provider="cpu"):
+            report.comparisons.append(
+                _agreement(f"onnx {precision}", runtime, real[0], run(x)[0], expected, limits)
+            )
+
+
+def _agreement(
+    artifact: str,
+    runtime: str,
+    label: str,
+    actual: np.ndarray,
+    expected: np.ndarray,
+    limits: Limits,
+) -> Comparison:
+    row = Comparison(artifact, runtime, label, len(actual))
+    diff = np.abs(actual.astype(np.float64) - expected)
+    row.max_abs, row.mean_abs = float(diff.max()), float(diff.mean())
+    row.max_rel = float((diff / np.maximum(np.abs(expected), np.finfo(np.float32).tiny)).max())
+    row.top1_agreement = float((actual.argmax(1) == expected.argmax(1)).mean())
+    row.passed = row.top1_agreement >= limits.min_agreement
+    if not row.passed:
+        row.kind = "agreement"
+        row.error = f"top-1 agreement under {limits.min_agreement:.1%}"
+    return row
+
+
 def rebuild_reference(artifact_dir: Path, manifest: dict[str, Any]) -> tuple[Any, nn.Module]:
     """The spec and eager network an export was made from, as its manifest records.
 
@@ -209,7 +266,7 @@ def verify_saved(
     spec, model = rebuild_reference(artifact_dir, manifest)
     names = {fmt: artifact_dir / name for fmt, name in FILE_NAMES.items()}
     files = {fmt: path for fmt, path in names.items() if path.name in manifest["files"]}
-    return check_artifacts(
+    report = check_artifacts(
         model,
         files,
         name=spec.name,
@@ -222,3 +279,5 @@ def verify_saved(
         provider=provider,
         report=report,
     )
+    check_variants(artifact_dir, manifest, model, real, report)
+    return report
