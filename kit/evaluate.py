@@ -55,15 +55,32 @@ def evaluate_exported(
     artifact_dir: Path, data_dir: Path | None, *, dataset: str | None = None
 ) -> dict[str, Any]:
     """Accuracy of an exported ONNX model through kit.runtime, and its top-1 agreement
-    with the eager network rebuilt from the manifest."""
+    with the eager network rebuilt from the manifest; the same for each variant."""
     from . import runtime
     from .artifact import read_manifest
     from .export.verify import rebuild_reference
 
     manifest = read_manifest(artifact_dir)
     spec, reference = rebuild_reference(artifact_dir, manifest)
-    model = runtime.load(artifact_dir)
     data = load_dataset(dataset or spec.recipe.dataset, spec, data_dir=data_dir)
+    images, labels = _test_arrays(data)
+    with torch.no_grad():
+        ref = np.concatenate([reference(x).argmax(1).numpy() for x in _chunks(images)])
+    result: dict[str, Any] = {"model": spec.name, "data": data.description}
+    for precision in ["fp32", *(manifest.get("variants") or {})]:
+        model = runtime.load(artifact_dir, precision=precision)
+        pred = np.concatenate(
+            [model.predict(x.numpy())[model.output_names[0]].argmax(1) for x in _chunks(images)]
+        )
+        scores = _scores(pred, labels, ref)
+        if precision == "fp32":
+            result |= {"runtime": f"onnxruntime {model.provider}", **scores}
+        else:
+            result.setdefault("variants", {})[precision] = scores
+    return result
+
+
+def _test_arrays(data: DataBundle) -> tuple[torch.Tensor, np.ndarray]:
     test = data.test
     if isinstance(test, TensorDataset):
         images, labels = test.tensors
@@ -71,22 +88,19 @@ def evaluate_exported(
         pairs = [test[i] for i in range(len(test))]  # type: ignore[arg-type]
         images = torch.stack([p[0] for p in pairs])
         labels = torch.tensor([p[1] for p in pairs])
-    onnx_pred, eager_pred = [], []
-    for i in range(0, len(labels), 500):
-        x = images[i : i + 500].contiguous()
-        onnx_pred.append(model.predict(x.numpy())[model.output_names[0]].argmax(1))
-        with torch.no_grad():
-            eager_pred.append(reference(x).argmax(1).numpy())
-    pred, ref = np.concatenate(onnx_pred), np.concatenate(eager_pred)
-    y = labels.numpy()
-    correct = int((pred == y).sum())
+    return images, labels.numpy()
+
+
+def _chunks(images: torch.Tensor, size: int = 500) -> list[torch.Tensor]:
+    return [images[i : i + size].contiguous() for i in range(0, len(images), size)]
+
+
+def _scores(pred: np.ndarray, labels: np.ndarray, eager: np.ndarray) -> dict[str, Any]:
+    correct = int((pred == labels).sum())
     return {
-        "model": spec.name,
-        "runtime": f"onnxruntime {model.provider}",
-        "data": data.description,
-        "accuracy": correct / len(y),
+        "accuracy": correct / len(labels),
         "correct": correct,
-        "total": len(y),
-        "top1_agreement": float((pred == ref).mean()),
-        "disagreements": int((pred != ref).sum()),
+        "total": len(labels),
+        "top1_agreement": float((pred == eager).mean()),
+        "disagreements": int((pred != eager).sum()),
     }

@@ -149,3 +149,12 @@ def test_parity_says_when_a_variant_is_not_checked(tmp_path: Path) -> None:
     assert run("quantize", str(tmp_path / "tiny"), "--random-calibration")[0] == 0
     code, text = run("parity", str(tmp_path / "tiny"))
     assert code == 0 and "note: variants int8 not checked" in text
+
+
+def test_eval_reports_each_variant(quantized: Path) -> None:
+    code, text = run("eval", str(quantized), "--json")
+    assert code == 0, text
+    result = json.loads(text)
+    int8 = result["variants"]["int8"]
+    assert int8["total"] == 10_000 and result["accuracy"] - int8["accuracy"] <= 0.003
+    assert int8["top1_agreement"] >= 0.995

@@ -255,3 +255,8 @@ def eval_cmd(
         click.echo(
             f"top-1 agreement with eager: {result['top1_agreement']:.2%} ({result['disagreements']} disagreements)"
         )
+    for precision, v in result.get("variants", {}).items():
+        click.echo(
+            f"{precision} variant: accuracy {v['accuracy']:.2%} ({v['correct']}/{v['total']}), "
+            f"top-1 agreement with eager {v['top1_agreement']:.2%}"
+        )
