@@ -52,7 +52,7 @@ FORMATS = tuple(FILE_NAMES)
 MODEL_FILE = FILE_NAMES["onnx"]
 WEIGHTS_FILE = "weights.safetensors"
 #: Cheaper variants of ``model.onnx`` (``kit quantize``), each beside it with the same facts.
-VARIANT_FILES = {"int8": "model.int8.onnx"}
+VARIANT_FILES = {"int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
 MANIFEST = "manifest.json"
 #: The parity report kept beside artifacts that failed it (``--keep-failed``).
 PARITY_FILE = "parity.json"

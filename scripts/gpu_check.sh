@@ -78,6 +78,22 @@ for name, path in (("mnist_cnn", "exported/mnist_cnn"), ("alexnet", sys.argv[1])
             print(f"{name:10} {m.provider:24} batch {b:3}: median {statistics.median(ts)*1e3:8.3f} ms")
 PY
 
+echo "== fp16 and int8 variants: made here, timed on CUDA against fp32"
+rm -rf "$OUT/mnist_variants" && cp -r exported/mnist_cnn "$OUT/mnist_variants"
+"$PY" -m kit quantize "$OUT/mnist_variants" --precision fp16
+"$PY" - "$OUT/mnist_variants" <<'PY'
+import sys, statistics, time, numpy as np, kit.runtime as kr
+for precision in ("fp32", "fp16", "int8"):
+    m = kr.load(sys.argv[1], precision=precision, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    for b in (1, 64):
+        x = np.random.rand(b, 1, 28, 28).astype(np.float32)
+        for _ in range(20): m.predict(x)
+        ts = []
+        for _ in range(200):
+            t = time.perf_counter(); m.predict(x); ts.append(time.perf_counter() - t)
+        print(f"mnist_cnn {precision} {m.provider:24} batch {b:3}: median {statistics.median(ts)*1e3:8.3f} ms")
+PY
+
 echo "== serving through the CUDA provider: 32 concurrent batch-1 clients, alexnet"
 mkdir -p "$OUT/serve" && ln -sfn "$OUT/exported/alexnet" "$OUT/serve/alexnet" && ln -sfn "$PWD/exported/mnist_cnn" "$OUT/serve/mnist_cnn"
 "$PY" scripts/bench_server.py --models-dir "$OUT/serve" --model alexnet --clients 32 --seconds 10 --provider cuda

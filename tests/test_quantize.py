@@ -158,3 +158,18 @@ def test_eval_reports_each_variant(quantized: Path) -> None:
     int8 = result["variants"]["int8"]
     assert int8["total"] == 10_000 and result["accuracy"] - int8["accuracy"] <= 0.003
     assert int8["top1_agreement"] >= 0.995
+
+
+def test_an_fp16_variant_keeps_fp32_inputs_and_outputs(quantized: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    copy = tmp_path / "m"
+    shutil.copytree(quantized, copy)
+    code, text = run("quantize", str(copy), "--precision", "fp16")
+    assert code == 0 and "its speed needs a GPU" in text, text
+    record = json.loads((copy / MANIFEST).read_text())["variants"]["fp16"]
+    assert record["agreement"] >= 0.995 and record["calibration"] is None
+    fp16 = kr.load(copy, precision="fp16")
+    out = fp16.predict(np.zeros((2, 1, 28, 28), np.float32))["logits"]
+    assert out.dtype == np.float32 and out.shape == (2, 10)  # apps keep feeding float32
+    assert sorted(json.loads(run("eval", str(copy), "--json")[1])["variants"]) == ["fp16", "int8"]

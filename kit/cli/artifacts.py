@@ -253,10 +253,10 @@ def parity(
 @click.argument("artifact_dir", type=click.Path(path_type=Path))
 @click.option(
     "--precision",
-    type=click.Choice(["int8"]),
+    type=click.Choice(["int8", "fp16"]),
     default="int8",
     show_default=True,
-    help="The variant to add beside model.onnx.",
+    help="The variant to add beside model.onnx (fp16 is meant for CUDA).",
 )
 @click.option(
     "--calibration-size",
@@ -303,21 +303,23 @@ def quantize(
     min_agreement: float,
     as_json: bool,
 ) -> None:
-    """Add an int8 variant beside an export's model.onnx, its accuracy cost proven.
+    """Add an int8 or fp16 variant beside an export's model.onnx, its accuracy cost proven.
 
-    onnxruntime's static quantization (QDQ, per-channel int8 weights, uint8 activations)
-    calibrated on real training samples, then checked against model.onnx on the whole test
-    set: the variant lands (as model.int8.onnx, listed in manifest.json with its sha256,
-    how it was made and what it measured) only within the limits; otherwise exit 1 and
-    nothing is written.
+    int8: onnxruntime's static quantization (QDQ, per-channel int8 weights, uint8
+    activations) calibrated on real training samples. fp16: fp16 weights and arithmetic
+    with fp32 inputs and outputs, for the CUDA provider. Either is then checked against
+    model.onnx on the whole test set and lands (as model.int8.onnx or model.fp16.onnx,
+    listed in manifest.json with its sha256, how it was made and what it measured) only
+    within the limits; otherwise exit 1 and nothing is written.
 
     \b
       kit quantize exported/mnist_cnn
+      kit quantize exported/mnist_cnn --precision fp16
       kit quantize exported/vgg16 --dataset imagefolder --data-dir /data/imagenet
       kit quantize exported/mynet --random-calibration       # no data: accuracy unverified
     """
     from ..artifact import read_manifest
-    from ..export.quantize import add_int8_variant, calibration_sets
+    from ..export.quantize import add_variant, calibration_sets
     from ..models import resolve_spec
 
     info = read_manifest(artifact_dir)["model"]
@@ -330,15 +332,23 @@ def quantize(
         random=random_calibration,
     )
     limits = Limits(max_accuracy_drop / 100, min_agreement / 100)
-    record = add_int8_variant(
-        artifact_dir, calibration, held_out, limits=limits, verified=not random_calibration
+    record = add_variant(
+        artifact_dir,
+        precision,
+        calibration,
+        held_out,
+        limits=limits,
+        verified=not random_calibration,
     )
     if as_json:
         _echo_json(record)
         return
-    click.echo(
-        f"wrote {artifact_dir / record['file']} ({precision}), calibrated on {record['calibration']}"
-    )
+    made = f"calibrated on {record['calibration']}" if record["calibration"] else record["method"]
+    click.echo(f"wrote {artifact_dir / record['file']} ({precision}), {made}")
+    if precision == "fp16":
+        click.echo(
+            "fp16 is meant for the CUDA provider: its speed needs a GPU (scripts/gpu_check.sh)"
+        )
     line = f"on {record['held_out']}: top-1 agreement with model.onnx {record['agreement']:.2%}"
     if record["accuracy"] is not None:
         line += f", accuracy {record['accuracy_fp32']:.2%} -> {record['accuracy']:.2%}"

@@ -51,10 +51,10 @@ def _read_image(path: Path) -> Any:
 @provider_option
 @click.option(
     "--precision",
-    type=click.Choice(["fp32", "int8"]),
+    type=click.Choice(["fp32", "int8", "fp16"]),
     default="fp32",
     show_default=True,
-    help="model.onnx, or the variant kit quantize added (int8: model.int8.onnx).",
+    help="model.onnx, or a variant kit quantize added (model.int8.onnx, model.fp16.onnx).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print predictions as JSON.")
 def predict(

@@ -31,9 +31,10 @@ from ..errors import ArtifactError, KitError, first_line
 __all__ = [
     "Limits",
     "VariantCheck",
-    "add_int8_variant",
+    "add_variant",
     "calibration_sets",
     "check_variant",
+    "convert_fp16",
     "predictions",
     "quantize_int8",
 ]
@@ -134,18 +135,44 @@ def check_variant(
     return VariantCheck(len(x), float((ours == theirs).mean()), accuracy_fp32, accuracy)
 
 
-def add_int8_variant(
+_METHODS = {
+    "int8": "onnxruntime quantize_static, QDQ, per-channel int8 weights, uint8 activations, "
+    "MinMax calibration",
+    "fp16": "onnxruntime float16 conversion, fp32 inputs and outputs kept",
+}
+
+
+def convert_fp16(source: Path, target: Path) -> None:
+    """Write ``source`` with fp16 weights and arithmetic, fp32 inputs and outputs kept (apps
+    keep feeding float32).
+
+    Raises:
+        ArtifactError: the converter failed.
+    """
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    try:
+        model = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+        onnx.save(model, str(target))
+    except Exception as exc:  # the converter raises many types
+        raise ArtifactError(f"Cannot convert {source.name} to fp16: {first_line(exc)}.") from exc
+
+
+def add_variant(
     artifact_dir: Path,
+    precision: str,
     calibration: tuple[str, np.ndarray],
     held_out: tuple[str, np.ndarray, np.ndarray | None],
     *,
     limits: Limits | None = None,
     verified: bool = True,
 ) -> dict[str, Any]:
-    """Quantize ``artifact_dir/model.onnx`` to int8 and list the variant in the manifest.
+    """Make the ``precision`` variant of ``artifact_dir/model.onnx`` and list it in the manifest.
 
     Args:
         artifact_dir: A directory written by ``kit export``.
+        precision: ``int8`` (static quantization) or ``fp16``.
         calibration: ``(description, samples)`` the activation ranges are calibrated on.
         held_out: ``(description, samples, labels or None)`` the variant is checked on.
         limits: The accuracy drop and top-1 agreement the variant must keep (defaults:
@@ -166,18 +193,21 @@ def add_int8_variant(
         raise ArtifactError(
             f"Refusing to quantize {artifact_dir}: {'; '.join(problems) or 'it has no ' + MODEL_FILE}."
         )
-    name = VARIANT_FILES["int8"]
+    name = VARIANT_FILES[precision]
     fd, tmp = tempfile.mkstemp(dir=artifact_dir, prefix=f".{name}.", suffix=".tmp")
     os.close(fd)
     staged = Path(tmp)
     try:
         input_name = manifest["inputs"][0]["name"]
-        quantize_int8(artifact_dir / MODEL_FILE, staged, calibration[1], input_name)
+        if precision == "int8":
+            quantize_int8(artifact_dir / MODEL_FILE, staged, calibration[1], input_name)
+        else:
+            convert_fp16(artifact_dir / MODEL_FILE, staged)
         check = check_variant(artifact_dir / MODEL_FILE, staged, held_out[1], held_out[2])
         missed = check.problems(limits)
         if missed:
             raise KitError(
-                f"The int8 variant of {artifact_dir.name} misses its limits on {held_out[0]}: "
+                f"The {precision} variant of {artifact_dir.name} misses its limits on {held_out[0]}: "
                 f"{'; '.join(missed)}. Nothing was written; relax --max-accuracy-drop or "
                 "--min-agreement only if that cost is acceptable."
             )
@@ -187,21 +217,20 @@ def add_int8_variant(
         staged.unlink(missing_ok=True)
     record = {
         "file": name,
-        "precision": "int8",
-        "method": "onnxruntime quantize_static, QDQ, per-channel int8 weights, uint8 "
-        "activations, MinMax calibration",
-        "calibration": calibration[0],
+        "precision": precision,
+        "method": _METHODS[precision],
+        "calibration": calibration[0] if precision == "int8" else None,
         "verified": verified,
         "held_out": held_out[0],
         "limits": asdict(limits),
         **asdict(check),
     }
     manifest["files"][name] = {
-        "format": "onnx-int8",
+        "format": f"onnx-{precision}",
         "size": (artifact_dir / name).stat().st_size,
         "sha256": sha256_file(artifact_dir / name),
     }
-    manifest.setdefault("variants", {})["int8"] = record
+    manifest.setdefault("variants", {})[precision] = record
     write_manifest(artifact_dir, manifest)
     return record
 
