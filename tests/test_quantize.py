@@ -173,3 +173,17 @@ def test_an_fp16_variant_keeps_fp32_inputs_and_outputs(quantized: Path, tmp_path
     out = fp16.predict(np.zeros((2, 1, 28, 28), np.float32))["logits"]
     assert out.dtype == np.float32 and out.shape == (2, 10)  # apps keep feeding float32
     assert sorted(json.loads(run("eval", str(copy), "--json")[1])["variants"]) == ["fp16", "int8"]
+
+
+def test_export_makes_the_variants_asked_for(tmp_path: Path) -> None:
+    weights = Path(__file__).resolve().parent.parent / "exported" / "lenet" / "weights.safetensors"
+    args = ["export", "--model", "lenet", "--weights", str(weights), "--out", str(tmp_path)]
+    code, text = run(*args, "--formats", "onnx", "--precision", "fp32,int8")
+    assert code == 0, text
+    assert "int8 variant: top-1 agreement" in text and INT8 in text
+    manifest = json.loads((tmp_path / "lenet" / MANIFEST).read_text())
+    assert set(manifest["variants"]) == {"int8"} and INT8 in manifest["files"]
+    code, text = run(*args, "--precision", "fp32,int4")
+    assert code == 2 and "Unknown precision int4; choose from fp32, int8, fp16" in text
+    code, text = run(*args, "--formats", "torchscript", "--precision", "int8")
+    assert code == 2 and "need onnx in --formats" in text

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..artifact import MANIFEST, Limits
+from ..artifact import MANIFEST, Limits, read_manifest
 from ..errors import ParityError, UsageError
 from ._common import (
     DEFAULT_EXPORT_DIR,
@@ -100,6 +100,26 @@ def list_cmd(as_json: bool) -> None:
     is_flag=True,
     help="When parity fails, keep the artifacts in OUT/NAME.parity-failed/ to inspect.",
 )
+@click.option(
+    "--precision",
+    "precisions",
+    default="fp32",
+    show_default=True,
+    help="Comma-separated: fp32 (model.onnx, always written), int8, fp16: variants as "
+    "kit quantize makes them, calibrated on --data-dir's (or the bundled) training data.",
+)
+@click.option(
+    "--calibration-size",
+    type=click.IntRange(min=1),
+    default=512,
+    show_default=True,
+    help="Training samples an int8 variant is calibrated on.",
+)
+@click.option(
+    "--random-calibration",
+    is_flag=True,
+    help="Calibrate int8 on random inputs when there is no data (accuracy unverified).",
+)
 @_parity_options
 # Long only by its parameter list (one per option) and its docstring (the --help text).
 def export(
@@ -113,6 +133,9 @@ def export(
     seed: int,
     output_names: str | None,
     keep_failed: bool,
+    precisions: str,
+    calibration_size: int,
+    random_calibration: bool,
     atol: float | None,
     rtol: float | None,
     batch_sizes: tuple[int, ...],
@@ -147,6 +170,11 @@ def export(
         fmt_list = parse_formats(formats)
     except UsageError as exc:
         raise click.BadParameter(str(exc), param_hint="--formats") from None
+    variants = _variants(precisions)
+    if variants and "onnx" not in fmt_list:
+        raise click.BadParameter(
+            "int8 and fp16 variants need onnx in --formats.", param_hint="--precision"
+        )
     from ..models import load_network, resolve_spec
 
     spec = resolve_spec(model_name, input_shape)
@@ -172,7 +200,11 @@ def export(
     except ParityError as exc:
         _explain_parity_failure(exc)
         raise
-    files = result.manifest["files"]
+    for precision in variants:
+        _add_variant(
+            spec, result.directory, precision, data_dir, calibration_size, random_calibration
+        )
+    files = read_manifest(result.directory)["files"] if variants else result.manifest["files"]
     if as_json:
         _echo_json(
             {"directory": str(result.directory), "files": files, "parity": result.report.to_dict()}
@@ -184,6 +216,37 @@ def export(
         click.echo(f"  {name:<20} {info['size'] / 1e6:9.1f} MB  sha256 {info['sha256'][:16]}")
     manifest_size = (result.directory / MANIFEST).stat().st_size
     click.echo(f"  {MANIFEST:<20} {manifest_size / 1e6:9.1f} MB")
+
+
+def _variants(text: str) -> list[str]:
+    """``"fp32,int8"`` -> ``["int8"]``: the variants to add beside model.onnx."""
+    from ..artifact import VARIANT_FILES
+
+    asked = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [p for p in asked if p != "fp32" and p not in VARIANT_FILES]
+    if unknown or not asked:
+        raise click.BadParameter(
+            f"Unknown precision {', '.join(unknown) or '(none)'}; choose from fp32, "
+            f"{', '.join(VARIANT_FILES)}.",
+            param_hint="--precision",
+        )
+    return [p for p in dict.fromkeys(asked) if p != "fp32"]
+
+
+def _add_variant(
+    spec: Any, directory: Path, precision: str, data_dir: Path | None, size: int, random: bool
+) -> None:
+    from ..export.quantize import add_variant, calibration_sets
+
+    calibration, held_out = calibration_sets(
+        spec, dataset=None, data_dir=data_dir, size=size, random=random
+    )
+    record = add_variant(directory, precision, calibration, held_out, verified=not random)
+    click.echo(
+        f"{precision} variant: top-1 agreement {record['agreement']:.2%} on {record['held_out']}"
+        + (f", accuracy {record['accuracy']:.2%}" if record["accuracy"] is not None else ""),
+        err=True,
+    )
 
 
 def _names(text: str | None) -> list[str] | None:
