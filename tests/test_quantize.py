@@ -65,7 +65,8 @@ def test_missed_limits_write_nothing(shipped_mnist_cnn: Path, tmp_path: Path) ->
     copy = tmp_path / "mnist_cnn"
     shutil.copytree(shipped_mnist_cnn, copy)
     before = (copy / MANIFEST).read_text()
-    code, text = run("quantize", str(copy), "--calibration-size", "64", "--min-agreement", "100")
+    args = ["--calibration-size", "64", "--min-agreement", "100", "--max-fp32-layers", "0"]
+    code, text = run("quantize", str(copy), *args)
     assert code == 1 and "misses its limits" in text and "is under 100.00%" in text
     assert (copy / MANIFEST).read_text() == before
     assert sorted(p.name for p in copy.iterdir()) == sorted(
@@ -187,3 +188,21 @@ def test_export_makes_the_variants_asked_for(tmp_path: Path) -> None:
     assert code == 2 and "Unknown precision int4; choose from fp32, int8, fp16" in text
     code, text = run(*args, "--formats", "torchscript", "--precision", "int8")
     assert code == 2 and "need onnx in --formats" in text
+
+
+def test_layers_that_break_int8_are_kept_in_fp32(tmp_path: Path) -> None:
+    """A network with one huge-range activation fails naive int8; the search finds it."""
+    args = ["export", "--model", "tests.user_nets:outlier", "--input-shape", "3,8,8"]
+    assert run(*args, "--out", str(tmp_path), "--formats", "onnx")[0] == 0
+    directory = tmp_path / "outlier"
+    code, text = run("quantize", str(directory), "--random-calibration", "--max-fp32-layers", "0")
+    assert code == 1 and "misses its limits" in text  # naive int8 loses the prediction
+    code, text = run("quantize", str(directory), "--random-calibration")
+    assert code == 0 and "kept in fp32 to meet the limits" in text, text
+    record = json.loads((directory / MANIFEST).read_text())["variants"]["int8"]
+    assert record["nodes_kept_fp32"] and record["agreement"] >= 0.995
+    first, last = record["tries"][0], record["tries"][-1]
+    assert first["kept_fp32"] == [] and first["agreement"] < 0.5
+    assert last["kept_fp32"] == record["nodes_kept_fp32"]
+    code, text = run("quantize", str(directory), "--random-calibration", "--max-fp32-layers", "1")
+    assert code == 1 and "kept in fp32: (none) -> agreement" in text  # what it tried, as a table

@@ -120,3 +120,27 @@ class _Detector(nn.Module):
 
 def detector() -> nn.Module:
     return _Detector()
+
+
+class _Outlier(nn.Module):
+    """One channel of its features is 10,000x the others: per-tensor int8 activations then
+    round the other channels away, and naive quantization loses the prediction."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = nn.Linear(8 * 8 * 8, 10)
+        scale = torch.ones(1, 8, 1, 1)
+        scale[0, 0] = 1e4
+        self.register_buffer("scale", scale)
+        with torch.no_grad():  # the outlier channel barely reaches the logits
+            self.fc.weight.view(10, 8, 64)[:, 0] *= 1e-5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x)) * self.scale
+        return self.fc(h.flatten(1))
+
+
+def outlier() -> nn.Module:
+    return _Outlier()

@@ -354,6 +354,12 @@ def parity(
     show_default=True,
     help="Percent of test samples whose top-1 class must match model.onnx's.",
 )
+@click.option(
+    "--max-fp32-layers",
+    type=click.IntRange(min=0),
+    help="When int8 misses the limits, the most layers kept in fp32, most sensitive first "
+    "(default: half of them; 0: no search).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the variant's record as JSON.")
 def quantize(
     artifact_dir: Path,
@@ -364,6 +370,7 @@ def quantize(
     random_calibration: bool,
     max_accuracy_drop: float,
     min_agreement: float,
+    max_fp32_layers: int | None,
     as_json: bool,
 ) -> None:
     """Add an int8 or fp16 variant beside an export's model.onnx, its accuracy cost proven.
@@ -373,7 +380,9 @@ def quantize(
     with fp32 inputs and outputs, for the CUDA provider. Either is then checked against
     model.onnx on the whole test set and lands (as model.int8.onnx or model.fp16.onnx,
     listed in manifest.json with its sha256, how it was made and what it measured) only
-    within the limits; otherwise exit 1 and nothing is written.
+    within the limits. When int8 misses them, the layers whose quantization costs most
+    (each scored on the same test data) are kept in fp32, one per try, and the manifest
+    records which; if that does not help, exit 1 with what was tried, nothing written.
 
     \b
       kit quantize exported/mnist_cnn
@@ -402,6 +411,7 @@ def quantize(
         held_out,
         limits=limits,
         verified=not random_calibration,
+        max_fp32=max_fp32_layers,
     )
     if as_json:
         _echo_json(record)
@@ -412,6 +422,8 @@ def quantize(
         click.echo(
             "fp16 is meant for the CUDA provider: its speed needs a GPU (scripts/gpu_check.sh)"
         )
+    if record.get("nodes_kept_fp32"):
+        click.echo(f"kept in fp32 to meet the limits: {', '.join(record['nodes_kept_fp32'])}")
     line = f"on {record['held_out']}: top-1 agreement with model.onnx {record['agreement']:.2%}"
     if record["accuracy"] is not None:
         line += f", accuracy {record['accuracy_fp32']:.2%} -> {record['accuracy']:.2%}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,10 @@ __all__ = [
 ]
 
 _BATCH = 32
+#: the layers the accuracy-aware search may keep in fp32
+_CANDIDATE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Mul", "Add"}
+#: held-out samples each candidate is scored on (the final check uses them all)
+_SCORING_SAMPLES = 1000
 
 
 @dataclass(frozen=True)
@@ -72,8 +76,27 @@ def _batches(x: np.ndarray) -> Iterator[np.ndarray]:
         yield np.ascontiguousarray(x[i : i + _BATCH], dtype=np.float32)
 
 
-def quantize_int8(source: Path, target: Path, calibration: np.ndarray, input_name: str) -> None:
-    """Write the int8 QDQ quantization of ``source`` to ``target``, calibrated on ``calibration``.
+def prepare(source: Path, target: Path) -> None:
+    """onnxruntime's pre-processing before quantization (shape inference, graph clean-up)."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(source), str(target))
+    except Exception as exc:  # the pre-processor raises many types
+        raise ArtifactError(
+            f"onnxruntime could not prepare {source.name}: {first_line(exc)}."
+        ) from exc
+
+
+def quantize_int8(
+    prepared: Path,
+    target: Path,
+    calibration: np.ndarray,
+    input_name: str,
+    exclude: Sequence[str] = (),
+) -> None:
+    """Write the int8 QDQ quantization of the ``prepared`` model to ``target``, calibrated
+    on ``calibration``, with the nodes in ``exclude`` kept in fp32.
 
     Raises:
         ArtifactError: onnxruntime's quantizer failed.
@@ -85,7 +108,6 @@ def quantize_int8(source: Path, target: Path, calibration: np.ndarray, input_nam
         QuantType,
         quantize_static,
     )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -95,24 +117,72 @@ def quantize_int8(source: Path, target: Path, calibration: np.ndarray, input_nam
             batch = next(self.batches, None)
             return None if batch is None else {input_name: batch}
 
+    try:
+        quantize_static(
+            prepared,
+            target,
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=list(exclude),
+        )
+    except Exception as exc:  # the quantizer raises many types
+        raise ArtifactError(
+            f"onnxruntime could not quantize {prepared.name}: {first_line(exc)}."
+        ) from exc
+
+
+@dataclass
+class _Search:
+    """The accuracy-aware search: what was kept in fp32 at each try, and what it measured."""
+
+    kept_fp32: list[str]
+    tries: list[dict[str, Any]]
+
+
+def quantize_within_limits(
+    source: Path,
+    target: Path,
+    calibration: np.ndarray,
+    input_name: str,
+    held_out: tuple[str, np.ndarray, np.ndarray | None],
+    limits: Limits,
+    max_fp32: int | None = None,
+) -> tuple[VariantCheck, _Search]:
+    """int8 of ``source`` into ``target``; while it misses ``limits`` on ``held_out``, keep in
+    fp32 the layer whose exclusion helps most (each candidate scored on the same data), at
+    most ``max_fp32`` layers (default: half of them; more would hardly be an int8 model).
+
+    Returns the final check (which may still miss the limits) and the search's record.
+    """
+    import onnx
+
+    _, x, labels = held_out
     with tempfile.TemporaryDirectory() as tmp:
-        prepared = Path(tmp) / "prepared.onnx"
-        try:
-            quant_pre_process(str(source), str(prepared))
-            quantize_static(
-                prepared,
-                target,
-                Reader(),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
-            )
-        except Exception as exc:  # the quantizer raises many types
-            raise ArtifactError(
-                f"onnxruntime could not quantize {source.name}: {first_line(exc)}."
-            ) from exc
+        prepared, trial = Path(tmp) / "prepared.onnx", Path(tmp) / "trial.onnx"
+        prepare(source, prepared)
+
+        def attempt(kept: list[str], path: Path, n: int | None = None) -> VariantCheck:
+            quantize_int8(prepared, path, calibration, input_name, kept)
+            return check_variant(source, path, x[:n], None if labels is None else labels[:n])
+
+        search = _Search([], [])
+        check = attempt([], target)
+        search.tries.append({"kept_fp32": [], **asdict(check)})
+        graph = onnx.load(str(prepared), load_external_data=False).graph
+        candidates = [n.name for n in graph.node if n.op_type in _CANDIDATE_OPS]
+        most = (len(candidates) + 1) // 2 if max_fp32 is None else max_fp32
+        while check.problems(limits) and len(search.kept_fp32) < min(len(candidates), most):
+            left = [c for c in candidates if c not in search.kept_fp32]
+            scored = {c: attempt([*search.kept_fp32, c], trial, _SCORING_SAMPLES) for c in left}
+            best = max(scored, key=lambda c: (scored[c].agreement, scored[c].accuracy or 0.0))
+            search.kept_fp32.append(best)
+            check = attempt(search.kept_fp32, target)
+            search.tries.append({"kept_fp32": list(search.kept_fp32), **asdict(check)})
+    return check, search
 
 
 def predictions(path: Path, x: np.ndarray) -> np.ndarray:
@@ -167,6 +237,7 @@ def add_variant(
     *,
     limits: Limits | None = None,
     verified: bool = True,
+    max_fp32: int | None = None,
 ) -> dict[str, Any]:
     """Make the ``precision`` variant of ``artifact_dir/model.onnx`` and list it in the manifest.
 
@@ -178,6 +249,8 @@ def add_variant(
         limits: The accuracy drop and top-1 agreement the variant must keep (defaults:
             :class:`kit.artifact.Limits`).
         verified: False when the calibration samples are random (the manifest says so).
+        max_fp32: Most layers an int8 variant may keep in fp32 to meet the limits
+            (default: half of its quantizable layers; 0 turns the search off).
 
     Returns:
         The variant's manifest record.
@@ -199,17 +272,26 @@ def add_variant(
     staged = Path(tmp)
     try:
         input_name = manifest["inputs"][0]["name"]
+        search = _Search([], [])
         if precision == "int8":
-            quantize_int8(artifact_dir / MODEL_FILE, staged, calibration[1], input_name)
+            check, search = quantize_within_limits(
+                artifact_dir / MODEL_FILE,
+                staged,
+                calibration[1],
+                input_name,
+                held_out,
+                limits,
+                max_fp32,
+            )
         else:
             convert_fp16(artifact_dir / MODEL_FILE, staged)
-        check = check_variant(artifact_dir / MODEL_FILE, staged, held_out[1], held_out[2])
+            check = check_variant(artifact_dir / MODEL_FILE, staged, held_out[1], held_out[2])
         missed = check.problems(limits)
         if missed:
             raise KitError(
                 f"The {precision} variant of {artifact_dir.name} misses its limits on {held_out[0]}: "
-                f"{'; '.join(missed)}. Nothing was written; relax --max-accuracy-drop or "
-                "--min-agreement only if that cost is acceptable."
+                f"{'; '.join(missed)}{_tried(search)}. Nothing was written; relax "
+                "--max-accuracy-drop or --min-agreement only if that cost is acceptable."
             )
         staged.chmod(0o644)
         os.replace(staged, artifact_dir / name)
@@ -225,6 +307,8 @@ def add_variant(
         "limits": asdict(limits),
         **asdict(check),
     }
+    if precision == "int8":
+        record |= {"nodes_kept_fp32": search.kept_fp32, "tries": search.tries}
     manifest["files"][name] = {
         "format": f"onnx-{precision}",
         "size": (artifact_dir / name).stat().st_size,
@@ -233,6 +317,19 @@ def add_variant(
     manifest.setdefault("variants", {})[precision] = record
     write_manifest(artifact_dir, manifest)
     return record
+
+
+def _tried(search: _Search) -> str:
+    """What the accuracy-aware search tried, as a table for the error message."""
+    if len(search.tries) < 2:
+        return ""
+    rows = [
+        f"  kept in fp32: {', '.join(t['kept_fp32']) or '(none)'} -> agreement "
+        f"{t['agreement']:.2%}"
+        + (f", accuracy {t['accuracy']:.2%}" if t["accuracy"] is not None else "")
+        for t in search.tries
+    ]
+    return " after keeping layers in fp32, one more each try:\n" + "\n".join(rows) + "\n"
 
 
 def calibration_sets(
