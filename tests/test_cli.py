@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from kit.artifact import MANIFEST, MODEL_FILE, WEIGHTS_FILE
 from kit.cli import cli
 
-COMMANDS = ["list", "export", "parity", "quantize", "train", "eval", "predict", "serve"]
+COMMANDS = ["list", "export", "parity", "quantize", "bench", "train", "eval", "predict", "serve"]
 
 
 def run(*args: str) -> tuple[int, str]:

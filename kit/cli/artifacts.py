@@ -13,6 +13,7 @@ from ..errors import ParityError, UsageError
 from ._common import (
     DEFAULT_EXPORT_DIR,
     _echo_json,
+    _int_list,
     _parity_options,
     _report_out,
     _shape,
@@ -428,3 +429,54 @@ def quantize(
     if record["accuracy"] is not None:
         line += f", accuracy {record['accuracy_fp32']:.2%} -> {record['accuracy']:.2%}"
     click.echo(line)
+
+
+@cli.command()
+@click.argument("artifact_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--batch-sizes",
+    default="1,8,32",
+    callback=_int_list,
+    show_default=True,
+    help="Batch sizes to time.",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=0.05),
+    default=1.0,
+    show_default=True,
+    help="Timing per artifact and batch size.",
+)
+@click.option("--plot", type=click.Path(path_type=Path), help="Write a PNG chart here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def bench(
+    artifact_dir: Path,
+    batch_sizes: tuple[int, ...],
+    seconds: float,
+    plot: Path | None,
+    as_json: bool,
+) -> None:
+    """Latency (p50, p90, p99) and throughput of every artifact, against the hardware's peak.
+
+    Times eager PyTorch, TorchScript, torch.export, ONNX on onnxruntime's CPU provider and
+    every variant (and CUDA, with and without IOBinding, when a GPU is present) on the same
+    random batch at each batch size. The last rows are the physical limit: the network's
+    multiply-adds (counted from the ONNX graph) divided by the fp32 and int8 matrix-product
+    peak onnxruntime reaches on this machine, measured in the same run.
+
+    \b
+      kit bench exported/mnist_cnn
+      kit bench exported/vgg16 --batch-sizes 1,8 --plot vgg16.png
+    """
+    from ..bench import bench as run_bench
+    from ..bench import format_rows, plot_rows, rows_as_dicts
+
+    rows, hardware = run_bench(artifact_dir, batch_sizes=batch_sizes, seconds=seconds)
+    if plot is not None:
+        plot_rows(rows, plot, title=f"{artifact_dir.name}: images per second")
+    if as_json:
+        _echo_json({"rows": rows_as_dicts(rows), **hardware})
+        return
+    click.echo(format_rows(rows, hardware))
+    if plot is not None:
+        click.echo(f"wrote {plot}")

@@ -1,0 +1,290 @@
+"""`kit bench`: latency and throughput of every artifact of an export, against the hardware.
+
+Each artifact (eager PyTorch, TorchScript, torch.export, ONNX on onnxruntime's CPU provider,
+each variant, and CUDA with and without IOBinding when a GPU is present) runs the same
+random batch repeatedly for a fixed time per batch size. The last rows are the physical
+limit: the network's multiply-adds counted from the ONNX graph, divided by this machine's
+fp32 and int8 matrix-product peak, measured by onnxruntime itself in the same run.
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .artifact import FILE_NAMES, MODEL_FILE, read_manifest
+
+__all__ = ["BenchRow", "bench", "count_macs", "format_rows", "peak_gmacs", "plot_rows"]
+
+
+@dataclass
+class BenchRow:
+    """One artifact on one runtime at one batch size."""
+
+    artifact: str
+    runtime: str
+    batch: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    images_per_s: float
+    peak_share: float | None = None
+
+
+def _time(run: Callable[[], object], seconds: float) -> list[float]:
+    run()  # warm-up: allocations, kernel choices
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(times) < 5:
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def _row(artifact: str, runtime: str, batch: int, times: list[float]) -> BenchRow:
+    q = statistics.quantiles(times, n=100, method="inclusive") if len(times) > 1 else times * 99
+    return BenchRow(
+        artifact,
+        runtime,
+        batch,
+        statistics.median(times) * 1e3,
+        q[89] * 1e3,
+        q[98] * 1e3,
+        batch / statistics.fmean(times),
+    )
+
+
+def count_macs(onnx_path: Path) -> int:
+    """Multiply-adds of one sample through the Conv, Gemm and MatMul nodes of the graph."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    for value in (*model.graph.input, *model.graph.output):  # batch 1 for shape inference
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_value = 1
+    model = onnx.shape_inference.infer_shapes(model)
+    shapes = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in (*model.graph.value_info, *model.graph.input, *model.graph.output)
+    }
+    shapes |= {t.name: list(t.dims) for t in model.graph.initializer}
+    macs = 0
+    for node in model.graph.node:
+        if node.op_type == "Conv":
+            w, out = shapes.get(node.input[1]), shapes.get(node.output[0])
+            if w and out:
+                macs += int(np.prod(out)) * int(np.prod(w[1:]))
+        elif node.op_type in ("Gemm", "MatMul"):
+            a, out = shapes.get(node.input[0]), shapes.get(node.output[0])
+            if a and out:
+                k = a[-1] if node.op_type == "MatMul" or not _transposed(node, "transA") else a[0]
+                macs += int(np.prod(out)) * int(k)
+    return macs
+
+
+def _transposed(node: Any, name: str) -> bool:
+    return any(a.name == name and a.i for a in node.attribute)
+
+
+def peak_gmacs(seconds: float = 1.0, n: int = 1024) -> dict[str, float]:
+    """Billions of multiply-adds per second onnxruntime's CPU provider reaches on an n x n x n
+    matrix product, fp32 (MatMul) and int8 (MatMulInteger, uint8 x int8)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    cases = {
+        "fp32": ("MatMul", TensorProto.FLOAT, np.float32, TensorProto.FLOAT),
+        "int8": ("MatMulInteger", TensorProto.UINT8, np.uint8, TensorProto.INT32),
+    }
+    peaks = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (op, in_type, np_type, out_type) in cases.items():
+            b = (rng.standard_normal((n, n)) * 20).astype(np.float32 if name == "fp32" else np.int8)
+            weight = onnx.numpy_helper.from_array(b, "b")
+            graph = helper.make_graph(
+                [helper.make_node(op, ["a", "b"], ["c"])],
+                name,
+                [helper.make_tensor_value_info("a", in_type, [n, n])],
+                [helper.make_tensor_value_info("c", out_type, [n, n])],
+                [weight],
+            )
+            path = Path(tmp) / f"{name}.onnx"
+            opset = [helper.make_opsetid("", 17)]
+            onnx.save(helper.make_model(graph, opset_imports=opset, ir_version=8), path)
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            a = (rng.random((n, n)) * 200).astype(np_type)
+            times = _time(functools.partial(session.run, None, {"a": a}), seconds)
+            peaks[name] = n**3 / min(times) / 1e9
+    return peaks
+
+
+def _runners(
+    directory: Path, manifest: dict[str, Any]
+) -> list[tuple[str, str, Callable[..., Any]]]:
+    """``(artifact, runtime, make_run)`` where ``make_run(x)`` returns a zero-argument run."""
+    import torch
+
+    from . import runtime as kr
+    from .export.program import load_program
+    from .export.torchscript import load_torchscript
+    from .export.verify import rebuild_reference
+
+    _, eager = rebuild_reference(directory, manifest)
+
+    def torch_run(module: Any) -> Callable[[np.ndarray], Callable[[], object]]:
+        def make(x: np.ndarray) -> Callable[[], object]:
+            t = torch.from_numpy(x)
+
+            def run() -> object:
+                with torch.no_grad():
+                    return module(t)
+
+            return run
+
+        return make
+
+    def onnx_run(model: Any) -> Callable[[np.ndarray], Callable[[], object]]:
+        return lambda x: lambda: model.predict(x, validate=False)
+
+    found: list[tuple[str, str, Callable[..., Any]]] = [("eager", "torch (cpu)", torch_run(eager))]
+    files = manifest["files"]
+    if FILE_NAMES["torchscript"] in files:
+        module = load_torchscript(directory / FILE_NAMES["torchscript"])
+        found.append(("torchscript", "torch.jit (cpu)", torch_run(module)))
+    if FILE_NAMES["pt2"] in files:
+        found.append(
+            ("pt2", "torch.export (cpu)", torch_run(load_program(directory / FILE_NAMES["pt2"])))
+        )
+    for precision in ["fp32", *(manifest.get("variants") or {})]:
+        artifact = "onnx" if precision == "fp32" else f"onnx {precision}"
+        cpu = kr.load(
+            directory, precision=precision, providers=["CPUExecutionProvider"], warmup=False
+        )
+        found.append((artifact, "onnxruntime cpu", onnx_run(cpu)))
+        if kr.session.cuda_available():
+            for binding in (False, True):
+                gpu = kr.load(
+                    directory,
+                    precision=precision,
+                    providers=kr.session.cuda_providers(),
+                    warmup=False,
+                    io_binding=binding,
+                )
+                label = "onnxruntime cuda" + (" + iobinding" if binding else "")
+                found.append((artifact, label, onnx_run(gpu)))
+    return found
+
+
+def bench(
+    directory: Path,
+    *,
+    batch_sizes: Sequence[int] = (1, 8, 32),
+    seconds: float = 1.0,
+    progress: bool = True,
+) -> tuple[list[BenchRow], dict[str, Any]]:
+    """Benchmark every artifact of ``directory`` at each batch size.
+
+    Returns:
+        The rows, and the hardware facts: multiply-adds per sample and the measured peaks.
+
+    Raises:
+        ArtifactError: the directory is not a readable, untampered export.
+    """
+    from tqdm.auto import tqdm
+
+    manifest = read_manifest(directory)
+    shape = tuple(manifest["model"]["input_shape"])
+    runners = _runners(directory, manifest)
+    macs = count_macs(directory / MODEL_FILE)
+    peaks = peak_gmacs()
+    rows: list[BenchRow] = []
+    bar = tqdm(
+        total=len(runners) * len(batch_sizes),
+        desc="bench",
+        disable=not progress or None,
+        leave=False,
+    )
+    for artifact, runtime, make in runners:
+        for b in batch_sizes:
+            bar.set_postfix_str(f"{artifact} {runtime} b={b}")
+            x = np.random.default_rng(b).standard_normal((b, *shape), dtype=np.float32)
+            row = _row(artifact, runtime, b, _time(make(x), seconds))
+            peak = peaks["int8" if "int8" in artifact else "fp32"]
+            if macs and "cuda" not in runtime:
+                row.peak_share = row.images_per_s * macs / (peak * 1e9)
+            rows.append(row)
+            bar.update()
+    bar.close()
+    for precision, peak in peaks.items():  # the physical limit, as rows of their own
+        for b in batch_sizes:
+            limit = peak * 1e9 / macs if macs else float("nan")
+            nan = float("nan")
+            name = f"limit ({precision} peak)"
+            rows.append(BenchRow(name, "matrix product", b, nan, nan, nan, limit, 1.0))
+    hardware = {"macs_per_sample": macs, "peak_gmacs": peaks}
+    return rows, hardware
+
+
+def format_rows(rows: list[BenchRow], hardware: dict[str, Any]) -> str:
+    """A fixed-width table of the rows, with the hardware facts under it."""
+    head = ("artifact", "runtime", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "of peak")
+    table = [head] + [
+        (
+            r.artifact,
+            r.runtime,
+            str(r.batch),
+            *("-" if np.isnan(v) else f"{v:.3f}" for v in (r.p50_ms, r.p90_ms, r.p99_ms)),
+            f"{r.images_per_s:,.0f}",
+            "-" if r.peak_share is None else f"{r.peak_share:.0%}",
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    lines = [
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in table
+    ]
+    peaks = ", ".join(f"{k} {v:.1f} GMAC/s" for k, v in hardware["peak_gmacs"].items())
+    lines.append(
+        f"{hardware['macs_per_sample'] / 1e6:.1f} M multiply-adds per sample; onnxruntime's "
+        f"measured CPU peak here: {peaks}"
+    )
+    return "\n".join(lines)
+
+
+def plot_rows(rows: list[BenchRow], path: Path, title: str) -> None:
+    """Throughput by batch size, one line per artifact and runtime, as a PNG."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 5))
+    ax = fig.subplots()
+    series: dict[str, list[BenchRow]] = {}
+    for r in rows:
+        series.setdefault(f"{r.artifact} / {r.runtime}", []).append(r)
+    for label, points in series.items():
+        style = "--" if label.startswith("limit") else "o-"
+        ax.plot([p.batch for p in points], [p.images_per_s for p in points], style, label=label)
+    ax.set(xlabel="batch size", ylabel="images per second", title=title, yscale="log")
+    ax.set_xscale("log", base=2)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def rows_as_dicts(rows: list[BenchRow]) -> list[dict[str, Any]]:
+    return [
+        {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in asdict(r).items()}
+        for r in rows
+    ]
