@@ -94,6 +94,9 @@ for precision in ("fp32", "fp16", "int8"):
         print(f"mnist_cnn {precision} {m.provider:24} batch {b:3}: median {statistics.median(ts)*1e3:8.3f} ms")
 PY
 
+echo "== kit bench: every artifact, CUDA with and without IOBinding, against the CPU peak"
+"$PY" -m kit bench "$OUT/mnist_variants" --batch-sizes 1,64 --seconds 1
+
 echo "== serving through the CUDA provider: 32 concurrent batch-1 clients, alexnet"
 mkdir -p "$OUT/serve" && ln -sfn "$OUT/exported/alexnet" "$OUT/serve/alexnet" && ln -sfn "$PWD/exported/mnist_cnn" "$OUT/serve/mnist_cnn"
 "$PY" scripts/bench_server.py --models-dir "$OUT/serve" --model alexnet --clients 32 --seconds 10 --provider cuda
