@@ -20,7 +20,7 @@ def test_multiply_adds_are_counted_from_the_graph(lenet_export: Path) -> None:
 
 
 def test_the_peak_is_measured_for_fp32_and_int8() -> None:
-    peaks = peak_gmacs(seconds=0.05, n=256)
+    peaks = peak_gmacs(seconds=0.1, sizes=(128, 256))
     assert set(peaks) == {"fp32", "int8"} and all(v > 0.1 for v in peaks.values())
 
 
