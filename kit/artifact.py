@@ -23,6 +23,7 @@ __all__ = [
     "BEST_CHECKPOINT",
     "DEFAULT_ATOL",
     "DEFAULT_BATCH_SIZES",
+    "DEFAULT_CALIBRATION_SIZE",
     "DEFAULT_RTOL",
     "FACTS_KEY",
     "FAILED_SUFFIX",
@@ -70,6 +71,8 @@ DEFAULT_ATOL = 1e-4
 DEFAULT_RTOL = 1e-4
 #: Random batch sizes parity checks; the export traces batch 2, so all are unseen.
 DEFAULT_BATCH_SIZES = (1, 3, 8)
+#: Training samples an int8 variant is calibrated on.
+DEFAULT_CALIBRATION_SIZE = 512
 
 # A training run's files (``runs/NAME/``).
 BEST_CHECKPOINT = "best.safetensors"

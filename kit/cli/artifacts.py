@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..artifact import MANIFEST, Limits, read_manifest
+from ..artifact import DEFAULT_CALIBRATION_SIZE, MANIFEST, Limits, read_manifest
 from ..errors import ParityError, UsageError
 from ._common import (
     DEFAULT_EXPORT_DIR,
@@ -20,6 +20,23 @@ from ._common import (
     cli,
     provider_option,
 )
+
+
+def _calibration_options(f: Any) -> Any:
+    """The options export and quantize share: how an int8 variant is calibrated."""
+    f = click.option(
+        "--random-calibration",
+        is_flag=True,
+        help="Calibrate int8 on random inputs when there is no real data; the manifest "
+        "marks the variant's accuracy as unverified.",
+    )(f)
+    return click.option(
+        "--calibration-size",
+        type=click.IntRange(min=1),
+        default=DEFAULT_CALIBRATION_SIZE,
+        show_default=True,
+        help="Training samples an int8 variant's activation ranges are calibrated on.",
+    )(f)
 
 
 @cli.command("list")
@@ -109,18 +126,7 @@ def list_cmd(as_json: bool) -> None:
     help="Comma-separated: fp32 (model.onnx, always written), int8, fp16: variants as "
     "kit quantize makes them, calibrated on --data-dir's (or the bundled) training data.",
 )
-@click.option(
-    "--calibration-size",
-    type=click.IntRange(min=1),
-    default=512,
-    show_default=True,
-    help="Training samples an int8 variant is calibrated on.",
-)
-@click.option(
-    "--random-calibration",
-    is_flag=True,
-    help="Calibrate int8 on random inputs when there is no data (accuracy unverified).",
-)
+@_calibration_options
 @_parity_options
 # Long only by its parameter list (one per option) and its docstring (the --help text).
 def export(
@@ -323,24 +329,12 @@ def parity(
     help="The variant to add beside model.onnx (fp16 is meant for CUDA).",
 )
 @click.option(
-    "--calibration-size",
-    type=click.IntRange(min=1),
-    default=512,
-    show_default=True,
-    help="Training samples the activation ranges are calibrated on.",
-)
-@click.option(
     "--dataset",
     type=click.Choice(["mnist", "imagefolder", "cifar10"]),
     help="Calibration and test data (default: the network's recipe; mnist is bundled).",
 )
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where that data set lives.")
-@click.option(
-    "--random-calibration",
-    is_flag=True,
-    help="Calibrate on random inputs when no real data exists; the manifest marks the "
-    "variant's accuracy as unverified.",
-)
+@_calibration_options
 @click.option(
     "--max-accuracy-drop",
     type=click.FloatRange(min=0),
