@@ -37,8 +37,6 @@ __all__ = ["Reports", "TrainConfig", "TrainResult", "evaluate", "pick_device", "
 
 log = logging.getLogger(__name__)
 
-LAST, BEST, STATE = LAST_CHECKPOINT, BEST_CHECKPOINT, RESUME_STATE
-
 
 @dataclass
 class TrainConfig:
@@ -342,7 +340,7 @@ def _prepare(cfg: TrainConfig, spec: ModelSpec, data: DataBundle) -> _Run:
 
 def _resume(run: _Run, cfg: TrainConfig, spec: ModelSpec, result: TrainResult) -> int:
     """Load ``resume.pt`` into ``run`` and ``result``; returns the epoch to start from."""
-    state_path = cfg.out / STATE
+    state_path = cfg.out / RESUME_STATE
     if not state_path.is_file():
         return 0
     state = torch.load(state_path, map_location=run.device, weights_only=True)
@@ -434,10 +432,10 @@ def _checkpoint(
     """``last`` (and ``best`` when test accuracy improved) weights, then ``resume.pt``."""
     weights = _state_dict(run.eval_model)
     meta = {"model": spec.name, "num_classes": str(run.classes)}
-    _save_tensors(weights, cfg.out / LAST, meta)
+    _save_tensors(weights, cfg.out / LAST_CHECKPOINT, meta)
     if result.metrics[-1]["test_acc"] > result.best_test_acc or epoch == 0:
         result.best_epoch, result.best_test_acc = epoch + 1, result.metrics[-1]["test_acc"]
-        _save_tensors(weights, cfg.out / BEST, meta)
+        _save_tensors(weights, cfg.out / BEST_CHECKPOINT, meta)
     state = {
         "model": spec.name,
         "epoch": epoch,
@@ -450,9 +448,9 @@ def _checkpoint(
         "best_epoch": result.best_epoch,
         "best_test_acc": result.best_test_acc,
     }
-    tmp = cfg.out / f".{STATE}.tmp"
+    tmp = cfg.out / f".{RESUME_STATE}.tmp"
     torch.save(state, tmp)
-    os.replace(tmp, cfg.out / STATE)
+    os.replace(tmp, cfg.out / RESUME_STATE)
 
 
 def train(

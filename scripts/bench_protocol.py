@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import numpy as np
+from _bench import median_us
 
 import kit.runtime.protocol as current
 from kit.artifact import INPUT_NAME, SINGLE_OUTPUT
@@ -37,12 +36,7 @@ def load_module(path: Path) -> ModuleType:
 
 
 def median_ms(fn: Any, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
+    return median_us(fn, repeat=repeat, warmup=2) / 1e3
 
 
 def cases() -> dict[str, tuple[bytes, str | None, tuple[int, ...], int]]:

@@ -161,13 +161,15 @@ def quantize_within_limits(
     import onnx
 
     _, x, labels = held_out
+    reference = predictions(source, x)  # once: every attempt is judged against it
     with tempfile.TemporaryDirectory() as tmp:
         prepared, trial = Path(tmp) / "prepared.onnx", Path(tmp) / "trial.onnx"
         prepare(source, prepared)
 
         def attempt(kept: list[str], path: Path, n: int | None = None) -> VariantCheck:
             quantize_int8(prepared, path, calibration, input_name, kept)
-            return check_variant(source, path, x[:n], None if labels is None else labels[:n])
+            subset = None if labels is None else labels[:n]
+            return check_variant(reference[:n], path, x[:n], subset)
 
         search = _Search([], [])
         check = attempt([], target)
@@ -195,9 +197,10 @@ def predictions(path: Path, x: np.ndarray) -> np.ndarray:
 
 
 def check_variant(
-    reference: Path, variant: Path, x: np.ndarray, labels: np.ndarray | None
+    reference: np.ndarray, variant: Path, x: np.ndarray, labels: np.ndarray | None
 ) -> VariantCheck:
-    ours, theirs = predictions(reference, x), predictions(variant, x)
+    """``variant`` on ``x`` against ``reference``, model.onnx's top-1 classes for ``x``."""
+    ours, theirs = reference, predictions(variant, x)
     accuracy_fp32 = accuracy = None
     if labels is not None:
         accuracy_fp32 = float((ours == labels).mean())
@@ -285,7 +288,8 @@ def add_variant(
             )
         else:
             convert_fp16(artifact_dir / MODEL_FILE, staged)
-            check = check_variant(artifact_dir / MODEL_FILE, staged, held_out[1], held_out[2])
+            reference = predictions(artifact_dir / MODEL_FILE, held_out[1])
+            check = check_variant(reference, staged, held_out[1], held_out[2])
         missed = check.problems(limits)
         if missed:
             raise KitError(
