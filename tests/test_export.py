@@ -133,6 +133,22 @@ def test_unwritable_output_directory(tmp_path: Path) -> None:
         export_model(spec, build_model(spec), blocker / "out", options=QUIET)
 
 
+def test_a_disk_too_small_is_refused_before_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lenet's weights are 246 KiB; three formats need three copies, and 500 KiB is short."""
+    import shutil
+
+    real_usage = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real_usage(p)._replace(free=500 << 10))
+    spec = resolve_spec("lenet")
+    with pytest.raises(ArtifactError, match=r"has 0 MiB free, and this export writes about 1 MiB"):
+        export_model(spec, build_model(spec), tmp_path, options=QUIET)
+    assert list(tmp_path.iterdir()) == []
+    fits = ExportOptions(formats=["onnx"], progress=False)
+    assert export_model(spec, build_model(spec), tmp_path, options=fits).report.passed
+
+
 def test_parse_formats() -> None:
     assert parse_formats("pt2, onnx,onnx") == ["pt2", "onnx"]
     with pytest.raises(

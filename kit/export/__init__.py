@@ -263,6 +263,7 @@ def export_model(
     facts = model_facts(spec, traced.names, traced.classes, source.weights_sha256)
     staging = _make_staging_dir(out_root, spec.name)
     try:
+        _check_free_space(staging, model, len(options.formats) + (source.weights is not None))
         files, opset, report = _stage(staging, model, example, spec, facts, source, options, real)
         try:
             report.raise_for_failures()
@@ -286,6 +287,22 @@ def export_model(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return ExportResult(directory=target, report=report, manifest=manifest)
+
+
+def _check_free_space(staging: Path, model: nn.Module, copies: int) -> None:
+    """Refuse before writing when the disk cannot hold ``copies`` files of the weights.
+
+    Every format stores the weights once; a write that runs out of space part-way can abort
+    the whole process (torch's TorchScript writer does) rather than raise.
+    """
+    need = copies * sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    free = shutil.disk_usage(staging).free
+    if need > free:
+        raise ArtifactError(
+            f"{staging.parent} has {free / 2**20:.0f} MiB free, and this export writes about "
+            f"{need / 2**20:.0f} MiB ({copies} files that each hold the weights); free some "
+            "space, pass --out on another disk, or export fewer --formats."
+        )
 
 
 def _stage(
