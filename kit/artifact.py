@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_ATOL",
     "DEFAULT_BATCH_SIZES",
     "DEFAULT_CALIBRATION_SIZE",
+    "DEFAULT_FORMATS",
     "DEFAULT_RTOL",
     "FACTS_KEY",
     "FAILED_SUFFIX",
@@ -34,6 +35,7 @@ __all__ = [
     "LAST_CHECKPOINT",
     "MANIFEST",
     "MODEL_FILE",
+    "ORT_OPS_FILE",
     "PARITY_FILE",
     "RESUME_STATE",
     "SINGLE_OUTPUT",
@@ -48,8 +50,17 @@ __all__ = [
 ]
 
 #: One file per export format, in an ``exported/NAME/`` directory.
-FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.ts", "pt2": "model.pt2"}
+FILE_NAMES = {
+    "onnx": "model.onnx",
+    "torchscript": "model.ts",
+    "pt2": "model.pt2",
+    "ort": "model.ort",  # ORT mobile's format, converted from model.onnx
+}
 FORMATS = tuple(FILE_NAMES)
+#: What ``kit export`` writes unless ``--formats`` says otherwise.
+DEFAULT_FORMATS = ("onnx", "torchscript", "pt2")
+#: The operators ``model.ort`` needs, as onnxruntime's reduced-size build reads them.
+ORT_OPS_FILE = "model.required_operators.config"
 MODEL_FILE = FILE_NAMES["onnx"]
 WEIGHTS_FILE = "weights.safetensors"
 #: Cheaper variants of ``model.onnx`` (``kit quantize``), each beside it with the same facts.

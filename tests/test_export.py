@@ -150,11 +150,14 @@ def test_a_disk_too_small_is_refused_before_writing(
 
 
 def test_parse_formats() -> None:
-    assert parse_formats("pt2, onnx,onnx") == ["pt2", "onnx"]
+    # in the order they are written: the ORT file is converted from the ONNX one
+    assert parse_formats("ort,pt2, onnx,onnx") == ["onnx", "pt2", "ort"]
     with pytest.raises(
-        UsageError, match="Unknown format tflite; choose from onnx, torchscript, pt2"
+        UsageError, match="Unknown format tflite; choose from onnx, torchscript, pt2, ort"
     ):
         parse_formats("onnx,tflite")
+    with pytest.raises(UsageError, match="ort is converted from the ONNX file; add onnx"):
+        parse_formats("ort,pt2")
 
 
 def test_user_factory_with_input_shape(tmp_path: Path) -> None:

@@ -155,7 +155,7 @@ def test_large_outputs_pass_and_a_perturbed_weight_fails(tmp_path: Path) -> None
 
 
 def test_keep_failed_leaves_the_failed_artifacts_apart(tmp_path: Path) -> None:
-    from kit.artifact import FAILED_SUFFIX, FILE_NAMES, PARITY_FILE
+    from kit.artifact import DEFAULT_FORMATS, FAILED_SUFFIX, FILE_NAMES, PARITY_FILE
     from kit.export import ExportOptions, export_model
     from kit.models import build_model, resolve_spec
 
@@ -172,7 +172,8 @@ def test_keep_failed_leaves_the_failed_artifacts_apart(tmp_path: Path) -> None:
         export_model(spec, build_model(spec), tmp_path, options=keep)
     kept = tmp_path / f"diverging{FAILED_SUFFIX}"
     assert caught.value.kept == kept
-    assert {*FILE_NAMES.values(), PARITY_FILE} <= {p.name for p in kept.iterdir()}
+    written = {FILE_NAMES[f] for f in DEFAULT_FORMATS}
+    assert {*written, PARITY_FILE} <= {p.name for p in kept.iterdir()}
     assert json.loads((kept / PARITY_FILE).read_text())["passed"] is False
     assert not (tmp_path / "diverging").exists()
 

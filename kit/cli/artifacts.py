@@ -94,7 +94,8 @@ def list_cmd(as_json: bool) -> None:
     "--formats",
     default="onnx,torchscript,pt2",
     show_default=True,
-    help="Comma-separated: onnx, torchscript, pt2.",
+    help="Comma-separated: onnx, torchscript, pt2, and ort (ORT mobile's format, converted "
+    "from the ONNX file, with the operator config a reduced onnxruntime build needs).",
 )
 @click.option("--opset", type=click.IntRange(min=7), help="ONNX opset (default: the exporter's).")
 @click.option(
@@ -169,6 +170,7 @@ def export(
       kit export --model alexnet --weights my_10_class.safetensors
       kit export --model mnist_cnn --weights runs/mnist_cnn/best.safetensors
       kit export --model mypkg.nets:tiny --input-shape 3,32,32 --formats onnx
+      kit export --model mnist_cnn --formats onnx,ort   # + model.ort for phones
       kit export --model mypkg.nets:segmenter --input-shape 3,224,224 --output-names mask
     """
     from ..export import ExportOptions, Provenance, export_model, parse_formats
@@ -218,11 +220,13 @@ def export(
         )
         return
     click.echo(result.report.format_table())
+    for note in result.notes:
+        click.echo(note)
     click.echo(f"wrote {result.directory}/")
     for name, info in files.items():
-        click.echo(f"  {name:<20} {info['size'] / 1e6:9.1f} MB  sha256 {info['sha256'][:16]}")
+        click.echo(f"  {name:<32} {info['size'] / 1e6:9.1f} MB  sha256 {info['sha256'][:16]}")
     manifest_size = (result.directory / MANIFEST).stat().st_size
-    click.echo(f"  {MANIFEST:<20} {manifest_size / 1e6:9.1f} MB")
+    click.echo(f"  {MANIFEST:<32} {manifest_size / 1e6:9.1f} MB")
 
 
 def _variants(text: str) -> list[str]:
@@ -283,9 +287,21 @@ def _explain_parity_failure(exc: ParityError) -> None:
 @click.argument("artifact_dir", type=click.Path(path_type=Path))
 @_parity_options
 @provider_option
+@click.option(
+    "--runtime",
+    "runtimes",
+    type=click.Choice(["python", "node"]),
+    multiple=True,
+    default=["python"],
+    show_default=True,
+    help="Where to run the artifacts: python (every format, onnxruntime's Python API) or "
+    "node (the ONNX and ORT files and variants in onnxruntime-node, installed into kit's "
+    "cache on first use). Repeat it for both.",
+)
 def parity(
     artifact_dir: Path,
     provider: str,
+    runtimes: tuple[str, ...],
     atol: float | None,
     rtol: float | None,
     batch_sizes: tuple[int, ...],
@@ -301,6 +317,8 @@ def parity(
 
     \b
       kit parity exported/alexnet --json > parity.json
+      kit parity exported/mnist_cnn --runtime node           # as a Node.js app runs it
+      kit parity exported/mnist_cnn --runtime python --runtime node
     """
     from ..artifact import read_manifest
     from ..export.verify import verify_saved
@@ -310,7 +328,13 @@ def parity(
     spec = resolve_spec(info.get("factory") or info["name"], tuple(info["input_shape"]))
     real = _real(spec, data_dir)
     report = verify_saved(
-        artifact_dir, atol=atol, rtol=rtol, batch_sizes=batch_sizes, real=real, provider=provider
+        artifact_dir,
+        atol=atol,
+        rtol=rtol,
+        batch_sizes=batch_sizes,
+        real=real,
+        provider=provider,
+        runtimes=runtimes,
     )
     _report_out(report, as_json)
     if not report.passed:

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,12 @@ from architectures import ModelSpec
 from .._files import write_json_atomic
 from ..artifact import (
     DEFAULT_BATCH_SIZES,
+    DEFAULT_FORMATS,
     FAILED_SUFFIX,
     FILE_NAMES,
     FORMATS,
+    MODEL_FILE,
+    ORT_OPS_FILE,
     PARITY_FILE,
     WEIGHTS_FILE,
     ModelFacts,
@@ -39,6 +42,7 @@ from ..errors import ArtifactError, ParityError, UsageError, first_line
 from ..outputs import flatten_outputs, output_names
 from ..parity import ParityReport
 from .manifest import Provenance, build_manifest
+from .mobile import MobileFit
 from .verify import check_artifacts
 
 log = logging.getLogger(__name__)
@@ -51,7 +55,7 @@ class ExportOptions:
     """How to export and check (``kit export`` options).
 
     Attributes:
-        formats: Subset of ``FORMATS``.
+        formats: Subset of ``FORMATS`` (``ort`` needs ``onnx``, which it is converted from).
         opset: ONNX opset (the exporter's default when None).
         atol: Absolute tolerance (the network's when None).
         rtol: Relative tolerance (the network's when None).
@@ -62,7 +66,7 @@ class ExportOptions:
         progress: Show a progress bar on a terminal.
     """
 
-    formats: Sequence[str] = FORMATS
+    formats: Sequence[str] = DEFAULT_FORMATS
     opset: int | None = None
     atol: float | None = None
     rtol: float | None = None
@@ -79,6 +83,8 @@ class ExportResult:
     directory: Path
     report: ParityReport
     manifest: dict[str, Any]
+    #: what the export found worth saying besides parity (``model.ort``'s operators)
+    notes: list[str] = field(default_factory=list)
 
 
 def parse_formats(text: str) -> list[str]:
@@ -93,7 +99,9 @@ def parse_formats(text: str) -> list[str]:
         raise UsageError(
             f"Unknown format {', '.join(unknown) or '(none)'}; choose from {', '.join(FORMATS)}."
         )
-    return list(dict.fromkeys(formats))
+    if "ort" in formats and "onnx" not in formats:
+        raise UsageError("ort is converted from the ONNX file; add onnx to the formats.")
+    return sorted(dict.fromkeys(formats), key=FORMATS.index)  # onnx before the ort made from it
 
 
 def model_facts(
@@ -181,6 +189,14 @@ def _move_into_place(staging: Path, target: Path) -> None:
         shutil.rmtree(backup, ignore_errors=True)
 
 
+@dataclass
+class _Written:
+    """What writing the formats produced beyond the files: the ONNX opset, the ORT fit."""
+
+    opset: int | None = None
+    mobile: MobileFit | None = None
+
+
 def _write_artifacts(
     staging: Path,
     model: nn.Module,
@@ -190,8 +206,9 @@ def _write_artifacts(
     opset: int | None,
     facts: ModelFacts,
     bar: Any,
-) -> int | None:
-    """Write each format into ``staging``; returns the ONNX opset (None without ONNX)."""
+) -> _Written:
+    """Write each format into ``staging`` (ONNX before the ORT file made from it)."""
+    from .mobile import export_ort
     from .onnx import export_onnx
     from .program import export_program, save_program
     from .torchscript import export_torchscript
@@ -200,19 +217,21 @@ def _write_artifacts(
     if {"onnx", "pt2"} & set(formats):
         with _step(bar, "torch.export"):
             program = export_program(model, example, name=spec.name)
-    opset_used = None
+    written = _Written()
     for fmt in formats:
         path = staging / FILE_NAMES[fmt]
         with _step(bar, fmt):
             if fmt == "onnx":
                 assert program is not None
-                opset_used = export_onnx(program, example, path, opset=opset, facts=facts)
+                written.opset = export_onnx(program, example, path, opset=opset, facts=facts)
             elif fmt == "pt2":
                 assert program is not None
                 save_program(program, path)
+            elif fmt == "ort":
+                written.mobile = export_ort(staging / MODEL_FILE, path, staging / ORT_OPS_FILE)
             else:
                 export_torchscript(model, example, path, name=spec.name)
-    return opset_used
+    return written
 
 
 def _keep_failed(staging: Path, target: Path, report: ParityReport) -> Path:
@@ -264,7 +283,7 @@ def export_model(
     staging = _make_staging_dir(out_root, spec.name)
     try:
         _check_free_space(staging, model, len(options.formats) + (source.weights is not None))
-        files, opset, report = _stage(staging, model, example, spec, facts, source, options, real)
+        files, written, report = _stage(staging, model, example, spec, facts, source, options, real)
         try:
             report.raise_for_failures()
         except ParityError as exc:
@@ -276,9 +295,9 @@ def export_model(
             source,
             output_shapes=traced.shapes,
             files=files,
-            opset=opset,
+            opset=written.opset,
             parity=report.to_dict(),
-            extra=extra,
+            extra=_mobile_record(written.mobile) | (extra or {}),
         )
         write_manifest(staging, manifest)
         target = out_root / spec.name
@@ -286,7 +305,21 @@ def export_model(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return ExportResult(directory=target, report=report, manifest=manifest)
+    notes = [written.mobile.summary()] if written.mobile else []
+    return ExportResult(directory=target, report=report, manifest=manifest, notes=notes)
+
+
+def _mobile_record(fit: MobileFit | None) -> dict[str, Any]:
+    """The manifest's ``mobile`` entry: the ORT file's operators and its fit."""
+    if fit is None:
+        return {}
+    return {
+        "mobile": {
+            "operators": list(fit.ops),
+            "outside_default_set": list(fit.outside_default),
+            "operators_file": ORT_OPS_FILE,
+        }
+    }
 
 
 def _check_free_space(staging: Path, model: nn.Module, copies: int) -> None:
@@ -314,8 +347,8 @@ def _stage(
     source: Provenance,
     options: ExportOptions,
     real: tuple[str, torch.Tensor] | None,
-) -> tuple[dict[str, dict[str, Any]], int | None, ParityReport]:
-    """Write every artifact into ``staging`` and check them: (files, opset, report)."""
+) -> tuple[dict[str, dict[str, Any]], _Written, ParityReport]:
+    """Write every artifact into ``staging`` and check them: (files, written, report)."""
     from tqdm.auto import tqdm
 
     formats = options.formats
@@ -327,8 +360,10 @@ def _stage(
         disable=not options.progress or None,
         leave=False,
     )
-    opset = _write_artifacts(staging, model, example, spec, formats, options.opset, facts, bar)
+    written = _write_artifacts(staging, model, example, spec, formats, options.opset, facts, bar)
     file_formats = {FILE_NAMES[f]: f for f in formats}
+    if written.mobile is not None:
+        file_formats[ORT_OPS_FILE] = "ort-operators"
     if source.weights is not None:
         _save_weights(model, staging / WEIGHTS_FILE)
         file_formats[WEIGHTS_FILE] = "safetensors"
@@ -346,7 +381,7 @@ def _stage(
             output_names=facts.outputs,
         )
     bar.close()
-    return describe_files(staging, file_formats), opset, report
+    return describe_files(staging, file_formats), written, report
 
 
 def _save_weights(model: nn.Module, path: Path) -> None:

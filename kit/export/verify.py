@@ -25,6 +25,8 @@ from ..artifact import (
     read_manifest,
     verify_files,
 )
+from ..embed.node import NODE_RUNTIME, NodeError, run_in_node
+from ..embed.packages import install_node_package
 from ..errors import ArtifactError, ProviderError, UsageError, first_line
 from ..models import load_network, read_state_dict, resolve_spec
 from ..outputs import flatten_outputs
@@ -34,8 +36,10 @@ from .program import load_program
 from .torchscript import load_torchscript
 
 __all__ = [
+    "RUNTIMES",
     "artifact_runners",
     "check_artifacts",
+    "node_runners",
     "rebuild_reference",
     "torch_runner",
     "verify_saved",
@@ -92,10 +96,49 @@ def torch_runner(module: Any, network: str) -> Runner:
     return run
 
 
+#: the runtimes parity can check artifacts in
+RUNTIMES = ("python", "node")
+
+
+def _node_runner(path: Path, inputs: Sequence[np.ndarray]) -> Runner:
+    """One Node.js process answers every input at the first call; later calls look theirs
+    up (a process per batch would cost more than the batches)."""
+    answers: dict[int, list[np.ndarray]] = {}
+    failed: list[Exception] = []
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        if not answers and not failed:
+            try:
+                answers.update(zip(map(id, inputs), run_in_node(path, inputs), strict=True))
+            except NodeError as exc:
+                failed.append(exc)
+        if failed:
+            raise failed[0]
+        return answers.get(id(x)) or run_in_node(path, [x])[0]
+
+    return run
+
+
+def node_runners(
+    files: dict[str, Path], inputs: Sequence[np.ndarray]
+) -> list[tuple[str, str, Runner]]:
+    """``(artifact, runtime, run)`` in onnxruntime-node for each ONNX and ORT file.
+
+    Raises:
+        RuntimeMissing: Node.js or npm is missing (onnxruntime-node installs on first use).
+    """
+    install_node_package()
+    return [
+        (fmt, NODE_RUNTIME, _node_runner(path, inputs))
+        for fmt, path in files.items()
+        if fmt in ("onnx", "ort")
+    ]
+
+
 def artifact_runners(
     files: dict[str, Path], *, network: str = "the network", provider: str = "auto"
 ) -> list[tuple[str, str, Runner]]:
-    """``(artifact, runtime, run)`` for each artifact file, keyed by format name.
+    """``(artifact, runtime, run)`` for each artifact file in Python, keyed by format name.
 
     ``provider`` (auto, cpu or cuda) picks onnxruntime's providers for ONNX files.
     """
@@ -107,6 +150,8 @@ def artifact_runners(
             runners.append((fmt, "torch.export (cpu)", torch_runner(load_program(path), network)))
         elif fmt == "onnx":
             runners += [(fmt, label, run) for label, run in _onnx_runners(path, provider=provider)]
+        elif fmt == "ort":  # optimised for the CPU provider when converted
+            runners += [(fmt, label, run) for label, run in _onnx_runners(path, provider="cpu")]
     return runners
 
 
@@ -123,23 +168,30 @@ def check_artifacts(
     seed: int = 0,
     output_names: Sequence[str] | None = None,
     provider: str = "auto",
+    runtimes: Sequence[str] = ("python",),
     report: ParityReport | None = None,
 ) -> ParityReport:
     """Parity of every artifact in ``files`` (by format) against the eager ``model``.
 
     Inputs: seeded random batches at ``batch_sizes`` plus the ``real`` samples. A file
-    that cannot be loaded is a problem in the report, not a crash.
+    that cannot be loaded is a problem in the report, not a crash. ``runtimes``: python
+    (every format) and/or node (the ONNX and ORT files in onnxruntime-node).
 
     Raises:
         ProviderError: ``provider`` names a provider that cannot run here.
+        RuntimeMissing: node is asked for and Node.js or npm is missing.
     """
     report = report or ParityReport(model=name, atol=atol, rtol=rtol)
     inputs = random_inputs(input_shape, batch_sizes, seed=seed)
     if real is not None:
         inputs.append((real[0], np.ascontiguousarray(real[1].numpy(), dtype=np.float32)))
     try:
-        runners = artifact_runners(files, network=name, provider=provider)
-    except ProviderError:
+        runners = []
+        if "python" in runtimes:
+            runners += artifact_runners(files, network=name, provider=provider)
+        if "node" in runtimes:
+            runners += node_runners(files, [x for _, x in inputs])
+    except UsageError:  # a provider or a runtime that cannot run here
         raise
     except Exception as exc:  # a corrupt artifact: report it, do not crash
         report.problems.append(f"cannot load an artifact: {first_line(exc)}")
@@ -167,6 +219,7 @@ def check_variants(
     model: nn.Module,
     real: tuple[str, torch.Tensor] | None,
     report: ParityReport,
+    runtimes: Sequence[str] = ("python",),
 ) -> None:
     """Each variant (``kit quantize``) against eager on the real samples, by top-1
     agreement at the limit recorded with it; without real samples, a note says so."""
@@ -187,10 +240,20 @@ def check_variants(
             f"the {precision} variant is judged by top-1 agreement with eager "
             f">= {limits.min_agreement:.1%} (its limit), not by atol/rtol"
         )
-        for runtime, run in _onnx_runners(artifact_dir / record["file"], provider="cpu"):
-            report.comparisons.append(
-                _agreement(f"onnx {precision}", runtime, real[0], run(x)[0], expected, limits)
-            )
+        for runtime, run in _variant_runners(artifact_dir / record["file"], runtimes):
+            try:
+                row = _agreement(f"onnx {precision}", runtime, real[0], run(x)[0], expected, limits)
+            except NodeError as exc:
+                row = Comparison(f"onnx {precision}", runtime, real[0], len(x), kind="error")
+                row.error = first_line(exc, 400)
+            report.comparisons.append(row)
+
+
+def _variant_runners(path: Path, runtimes: Sequence[str]) -> list[tuple[str, Runner]]:
+    runners = _onnx_runners(path, provider="cpu") if "python" in runtimes else []
+    if "node" in runtimes:
+        runners.append((NODE_RUNTIME, lambda x: run_in_node(path, [x])[0]))
+    return runners
 
 
 def _agreement(
@@ -247,8 +310,10 @@ def verify_saved(
     batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
     real: tuple[str, torch.Tensor] | None = None,
     provider: str = "auto",
+    runtimes: Sequence[str] = ("python",),
 ) -> ParityReport:
-    """Re-verify a saved export: every file's sha256, then parity against eager.
+    """Re-verify a saved export: every file's sha256, then parity against eager, in each
+    of ``runtimes`` (python, node).
 
     The eager reference is rebuilt from the manifest (model, weights file or seed).
 
@@ -277,7 +342,8 @@ def verify_saved(
         real=real,
         output_names=[o["name"] for o in manifest.get("outputs", [])] or None,
         provider=provider,
+        runtimes=runtimes,
         report=report,
     )
-    check_variants(artifact_dir, manifest, model, real, report)
+    check_variants(artifact_dir, manifest, model, real, report, runtimes)
     return report

@@ -19,9 +19,10 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from ..embed.packages import PAGE_DIR, WEB_FILES, web_dir
 from ._uvicorn import JsonFormatter, listen_socket, uvicorn_config
 from .config import ServerConfig
 from .metrics import CONTENT_TYPE_LATEST, Metrics
@@ -132,6 +133,35 @@ class _App:
             headers={"Inference-Header-Content-Length": str(header_len)},
         )
 
+    async def repository_index(self, request: Request) -> Response:
+        """Triton's repository index: every served model, ready (the page lists them)."""
+        state = "READY" if self.ready else "UNAVAILABLE"
+        return JSONResponse(
+            [{"name": n, "version": VERSION, "state": state} for n in sorted(self.served)]
+        )
+
+    async def page(self, request: Request) -> Response:
+        return FileResponse(PAGE_DIR / "index.html", media_type="text/html")
+
+    async def page_script(self, request: Request) -> Response:
+        return FileResponse(PAGE_DIR / "page.js", media_type="text/javascript")
+
+    async def ort_file(self, request: Request) -> Response:
+        """onnxruntime-web's files from kit's cache (``kit doctor --install web``)."""
+        name = request.path_params["file"]
+        path = web_dir() / name
+        if name not in WEB_FILES or not path.is_file():
+            raise ProtocolError(
+                f"No onnxruntime-web file {name!r} here; run `kit doctor --install web`.", 404
+            )
+        kind = "application/wasm" if name.endswith(".wasm") else "text/javascript"
+        return FileResponse(path, media_type=kind)
+
+    async def model_file(self, request: Request) -> Response:
+        """The very ONNX file a served model runs, for the page's onnxruntime-web."""
+        entry = self.lookup(request)
+        return FileResponse(entry.model.path, media_type="application/octet-stream")
+
     async def prometheus(self, request: Request) -> Response:
         return Response(self.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
@@ -188,6 +218,11 @@ class _App:
             Route("/v2/health/live", self.live),
             Route("/v2/health/ready", self.server_ready),
             Route("/metrics", self.prometheus),
+            Route("/v2/repository/index", self.repository_index, methods=["POST"]),
+            Route("/", self.page),
+            Route("/ui/page.js", self.page_script),
+            Route("/ui/ort/{file}", self.ort_file),
+            Route("/ui/models/{model}/model.onnx", self.model_file),
         ]
         for p in prefixes:
             routes += [
