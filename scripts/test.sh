@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 bin=.venv/bin
 [ -x "$bin/python" ] || bin=$(dirname "$(command -v python)")
 
+# The second runtimes' tests need Node.js (for onnxruntime-node) and a system Chromium (for
+# the page); install what is missing where apt-get can, else the tests fail saying what.
+scripts/install_test_tools.sh || echo "could not install every test tool; see above" >&2
+# onnxruntime-node and onnxruntime-web's files go into kit's cache (kit doctor lists them)
+"$bin/kit" doctor --install all || true
+
 "$bin/ruff" check kit architectures tests scripts
 "$bin/ruff" format --check kit architectures tests scripts
 "$bin/mypy" kit architectures

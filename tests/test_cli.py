@@ -15,7 +15,18 @@ from click.testing import CliRunner
 from kit.artifact import MANIFEST, MODEL_FILE, WEIGHTS_FILE
 from kit.cli import cli
 
-COMMANDS = ["list", "export", "parity", "quantize", "bench", "train", "eval", "predict", "serve"]
+COMMANDS = [
+    "list",
+    "export",
+    "parity",
+    "quantize",
+    "bench",
+    "train",
+    "eval",
+    "predict",
+    "serve",
+    "doctor",
+]
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -189,3 +200,29 @@ def test_serve_on_a_busy_port_says_so_before_loading_anything() -> None:
         code, output = run("serve", "--port", str(port))
     assert code == 2
     assert f"Cannot listen on 127.0.0.1:{port}" in output and "--port" in output
+
+
+def test_doctor_lists_what_this_machine_can_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out = run("doctor", "--json")
+    checks = {c["name"]: c for c in json.loads(out)}
+    assert checks["python CPUExecutionProvider"]["ready"] is True
+    assert checks["python CPUExecutionProvider"]["detail"].endswith("gets CPUExecutionProvider")
+    node = checks["node onnxruntime-node"]
+    assert node["ready"] == (
+        shutil.which("node") is not None and "onnxruntime-node" in node["detail"]
+    )
+    assert code == (0 if all(c["ready"] for n, c in checks.items() if "CUDA" not in n) else 1)
+
+
+def test_doctor_says_how_to_get_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no node, no chromium
+    monkeypatch.setenv("KIT_CACHE_DIR", str(tmp_path / "cache"))  # nothing installed
+    monkeypatch.delenv("KIT_CHROMIUM", raising=False)
+    code, out = run("doctor")
+    assert code == 1
+    assert "--  node onnxruntime-node" in out and "install Node.js 18+" in out
+    assert "--  browser onnxruntime-web" in out and "kit doctor --install web" in out
+    assert "--  browser chromium" in out and "apt-get install chromium" in out
+    assert "ok  python CPUExecutionProvider" in out

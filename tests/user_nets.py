@@ -144,3 +144,9 @@ class _Outlier(nn.Module):
 
 def outlier() -> nn.Module:
     return _Outlier()
+
+
+def hardswish() -> nn.Module:
+    """Conv, HardSwish, Linear: ORT runs HardSwish as HardSigmoid x input, and HardSigmoid
+    is outside ORT Mobile's default operator set."""
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.Hardswish(), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))

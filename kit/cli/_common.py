@@ -118,8 +118,11 @@ def cli(ctx: click.Context, verbose: bool) -> None:
       kit train --model mnist_cnn --export      # real MNIST, bundled with kit
       kit export --model alexnet                # TorchScript, torch.export, ONNX + parity
       kit parity exported/alexnet               # re-verify saved artifacts (CI-friendly)
+      kit parity exported/mnist_cnn --runtime node   # ... as a Node.js app runs them
       kit predict exported/mnist_cnn digit.png  # classify images with onnxruntime
-      kit serve exported/                       # Open Inference Protocol (Triton/KServe v2)
+      kit serve exported/                       # Open Inference Protocol (Triton/KServe v2),
+                                                # and a page at / to draw digits on
+      kit doctor                                # the runtimes this machine can check in
 
     Run `kit COMMAND --help` for each command's options.
     """

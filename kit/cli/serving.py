@@ -167,10 +167,13 @@ def serve(
     kit quantize added is served beside its model as NAME_int8 (its metadata's parameters
     say the precision). Endpoints:
     /v2, /v2/health/live, /v2/health/ready, /v2/models/NAME[/versions/1][/ready|/infer],
-    /metrics (Prometheus). JSON and binary tensors both work, so Triton's stock client
-    (tritonclient.http) talks to it unchanged:
+    /v2/repository/index, /metrics (Prometheus). JSON and binary tensors both work, so
+    Triton's stock client (tritonclient.http) talks to it unchanged.
 
-    \b
+    Open http://localhost:8000/ in a browser to draw a digit (or drop an image) and see the
+    server's top-3 beside onnxruntime-web's, computed in the page from the same model file
+    (its files come from kit's cache: kit doctor --install web).
+
       kit serve exported/ --port 8000 &
       python -c "import tritonclient.http as h; print(h.InferenceServerClient('localhost:8000').is_server_ready())"
 

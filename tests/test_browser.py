@@ -1,0 +1,172 @@
+"""kit serve's page in a real headless Chromium: a test digit dropped in and strokes drawn
+with the mouse are classified by the server and by onnxruntime-web in the page, and both
+agree with ``kit predict`` on the same pixels.
+
+Needs a system Chromium (the README's test command installs it with apt-get where it can)
+and onnxruntime-web's files (fetched into kit's cache from the npm registry on first use).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from kit.cli import cli
+from kit.data import read_idx
+from kit.embed.packages import find_browser, install_web_files
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(shipped_mnist_cnn: Path) -> Iterator[str]:
+    """kit serve over the shipped models (mnist_cnn, lenet and their int8 variants)."""
+    install_web_files(quiet=True)
+    port = _free_port()
+    command = [sys.executable, "-m", "kit", "serve", str(shipped_mnist_cnn.parent)]
+    proc = subprocess.Popen(
+        [*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            urllib.request.urlopen(f"{url}/v2/health/ready", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail(f"kit serve did not become ready: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = find_browser()
+    if executable is None:
+        pytest.fail(
+            "These tests need a system Chromium: apt-get install chromium (or $KIT_CHROMIUM)."
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, server: str) -> Iterator[tuple[Any, list[str]]]:
+    """The page, loaded and ready, with every console error and page error it reports."""
+    tab = browser.new_page()
+    errors: list[str] = []
+    tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    tab.on("pageerror", lambda e: errors.append(str(e)))
+    tab.goto(server + "/")
+    tab.wait_for_selector("body[data-ready=true]", timeout=60_000)
+    yield tab, errors
+    tab.close()
+
+
+def _kit_predict(image: Path, model: Path) -> list[dict[str, Any]]:
+    result = CliRunner().invoke(cli, ["predict", str(model), str(image), "--top-k", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    return list(json.loads(result.output)["predictions"][0]["top"])
+
+
+def _answers(tab: Any, count: int) -> dict[str, Any]:
+    tab.wait_for_selector(f"body[data-done='{count}']", timeout=30_000)
+    return dict(tab.evaluate("window.kitPage.last"))
+
+
+def _assert_all_agree(last: dict[str, Any], expected: list[dict[str, Any]]) -> None:
+    """Server, page and kit predict: the same top-3 classes, probabilities within 1e-4."""
+    for side in ("server", "page"):
+        top = last[side]["top"]
+        assert [t["label"] for t in top] == [e["label"] for e in expected], (side, top, expected)
+        for t, e in zip(top, expected, strict=True):
+            assert abs(t["p"] - e["probability"]) < 1e-4, (side, top, expected)
+        assert last[side]["ms"] > 0
+    assert last["agree"] is True
+
+
+def test_a_test_digit_file(
+    page: tuple[Any, list[str]], mnist_dir: Path, shipped_mnist_cnn: Path, tmp_path: Path
+) -> None:
+    tab, errors = page
+    image = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")[0]
+    label = int(read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")[0])
+    path = tmp_path / "digit.png"
+    Image.fromarray(image, "L").save(path)
+    tab.set_input_files("#file", str(path))
+    last = _answers(tab, 1)
+    expected = _kit_predict(path, shipped_mnist_cnn)
+    assert expected[0]["label"] == str(label)
+    _assert_all_agree(last, expected)
+    assert tab.inner_text("#verdict") == f"Both say {label}."
+    assert errors == []
+
+
+def test_strokes_drawn_with_the_mouse(
+    page: tuple[Any, list[str]], shipped_mnist_cnn: Path, tmp_path: Path
+) -> None:
+    tab, errors = page
+    box = tab.locator("#pad").bounding_box()
+    x0, y0 = box["x"], box["y"]
+    tab.mouse.move(x0 + 140, y0 + 40)  # a "1": one stroke down the middle
+    tab.mouse.down()
+    for y in range(40, 250, 10):
+        tab.mouse.move(x0 + 140, y0 + y)
+    tab.mouse.up()
+    last = _answers(tab, 1)
+    pad = tab.evaluate("document.getElementById('pad').toDataURL('image/png')")
+    path = tmp_path / "pad.png"
+    path.write_bytes(base64.b64decode(pad.split(",", 1)[1]))
+    expected = _kit_predict(path, shipped_mnist_cnn)
+    assert expected[0]["label"] == "1"
+    _assert_all_agree(last, expected)
+    assert errors == []
+
+
+def test_a_file_that_is_not_an_image_is_refused(
+    page: tuple[Any, list[str]], tmp_path: Path
+) -> None:
+    tab, errors = page
+    path = tmp_path / "notes.txt"
+    path.write_text("not pixels")
+    tab.set_input_files("#file", str(path))
+    tab.wait_for_function("document.getElementById('message').textContent.length > 0")
+    assert "“notes.txt” is not an image this page can read" in tab.inner_text("#message")
+    assert tab.inner_text("#server .top") == "" and tab.inner_text("#page .top") == ""
+    assert errors == []
+
+
+def test_the_page_names_its_models_and_needs_no_other_origin(
+    page: tuple[Any, list[str]], server: str
+) -> None:
+    tab, _ = page
+    options = tab.eval_on_selector_all("#model option", "els => els.map(e => e.value)")
+    assert options == ["lenet", "lenet_int8", "mnist_cnn", "mnist_cnn_int8"]
+    urls = tab.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
+    assert urls and all(u.startswith(server) for u in urls), urls  # no CDN, works offline
