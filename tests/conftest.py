@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,3 +43,21 @@ def shipped_mnist_cnn() -> Path:
     if not (path / MANIFEST).is_file():
         pytest.fail(f"The shipped reference model is missing at {path}; see exported/README.md.")
     return path
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """The system Chromium under playwright (never a browser download of its own)."""
+    from kit.embed.packages import find_browser
+
+    executable = find_browser()
+    if executable is None:
+        pytest.fail(
+            "This test needs a system Chromium: apt-get install chromium (or $KIT_CHROMIUM)."
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield browser
+        browser.close()

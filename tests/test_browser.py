@@ -25,7 +25,7 @@ from PIL import Image
 
 from kit.cli import cli
 from kit.data import read_idx
-from kit.embed.packages import find_browser, install_web_files
+from kit.embed.packages import install_web_files
 
 pytestmark = pytest.mark.slow
 
@@ -61,25 +61,10 @@ def server(shipped_mnist_cnn: Path) -> Iterator[str]:
     proc.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = find_browser()
-    if executable is None:
-        pytest.fail(
-            "These tests need a system Chromium: apt-get install chromium (or $KIT_CHROMIUM)."
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
-def page(browser: Any, server: str) -> Iterator[tuple[Any, list[str]]]:
+def page(chromium: Any, server: str) -> Iterator[tuple[Any, list[str]]]:
     """The page, loaded and ready, with every console error and page error it reports."""
-    tab = browser.new_page()
+    tab = chromium.new_page()
     errors: list[str] = []
     tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     tab.on("pageerror", lambda e: errors.append(str(e)))

@@ -174,6 +174,7 @@ def serve(
     server's top-3 beside onnxruntime-web's, computed in the page from the same model file
     (its files come from kit's cache: kit doctor --install web).
 
+    \b
       kit serve exported/ --port 8000 &
       python -c "import tritonclient.http as h; print(h.InferenceServerClient('localhost:8000').is_server_ready())"
 
