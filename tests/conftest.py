@@ -61,3 +61,30 @@ def chromium() -> Iterator[Any]:
         browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         yield browser
         browser.close()
+
+
+@pytest.fixture
+def frobnicated(lenet_export: Path, tmp_path: Path) -> Path:
+    """A copy of ``lenet_export`` whose model.onnx ends in kit.test:Frobnicate, an operator
+    no runtime has; its manifest is updated, so only running it can fail."""
+    import shutil
+
+    import onnx
+    from onnx import helper
+
+    from kit.artifact import MODEL_FILE, describe_files, read_manifest, write_manifest
+
+    into = tmp_path / "lenet"
+    shutil.copytree(lenet_export, into)
+    proto = onnx.load(str(into / MODEL_FILE))
+    last = next(n for n in proto.graph.node if "logits" in n.output)
+    last.output[list(last.output).index("logits")] = "before_frobnicate"
+    proto.graph.node.append(
+        helper.make_node("Frobnicate", ["before_frobnicate"], ["logits"], domain="kit.test")
+    )
+    proto.opset_import.append(helper.make_opsetid("kit.test", 1))
+    onnx.save(proto, str(into / MODEL_FILE))
+    manifest = read_manifest(into)
+    manifest["files"].update(describe_files(into, {MODEL_FILE: "onnx"}))
+    write_manifest(into, manifest)
+    return into

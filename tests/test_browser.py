@@ -19,12 +19,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
 from kit.cli import cli
 from kit.data import read_idx
+from kit.embed.browser import BROWSER_RUNTIME, BrowserError, run_in_browser
 from kit.embed.packages import install_web_files
 
 pytestmark = pytest.mark.slow
@@ -155,3 +157,25 @@ def test_the_page_names_its_models_and_needs_no_other_origin(
     assert options == ["lenet", "lenet_int8", "mnist_cnn", "mnist_cnn_int8"]
     urls = tab.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
     assert urls and all(u.startswith(server) for u in urls), urls  # no CDN, works offline
+
+
+def _parity(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["parity", *args], prog_name="kit")
+    return result.exit_code, result.output
+
+
+def test_parity_in_the_browser(shipped_mnist_cnn: Path) -> None:
+    lenet = shipped_mnist_cnn.parent / "lenet"
+    code, out = _parity(str(lenet), "--runtime", "browser", "--batch-sizes", "1,3", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["passed"], out
+    assert {r["runtime"] for r in report["comparisons"]} == {BROWSER_RUNTIME}
+    assert {r["artifact"] for r in report["comparisons"]} == {"onnx", "onnx int8"}
+
+
+def test_an_operator_the_browser_lacks_is_named(frobnicated: Path) -> None:
+    code, out = _parity(str(frobnicated), "--runtime", "browser", "--batch-sizes", "1")
+    assert code == 1
+    assert f"{BROWSER_RUNTIME} has no operator kit.test:Frobnicate, which model.onnx" in out
+    with pytest.raises(BrowserError, match="has no operator kit.test:Frobnicate"):
+        run_in_browser(frobnicated / "model.onnx", [np.zeros((1, 1, 28, 28), np.float32)])

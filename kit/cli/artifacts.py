@@ -290,13 +290,14 @@ def _explain_parity_failure(exc: ParityError) -> None:
 @click.option(
     "--runtime",
     "runtimes",
-    type=click.Choice(["python", "node"]),
+    type=click.Choice(["python", "node", "browser"]),
     multiple=True,
     default=["python"],
     show_default=True,
-    help="Where to run the artifacts: python (every format, onnxruntime's Python API) or "
+    help="Where to run the artifacts: python (every format, onnxruntime's Python API), "
     "node (the ONNX and ORT files and variants in onnxruntime-node, installed into kit's "
-    "cache on first use). Repeat it for both.",
+    "cache on first use) or browser (the ONNX files and variants in onnxruntime-web's wasm, "
+    "in a headless system Chromium). Repeat it for several.",
 )
 def parity(
     artifact_dir: Path,
@@ -318,6 +319,7 @@ def parity(
     \b
       kit parity exported/alexnet --json > parity.json
       kit parity exported/mnist_cnn --runtime node           # as a Node.js app runs it
+      kit parity exported/mnist_cnn --runtime browser        # as a web page runs it
       kit parity exported/mnist_cnn --runtime python --runtime node
     """
     from ..artifact import read_manifest

@@ -7,7 +7,6 @@ runs every batch given; tensors travel as raw little-endian files, never as JSON
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import KitError
+from ._explain import explain
 from .packages import ORT_JS_VERSION, install_node_package, node_version
 
 __all__ = ["NODE_RUNTIME", "NodeError", "run_in_node"]
@@ -76,7 +76,7 @@ def _read_result(
         raise NodeError(f"Node.js ({node_version()}) failed before answering: {tail}")
     result = json.loads(path.read_text())
     if "error" in result:
-        raise NodeError(_explain(result["error"], model))
+        raise NodeError(explain(NODE_RUNTIME, result["error"], model))
     return [
         [
             np.fromfile(o["file"], dtype=np.dtype(_DTYPES[o["type"]]).newbyteorder("<")).reshape(
@@ -86,22 +86,3 @@ def _read_result(
         ]
         for outputs in result["batches"]
     ]
-
-
-#: onnxruntime's words for an operator it has no kernel for: (domain, op) or (op,)
-_MISSING_OP = (
-    re.compile(r"(?P<domain>[\w.]*):(?P<op>\w+)\(-?\d+\) is not a registered function/op"),
-    re.compile(r"Could not find an implementation for (?P<op>\w+)\("),
-)
-
-
-def _explain(error: str, model: Path) -> str:
-    """onnxruntime-node's error, led by the operator it lacks when that is the cause."""
-    for pattern in _MISSING_OP:
-        if found := pattern.search(error):
-            domain = found.groupdict().get("domain") or "ai.onnx"
-            return (
-                f"{NODE_RUNTIME} has no operator {domain}:{found['op']}, which {model.name} "
-                f"uses; export without it (or check the opset), or run elsewhere ({error})"
-            )
-    return f"{NODE_RUNTIME} {error}"

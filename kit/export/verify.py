@@ -7,7 +7,8 @@ file's sha256 against the manifest and rebuilds the eager reference it records.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,9 @@ from ..artifact import (
     read_manifest,
     verify_files,
 )
+from ..embed.browser import BROWSER_RUNTIME, BrowserError, run_in_browser
 from ..embed.node import NODE_RUNTIME, NodeError, run_in_node
-from ..embed.packages import install_node_package
+from ..embed.packages import RuntimeMissing, find_browser, install_node_package, install_web_files
 from ..errors import ArtifactError, ProviderError, UsageError, first_line
 from ..models import load_network, read_state_dict, resolve_spec
 from ..outputs import flatten_outputs
@@ -39,7 +41,7 @@ __all__ = [
     "RUNTIMES",
     "artifact_runners",
     "check_artifacts",
-    "node_runners",
+    "js_runners",
     "rebuild_reference",
     "torch_runner",
     "verify_saved",
@@ -97,41 +99,60 @@ def torch_runner(module: Any, network: str) -> Runner:
 
 
 #: the runtimes parity can check artifacts in
-RUNTIMES = ("python", "node")
+RUNTIMES = ("python", "node", "browser")
+
+#: a JavaScript runtime: (its name in reports, run every batch of one file, its error)
+_JS_RUNTIMES: dict[
+    str, tuple[str, Callable[[Path, Sequence[np.ndarray]], Any], type[Exception]]
+] = {
+    "node": (NODE_RUNTIME, run_in_node, NodeError),
+    "browser": (BROWSER_RUNTIME, run_in_browser, BrowserError),
+}
 
 
-def _node_runner(path: Path, inputs: Sequence[np.ndarray]) -> Runner:
-    """One Node.js process answers every input at the first call; later calls look theirs
-    up (a process per batch would cost more than the batches)."""
+def _prefetched(runtime: str, path: Path, inputs: Sequence[np.ndarray]) -> Runner:
+    """One process (Node.js, or a browser page) answers every input at the first call;
+    later calls look theirs up (starting one per batch would cost more than the batches)."""
+    _, run_all, failure = _JS_RUNTIMES[runtime]
     answers: dict[int, list[np.ndarray]] = {}
     failed: list[Exception] = []
 
     def run(x: np.ndarray) -> list[np.ndarray]:
         if not answers and not failed:
             try:
-                answers.update(zip(map(id, inputs), run_in_node(path, inputs), strict=True))
-            except NodeError as exc:
+                answers.update(zip(map(id, inputs), run_all(path, inputs), strict=True))
+            except failure as exc:
                 failed.append(exc)
         if failed:
             raise failed[0]
-        return answers.get(id(x)) or run_in_node(path, [x])[0]
+        return answers.get(id(x)) or run_all(path, [x])[0]
 
     return run
 
 
-def node_runners(
-    files: dict[str, Path], inputs: Sequence[np.ndarray]
+def js_runners(
+    runtime: str, files: dict[str, Path], inputs: Sequence[np.ndarray]
 ) -> list[tuple[str, str, Runner]]:
-    """``(artifact, runtime, run)`` in onnxruntime-node for each ONNX and ORT file.
+    """``(artifact, runtime, run)`` for each ONNX and ORT file in ``runtime`` (node or
+    browser); the browser runs ONNX files only.
 
     Raises:
-        RuntimeMissing: Node.js or npm is missing (onnxruntime-node installs on first use).
+        RuntimeMissing: Node.js or npm, or Chromium or playwright, is missing.
     """
-    install_node_package()
+    if runtime == "node":
+        install_node_package()
+    else:
+        install_web_files(quiet=True)
+        if find_browser() is None:
+            raise RuntimeMissing(
+                "No system Chromium found; apt-get install chromium (or set $KIT_CHROMIUM)."
+            )
+    formats = ("onnx", "ort") if runtime == "node" else ("onnx",)
+    label = _JS_RUNTIMES[runtime][0]
     return [
-        (fmt, NODE_RUNTIME, _node_runner(path, inputs))
+        (fmt, label, _prefetched(runtime, path, inputs))
         for fmt, path in files.items()
-        if fmt in ("onnx", "ort")
+        if fmt in formats
     ]
 
 
@@ -175,11 +196,12 @@ def check_artifacts(
 
     Inputs: seeded random batches at ``batch_sizes`` plus the ``real`` samples. A file
     that cannot be loaded is a problem in the report, not a crash. ``runtimes``: python
-    (every format) and/or node (the ONNX and ORT files in onnxruntime-node).
+    (every format), node (the ONNX and ORT files in onnxruntime-node) and/or browser (the
+    ONNX files in onnxruntime-web, in a headless system Chromium).
 
     Raises:
         ProviderError: ``provider`` names a provider that cannot run here.
-        RuntimeMissing: node is asked for and Node.js or npm is missing.
+        RuntimeMissing: node or browser is asked for and cannot run here.
     """
     report = report or ParityReport(model=name, atol=atol, rtol=rtol)
     inputs = random_inputs(input_shape, batch_sizes, seed=seed)
@@ -189,8 +211,9 @@ def check_artifacts(
         runners = []
         if "python" in runtimes:
             runners += artifact_runners(files, network=name, provider=provider)
-        if "node" in runtimes:
-            runners += node_runners(files, [x for _, x in inputs])
+        for runtime in ("node", "browser"):
+            if runtime in runtimes:
+                runners += js_runners(runtime, files, [x for _, x in inputs])
     except UsageError:  # a provider or a runtime that cannot run here
         raise
     except Exception as exc:  # a corrupt artifact: report it, do not crash
@@ -243,7 +266,7 @@ def check_variants(
         for runtime, run in _variant_runners(artifact_dir / record["file"], runtimes):
             try:
                 row = _agreement(f"onnx {precision}", runtime, real[0], run(x)[0], expected, limits)
-            except NodeError as exc:
+            except (NodeError, BrowserError) as exc:
                 row = Comparison(f"onnx {precision}", runtime, real[0], len(x), kind="error")
                 row.error = first_line(exc, 400)
             report.comparisons.append(row)
@@ -251,9 +274,14 @@ def check_variants(
 
 def _variant_runners(path: Path, runtimes: Sequence[str]) -> list[tuple[str, Runner]]:
     runners = _onnx_runners(path, provider="cpu") if "python" in runtimes else []
-    if "node" in runtimes:
-        runners.append((NODE_RUNTIME, lambda x: run_in_node(path, [x])[0]))
+    for runtime, (label, run_all, _) in _JS_RUNTIMES.items():
+        if runtime in runtimes:
+            runners.append((label, functools.partial(_first, run_all, path)))
     return runners
+
+
+def _first(run_all: Callable[[Path, Sequence[np.ndarray]], Any], path: Path, x: np.ndarray) -> Any:
+    return run_all(path, [x])[0]
 
 
 def _agreement(
@@ -313,7 +341,7 @@ def verify_saved(
     runtimes: Sequence[str] = ("python",),
 ) -> ParityReport:
     """Re-verify a saved export: every file's sha256, then parity against eager, in each
-    of ``runtimes`` (python, node).
+    of ``runtimes`` (python, node, browser).
 
     The eager reference is rebuilt from the manifest (model, weights file or seed).
 
