@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -78,6 +79,7 @@ def _embedded_checks() -> list[Check]:
     cached = (node_modules() / "onnxruntime-node" / "package.json").is_file()
     web = all((web_dir() / f).is_file() for f in WEB_FILES)
     browser = find_browser()
+    playwright = importlib.util.find_spec("playwright") is not None
     return [
         Check(
             "node onnxruntime-node",
@@ -99,9 +101,15 @@ def _embedded_checks() -> list[Check]:
         ),
         Check(
             "browser chromium",
-            browser is not None,
-            browser or "no system Chromium on PATH",
-            "" if browser else "apt-get install chromium (for the browser tests; or $KIT_CHROMIUM)",
+            browser is not None and playwright,
+            f"{browser or 'no system Chromium on PATH'}; playwright "
+            + ("installed" if playwright else "missing")
+            + " (kit parity --runtime browser)",
+            ""
+            if browser and playwright
+            else "apt-get install chromium (or set $KIT_CHROMIUM)"
+            if not browser
+            else "pip install playwright",
         ),
         Check(
             "mobile ORT format",
@@ -112,8 +120,6 @@ def _embedded_checks() -> list[Check]:
 
 
 def _has_ort_converter() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("onnxruntime.tools.convert_onnx_models_to_ort") is not None
 
 
@@ -130,9 +136,10 @@ def doctor(install: str | None, as_json: bool) -> None:
 
     Python's onnxruntime providers are tried on a one-node model (what
     get_providers() really gets, not what the build lists); Node.js, onnxruntime-node,
-    the onnxruntime-web files, a system Chromium and ORT's mobile converter are looked
-    up. Exits 1 when something the machine could use is missing, with how to get it.
-    kit's cache is $KIT_CACHE_DIR, else ~/.cache/kit.
+    the onnxruntime-web files, a system Chromium with playwright and ORT's mobile
+    converter are looked up. Exits 1 when something this machine could use is missing
+    (each with how to get it); with --install, the exit status says whether the
+    installation worked. kit's cache is $KIT_CACHE_DIR, else ~/.cache/kit.
 
     \b
       kit doctor
@@ -150,7 +157,7 @@ def doctor(install: str | None, as_json: bool) -> None:
     else:
         _print_checks(checks)
     usable = [c for c in checks if c.name != "python CUDAExecutionProvider"]
-    if not all(c.ready for c in usable):
+    if install is None and not all(c.ready for c in usable):
         sys.exit(1)
 
 

@@ -158,7 +158,8 @@ function show(id, result) {
     <div class="bar"><span class="label">${r.label}</span>
       <span class="track"><span class="fill" style="width:${(100 * r.p).toFixed(1)}%; display:block"></span></span>
       <span class="p">${(100 * r.p).toFixed(1)} %</span></div>`).join('') : '';
-  box.querySelector('.ms').textContent = result ? `${result.ms.toFixed(1)} ms` : '';
+  const what = id === 'server' ? 'request to answer' : 'run in this page';
+  box.querySelector('.ms').textContent = result ? `${result.ms.toFixed(1)} ms ${what}` : '';
 }
 
 async function classify(image) {
