@@ -44,6 +44,7 @@ assert m.provider == "CUDAExecutionProvider", "CUDA provider did not load: onnxr
 strict = kr.load("exported/mnist_cnn", providers=["CUDAExecutionProvider"])  # ProviderError if not
 print("providers=[CUDA] runs on:", strict.provider)
 PY
+"$PY" -m kit doctor || true  # what each provider really gets (and the JS runtimes, absent there)
 
 DATA=${KIT_DATA_DIR:-kit/sample_data/mnist}
 echo "== CUDA training (AMP, channels_last): mnist_cnn, recipe defaults"
