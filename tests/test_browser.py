@@ -179,3 +179,19 @@ def test_an_operator_the_browser_lacks_is_named(frobnicated: Path) -> None:
     assert f"{BROWSER_RUNTIME} has no operator kit.test:Frobnicate, which model.onnx" in out
     with pytest.raises(BrowserError, match="has no operator kit.test:Frobnicate"):
         run_in_browser(frobnicated / "model.onnx", [np.zeros((1, 1, 28, 28), np.float32)])
+
+
+def test_ort_files_too_in_both_javascript_runtimes(tmp_path: Path) -> None:
+    from kit.embed.node import NODE_RUNTIME
+    from kit.export import ExportOptions, export_model
+    from kit.models import build_model, resolve_spec
+
+    spec = resolve_spec("lenet")
+    options = ExportOptions(formats=["onnx", "ort"], progress=False)
+    result = export_model(spec, build_model(spec, seed=0), tmp_path, options=options)
+    args = ["--runtime", "node", "--runtime", "browser", "--batch-sizes", "1,3", "--json"]
+    code, out = _parity(str(result.directory), *args)
+    report = json.loads(out)
+    assert code == 0 and report["passed"], out
+    seen = {(r["artifact"], r["runtime"]) for r in report["comparisons"]}
+    assert seen == {(a, r) for a in ("onnx", "ort") for r in (NODE_RUNTIME, BROWSER_RUNTIME)}

@@ -296,8 +296,8 @@ def _explain_parity_failure(exc: ParityError) -> None:
     show_default=True,
     help="Where to run the artifacts: python (every format, onnxruntime's Python API), "
     "node (the ONNX and ORT files and variants in onnxruntime-node, installed into kit's "
-    "cache on first use) or browser (the ONNX files and variants in onnxruntime-web's wasm, "
-    "in a headless system Chromium). Repeat it for several.",
+    "cache on first use) or browser (the same in onnxruntime-web's wasm, in a headless "
+    "system Chromium). Repeat it for several.",
 )
 def parity(
     artifact_dir: Path,

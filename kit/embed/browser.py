@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import functools
 import http.server
+import importlib.util
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -25,7 +26,7 @@ from ..errors import KitError
 from ._explain import explain
 from .packages import ORT_JS_VERSION, WEB_FILES, RuntimeMissing, find_browser, install_web_files
 
-__all__ = ["BROWSER_RUNTIME", "BrowserError", "run_in_browser"]
+__all__ = ["BROWSER_RUNTIME", "BrowserError", "browser_ready", "run_in_browser"]
 
 #: how reports name this runtime
 BROWSER_RUNTIME = f"onnxruntime-web {ORT_JS_VERSION} (wasm, chromium)"
@@ -107,6 +108,24 @@ def _site(root: Path, model: Path, batches: Sequence[np.ndarray]) -> list[dict[s
     return described
 
 
+def browser_ready() -> str:
+    """The system Chromium's path, once onnxruntime-web's files are in kit's cache.
+
+    Raises:
+        RuntimeMissing: no system Chromium, or playwright is not installed.
+        KitError: the onnxruntime-web files cannot be fetched.
+    """
+    executable = find_browser()
+    if executable is None:
+        raise RuntimeMissing(
+            "No system Chromium found; apt-get install chromium (or set $KIT_CHROMIUM)."
+        )
+    if importlib.util.find_spec("playwright") is None:
+        raise RuntimeMissing("The browser runtime needs playwright: pip install playwright.")
+    install_web_files(quiet=True)
+    return executable
+
+
 def run_in_browser(model: Path, batches: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
     """Every output of ``model`` for each float32 batch, computed by onnxruntime-web.
 
@@ -114,17 +133,9 @@ def run_in_browser(model: Path, batches: Sequence[np.ndarray]) -> list[list[np.n
         RuntimeMissing: no system Chromium, or playwright is not installed.
         BrowserError: onnxruntime-web refused the model or an input.
     """
-    executable = find_browser()
-    if executable is None:
-        raise RuntimeMissing(
-            "No system Chromium found; apt-get install chromium (or set $KIT_CHROMIUM)."
-        )
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        raise RuntimeMissing(
-            "The browser runtime needs playwright: pip install playwright."
-        ) from None
+    executable = browser_ready()
+    from playwright.sync_api import sync_playwright
+
     with tempfile.TemporaryDirectory(prefix="kit-web-") as tmp, _origin(Path(tmp)) as url:
         described = _site(Path(tmp), model, batches)
         # its own thread: playwright's sync API refuses a thread with an event loop running

@@ -26,9 +26,9 @@ from ..artifact import (
     read_manifest,
     verify_files,
 )
-from ..embed.browser import BROWSER_RUNTIME, BrowserError, run_in_browser
+from ..embed.browser import BROWSER_RUNTIME, BrowserError, browser_ready, run_in_browser
 from ..embed.node import NODE_RUNTIME, NodeError, run_in_node
-from ..embed.packages import RuntimeMissing, find_browser, install_node_package, install_web_files
+from ..embed.packages import install_node_package
 from ..errors import ArtifactError, ProviderError, UsageError, first_line
 from ..models import load_network, read_state_dict, resolve_spec
 from ..outputs import flatten_outputs
@@ -134,7 +134,7 @@ def js_runners(
     runtime: str, files: dict[str, Path], inputs: Sequence[np.ndarray]
 ) -> list[tuple[str, str, Runner]]:
     """``(artifact, runtime, run)`` for each ONNX and ORT file in ``runtime`` (node or
-    browser); the browser runs ONNX files only.
+    browser).
 
     Raises:
         RuntimeMissing: Node.js or npm, or Chromium or playwright, is missing.
@@ -142,17 +142,12 @@ def js_runners(
     if runtime == "node":
         install_node_package()
     else:
-        install_web_files(quiet=True)
-        if find_browser() is None:
-            raise RuntimeMissing(
-                "No system Chromium found; apt-get install chromium (or set $KIT_CHROMIUM)."
-            )
-    formats = ("onnx", "ort") if runtime == "node" else ("onnx",)
+        browser_ready()
     label = _JS_RUNTIMES[runtime][0]
     return [
         (fmt, label, _prefetched(runtime, path, inputs))
         for fmt, path in files.items()
-        if fmt in formats
+        if fmt in ("onnx", "ort")
     ]
 
 
@@ -197,7 +192,7 @@ def check_artifacts(
     Inputs: seeded random batches at ``batch_sizes`` plus the ``real`` samples. A file
     that cannot be loaded is a problem in the report, not a crash. ``runtimes``: python
     (every format), node (the ONNX and ORT files in onnxruntime-node) and/or browser (the
-    ONNX files in onnxruntime-web, in a headless system Chromium).
+    same in onnxruntime-web, in a headless system Chromium).
 
     Raises:
         ProviderError: ``provider`` names a provider that cannot run here.

@@ -147,6 +147,9 @@ async function loadOrt() {
 
 // ---- the page ----
 
+// model names and class names come from files: text, never markup
+const asText = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
 function say(text, bad = false) {
   $('message').textContent = text;
   $('message').className = bad ? 'bad' : '';
@@ -155,7 +158,7 @@ function say(text, bad = false) {
 function show(id, result) {
   const box = $(id);
   box.querySelector('.top').innerHTML = result ? result.top.map((r) => `
-    <div class="bar"><span class="label">${r.label}</span>
+    <div class="bar"><span class="label">${asText(r.label)}</span>
       <span class="track"><span class="fill" style="width:${(100 * r.p).toFixed(1)}%; display:block"></span></span>
       <span class="p">${(100 * r.p).toFixed(1)} %</span></div>`).join('') : '';
   const what = id === 'server' ? 'request to answer' : 'run in this page';
@@ -240,7 +243,7 @@ async function main() {
   $('clear').addEventListener('click', clearPad);
   const index = await (await fetch('/v2/repository/index', { method: 'POST', body: '{}' })).json();
   const names = index.map((m) => m.name);
-  $('model').innerHTML = names.map((n) => `<option>${n}</option>`).join('');
+  $('model').innerHTML = names.map((n) => `<option>${asText(n)}</option>`).join('');
   state.name = names.includes('mnist_cnn') ? 'mnist_cnn' : names[0];
   $('model').value = state.name;
   $('model').addEventListener('change', (e) => { state.name = e.target.value; clearPad(); loadModel(state.name).catch((err) => say(String(err.message), true)); });
