@@ -12,6 +12,7 @@ import torch
 
 from architectures import list_models
 from kit.artifact import FACTS_KEY, FILE_NAMES, MANIFEST, MODEL_FILE, WEIGHTS_FILE, ModelFacts
+from kit.deploy.triton import CONFIG_FILE, TritonOptions, check_config, write_model
 from kit.errors import ArtifactError, ParityError, UsageError
 from kit.export import ExportOptions, Provenance, export_model, parse_formats
 from kit.export.torchscript import load_torchscript
@@ -85,6 +86,14 @@ def test_export_round_trip_and_parity(name: str, tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], (
         "staging directory left behind"
     )
+
+    # Into a Triton repository: Triton's own ModelConfig schema parses the config, and
+    # every field agrees with the ONNX file.
+    repo = tmp_path / "triton"
+    model_dir = write_model(repo, spec.name, result.directory / MODEL_FILE, facts, TritonOptions())
+    config = (model_dir / CONFIG_FILE).read_text()
+    assert check_config(config, model_dir / "1" / MODEL_FILE, spec.name) == []
+    assert f"dims: {num_classes}\n" in config
 
 
 def test_manifest_records_weights_and_copies_them(tmp_path: Path) -> None:

@@ -1,0 +1,166 @@
+"""``kit triton``: exports into a Triton model repository (and a KServe manifest)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._common import _int_list, cli
+
+
+def _gpu_list(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[int, ...] | None:
+    """``"0,1"`` -> ``(0, 1)``: GPU indices, from 0."""
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",")]
+    if not all(v.isdigit() for v in items):
+        raise click.BadParameter(f"{value!r} must be GPU indices separated by commas, like 0,1.")
+    return tuple(int(v) for v in items)
+
+
+@cli.command()
+@click.argument("exports", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--repo",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The model repository to write into (created if missing).",
+)
+@click.option(
+    "--max-batch-size",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Rows Triton's dynamic batcher merges into one run.",
+)
+@click.option(
+    "--max-queue-delay-us",
+    default=500,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="The longest the oldest request waits for company (as in kit serve).",
+)
+@click.option(
+    "--preferred-batch-sizes",
+    callback=_int_list,
+    help="Batch sizes the batcher tries to form [default: --max-batch-size].",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "gpu", "cpu"]),
+    default="auto",
+    show_default=True,
+    help="Where Triton places instances: auto is a GPU when it has one.",
+)
+@click.option(
+    "--gpus",
+    callback=_gpu_list,
+    help="GPU indices to place instances on (implies --device gpu) [default: all].",
+)
+@click.option(
+    "--instances",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Model instances per device.",
+)
+@click.option(
+    "--max-opset",
+    default=21,
+    show_default=True,
+    type=click.IntRange(min=7),
+    help="The newest ai.onnx opset the target Triton's onnxruntime backend loads (21: Triton 24.06+).",
+)
+@click.option(
+    "--kserve",
+    type=click.Path(path_type=Path),
+    help="Also write a KServe InferenceService for the repository to this YAML file.",
+)
+@click.option(
+    "--storage-uri",
+    help="Where the repository will be uploaded (gs://, s3://, pvc://); needed with --kserve.",
+)
+@click.option(
+    "--kserve-name", help="The InferenceService's name [default: the repository directory's name]."
+)
+@click.option(
+    "--cpu",
+    "cpu_request",
+    default="1",
+    show_default=True,
+    help="CPU per predictor pod (with --kserve).",
+)
+@click.option(
+    "--memory", default="2Gi", show_default=True, help="Memory per predictor pod (with --kserve)."
+)
+@click.option(
+    "--gpu-count",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="GPUs per predictor pod (with --kserve).",
+)
+# Long only by its parameter list (one per option) and its docstring (the --help text).
+def triton(
+    exports: tuple[Path, ...],
+    repo: Path,
+    max_batch_size: int,
+    max_queue_delay_us: int,
+    preferred_batch_sizes: tuple[int, ...] | None,
+    device: str,
+    gpus: tuple[int, ...] | None,
+    instances: int,
+    max_opset: int,
+    kserve: Path | None,
+    storage_uri: str | None,
+    kserve_name: str | None,
+    cpu_request: str,
+    memory: str,
+    gpu_count: int,
+) -> None:
+    """Write exports into a Triton model repository: REPO/NAME/config.pbtxt + 1/model.onnx.
+
+    Each variant (kit quantize) becomes its own model, NAME_int8. The config says
+    platform onnxruntime_onnx, every input and output with its data type and dims,
+    max_batch_size, dynamic_batching, instance_group, and the model's facts (mean, std,
+    class names) as parameters. Each config is parsed back with Triton's own ModelConfig
+    protobuf and compared with its ONNX file before it lands; a model already in the
+    repository is replaced whole, the others are left alone.
+
+    \b
+      kit triton exported/mnist_cnn exported/lenet --repo models/
+      tritonserver --model-repository=$PWD/models
+      kit triton exported/alexnet --repo models/ --gpus 0,1 --instances 2 \\
+          --kserve alexnet.yaml --storage-uri gs://my-bucket/models
+    """
+    from ..deploy.kserve import KServeOptions, write_inference_service
+    from ..deploy.triton import TritonOptions, models_of, write_model
+    from ..errors import UsageError
+
+    if kserve is not None and not storage_uri:
+        raise UsageError("--kserve needs --storage-uri: where the repository will be uploaded.")
+    if preferred_batch_sizes and max(preferred_batch_sizes) > max_batch_size:
+        raise click.BadParameter(
+            "must not exceed --max-batch-size.", param_hint="--preferred-batch-sizes"
+        )
+    options = TritonOptions(
+        max_batch_size=max_batch_size,
+        max_queue_delay_us=max_queue_delay_us,
+        preferred_batch_sizes=preferred_batch_sizes or (),
+        device="gpu" if gpus else device,
+        gpus=gpus or (),
+        instances=instances,
+        max_opset=max_opset,
+    )
+    models = [m for export in exports for m in models_of(export)]  # every export read first
+    for name, onnx_path, facts in models:
+        written = write_model(repo, name, onnx_path, facts, options)
+        click.echo(f"wrote {written}/  (config.pbtxt checked against {onnx_path.name})")
+    if kserve is not None:
+        assert storage_uri is not None
+        service = KServeOptions(storage_uri, cpu=cpu_request, memory=memory, gpus=gpu_count)
+        path = write_inference_service(kserve, kserve_name or repo.resolve().name, service)
+        click.echo(f"wrote {path}  (upload {repo}/ to {storage_uri}, then kubectl apply -f {path})")

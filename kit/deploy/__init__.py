@@ -1,0 +1,1 @@
+"""Where users go past one machine: Triton model repositories and KServe manifests."""

@@ -1,0 +1,249 @@
+"""``kit triton``: a Triton model repository from kit exports, checked with Triton's schema.
+
+Each model (and each variant, as ``NAME_int8``) becomes ``REPO/NAME/config.pbtxt`` and
+``REPO/NAME/1/model.onnx``. The config is built as Triton's own ``ModelConfig`` protobuf
+(``tritonclient.grpc.model_config_pb2``), written with protobuf's text format, parsed back
+and compared field by field with the ONNX file before it lands; a model already in the
+repository is replaced by a rename, and the others are left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from google.protobuf import text_format
+from onnx import helper
+
+from ..artifact import MODEL_FILE, VARIANT_FILES, ModelFacts, read_manifest
+from ..errors import ArtifactError, UsageError
+
+__all__ = [
+    "CONFIG_FILE",
+    "TritonOptions",
+    "check_config",
+    "model_config",
+    "write_model",
+]
+
+CONFIG_FILE = "config.pbtxt"
+VERSION_DIR = "1"
+#: numpy dtype -> Triton's data type
+_TRITON_TYPES = {
+    "float32": "TYPE_FP32",
+    "float16": "TYPE_FP16",
+    "float64": "TYPE_FP64",
+    "int64": "TYPE_INT64",
+    "int32": "TYPE_INT32",
+    "int8": "TYPE_INT8",
+    "uint8": "TYPE_UINT8",
+    "bool": "TYPE_BOOL",
+}
+
+
+def _pb() -> Any:
+    """Triton's model_config_pb2 (from tritonclient[grpc])."""
+    from tritonclient.grpc import model_config_pb2
+
+    return model_config_pb2
+
+
+@dataclass(frozen=True)
+class TritonOptions:
+    """How Triton should run the models (the CLI's options, with their defaults).
+
+    Attributes:
+        max_batch_size: Rows Triton's dynamic batcher merges into one run.
+        max_queue_delay_us: The longest the oldest request waits for company (the same
+            meaning as ``kit serve --max-queue-delay-us``).
+        preferred_batch_sizes: Batch sizes the batcher tries to form (default: the largest).
+        device: ``auto`` (GPU when Triton has one), ``gpu`` or ``cpu``.
+        gpus: The GPUs to place instances on (empty: all of them).
+        instances: Model instances per device.
+        max_opset: The highest ai.onnx opset the target Triton's onnxruntime backend loads.
+    """
+
+    max_batch_size: int = 64
+    max_queue_delay_us: int = 500
+    preferred_batch_sizes: Sequence[int] = ()
+    device: str = "auto"
+    gpus: Sequence[int] = ()
+    instances: int = 1
+    max_opset: int = 21
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    name: str
+    data_type: str
+    dims: list[int]
+
+
+def _tensors(values: Any) -> list[_Tensor]:
+    """Graph inputs or outputs: name, Triton type, dims without the batch axis (-1 free)."""
+    found = []
+    for v in values:
+        t = v.type.tensor_type
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)).name
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+        found.append(_Tensor(v.name, _TRITON_TYPES.get(dtype, "TYPE_INVALID"), dims[1:]))
+    return found
+
+
+def _graph(path: Path) -> tuple[list[_Tensor], list[_Tensor], int]:
+    """The ONNX file's inputs, outputs and ai.onnx opset (weights not loaded)."""
+    proto = onnx.load(str(path), load_external_data=False)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return _tensors(proto.graph.input), _tensors(proto.graph.output), opset
+
+
+def model_config(
+    name: str, onnx_path: Path, facts: ModelFacts | None, options: TritonOptions
+) -> Any:
+    """The ``ModelConfig`` protobuf for one ONNX file.
+
+    Raises:
+        ArtifactError: a tensor type Triton lacks, or an opset newer than ``max_opset``.
+    """
+    pb = _pb()
+    inputs, outputs, opset = _graph(onnx_path)
+    if opset > options.max_opset:
+        raise ArtifactError(
+            f"{onnx_path} uses ONNX opset {opset}, newer than the {options.max_opset} the target "
+            "Triton's onnxruntime backend loads; re-export with --opset "
+            f"{options.max_opset}, or pass --max-opset {opset} for a newer Triton."
+        )
+    config = pb.ModelConfig(name=name, platform="onnxruntime_onnx")
+    config.max_batch_size = options.max_batch_size
+    for field, tensors in ((config.input, inputs), (config.output, outputs)):
+        for t in tensors:
+            if t.data_type == "TYPE_INVALID":
+                raise ArtifactError(f"{onnx_path}: tensor {t.name} has a type Triton cannot serve.")
+            field.add(name=t.name, data_type=pb.DataType.Value(t.data_type), dims=t.dims)
+    batching = config.dynamic_batching
+    batching.max_queue_delay_microseconds = options.max_queue_delay_us
+    batching.preferred_batch_size.extend(options.preferred_batch_sizes or [options.max_batch_size])
+    kind = {"auto": "KIND_AUTO", "gpu": "KIND_GPU", "cpu": "KIND_CPU"}[options.device]
+    group = config.instance_group.add(
+        count=options.instances, kind=pb.ModelInstanceGroup.Kind.Value(kind)
+    )
+    group.gpus.extend(options.gpus)
+    for key, value in _parameters(facts).items():
+        config.parameters[key].string_value = value
+    return config
+
+
+def _parameters(facts: ModelFacts | None) -> dict[str, str]:
+    """The model's facts as config parameters, each a JSON string clients can read back."""
+    if facts is None:
+        return {}
+    return {
+        "kit.mean": json.dumps(list(facts.mean)),
+        "kit.std": json.dumps(list(facts.std)),
+        "kit.class_names": json.dumps(list(facts.class_names)),
+        "kit.input_shape": json.dumps(list(facts.input_shape)),
+        "kit.facts": facts.to_json(),
+    }
+
+
+def check_config(text: str, onnx_path: Path, name: str) -> list[str]:
+    """Differences between a ``config.pbtxt`` and its ONNX file (empty when they agree).
+
+    Parsed with Triton's own ``ModelConfig`` (an unknown field is a difference too).
+    """
+    pb = _pb()
+    config = pb.ModelConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as exc:
+        return [f"not a Triton ModelConfig: {exc}"]
+    inputs, outputs, _ = _graph(onnx_path)
+    problems = []
+    if config.name != name:
+        problems.append(f"name {config.name!r}, directory {name!r}")
+    if config.platform != "onnxruntime_onnx":
+        problems.append(f"platform {config.platform!r}, not onnxruntime_onnx")
+    if config.max_batch_size < 1:
+        problems.append("max_batch_size < 1, but the ONNX file has a batch axis")
+    for kind, field, tensors in (
+        ("input", config.input, inputs),
+        ("output", config.output, outputs),
+    ):
+        written = [(t.name, pb.DataType.Name(t.data_type), list(t.dims)) for t in field]
+        expected = [(t.name, t.data_type, t.dims) for t in tensors]
+        if written != expected:
+            problems.append(f"{kind}s {written} but the ONNX file has {expected}")
+    return problems
+
+
+def write_model(
+    repo: Path, name: str, onnx_path: Path, facts: ModelFacts | None, options: TritonOptions
+) -> Path:
+    """``repo/name/`` with its config and ``1/model.onnx``, replacing an older one whole.
+
+    Raises:
+        ArtifactError: the config disagrees with the ONNX file, or the repository cannot
+            be written.
+    """
+    config = model_config(name, onnx_path, facts, options)
+    text = text_format.MessageToString(config)
+    if problems := check_config(text, onnx_path, name):
+        raise ArtifactError(f"The Triton config for {name} is wrong: {'; '.join(problems)}.")
+    try:
+        repo.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=repo, prefix=f".{name}."))
+    except OSError as exc:
+        raise UsageError(
+            f"Cannot write to the repository {repo}: {exc.strerror}; pass a writable --repo."
+        ) from None
+    try:
+        (staging / VERSION_DIR).mkdir()
+        shutil.copyfile(onnx_path, staging / VERSION_DIR / MODEL_FILE)
+        (staging / CONFIG_FILE).write_text(text)
+        staging.chmod(0o755)
+        _swap(staging, repo / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return repo / name
+
+
+def _swap(staging: Path, target: Path) -> None:
+    """Rename ``staging`` to ``target``; an older ``target`` goes only once the new one is in."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+    try:
+        staging.rename(target)
+    except BaseException:
+        if old is not None:
+            old.rename(target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def models_of(export: Path) -> list[tuple[str, Path, ModelFacts | None]]:
+    """``(Triton name, ONNX file, facts)`` for an export and each of its variants.
+
+    Raises:
+        ArtifactError: not an export directory (no manifest, or no model.onnx).
+    """
+    manifest = read_manifest(export)
+    name = manifest["model"]["name"]
+    facts = ModelFacts.from_dict(manifest["facts"]) if manifest.get("facts") else None
+    if not (export / MODEL_FILE).is_file():
+        raise ArtifactError(f"{export} has no {MODEL_FILE}; export with onnx in --formats.")
+    found = [(name, export / MODEL_FILE, facts)]
+    for precision, record in (manifest.get("variants") or {}).items():
+        if (export / VARIANT_FILES[precision]).is_file():
+            found.append((f"{name}_{precision}", export / record["file"], facts))
+    return found
