@@ -88,3 +88,41 @@ def frobnicated(lenet_export: Path, tmp_path: Path) -> Path:
     manifest["files"].update(describe_files(into, {MODEL_FILE: "onnx"}))
     write_manifest(into, manifest)
     return into
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def kit_server(shipped_mnist_cnn: Path) -> Iterator[str]:
+    """kit serve over the shipped models (mnist_cnn, lenet and their int8 variants): its URL."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    command = [sys.executable, "-m", "kit", "serve", str(shipped_mnist_cnn.parent)]
+    proc = subprocess.Popen(
+        [*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            urllib.request.urlopen(f"{url}/v2/health/ready", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        assert proc.stderr is not None
+        pytest.fail(f"kit serve did not become ready: {proc.stderr.read().decode()[-2000:]}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)

@@ -10,11 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,35 +27,10 @@ from kit.embed.packages import install_web_files
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def server(shipped_mnist_cnn: Path) -> Iterator[str]:
-    """kit serve over the shipped models (mnist_cnn, lenet and their int8 variants)."""
+def server(kit_server: str) -> str:
     install_web_files(quiet=True)
-    port = _free_port()
-    command = [sys.executable, "-m", "kit", "serve", str(shipped_mnist_cnn.parent)]
-    proc = subprocess.Popen(
-        [*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            urllib.request.urlopen(f"{url}/v2/health/ready", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail(f"kit serve did not become ready: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    return kit_server
 
 
 @pytest.fixture

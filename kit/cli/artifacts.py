@@ -264,13 +264,13 @@ def _names(text: str | None) -> list[str] | None:
     return [n.strip() for n in text.split(",")] if text else None
 
 
-def _real(spec: Any, data_dir: Path | None) -> Any:
+def _real(spec: Any, data_dir: Path | None, count: int = 256) -> Any:
     """Real test samples for parity: from ``data_dir``, or the bundled MNIST for digit nets."""
     from ..data import real_samples
 
     if data_dir is None and spec.recipe.dataset != "mnist":
         return None
-    return real_samples(spec, data_dir)
+    return real_samples(spec, data_dir, count=count)
 
 
 def _explain_parity_failure(exc: ParityError) -> None:
@@ -299,10 +299,30 @@ def _explain_parity_failure(exc: ParityError) -> None:
     "cache on first use) or browser (the same in onnxruntime-web's wasm, in a headless "
     "system Chromium). Repeat it for several.",
 )
+@click.option(
+    "--endpoint",
+    metavar="URL",
+    help="Check the model a live Open Inference Protocol server serves (kit serve, Triton, "
+    "KServe, MLServer) instead of the local files: same inputs, same report.",
+)
+@click.option(
+    "--model-name",
+    help="The model's name on --endpoint [default: the manifest's; NAME_int8 checks a variant].",
+)
+@click.option(
+    "--samples",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many real test samples to compare on (when there are real samples).",
+)
 def parity(
     artifact_dir: Path,
     provider: str,
     runtimes: tuple[str, ...],
+    endpoint: str | None,
+    model_name: str | None,
+    samples: int,
     atol: float | None,
     rtol: float | None,
     batch_sizes: tuple[int, ...],
@@ -320,6 +340,7 @@ def parity(
       kit parity exported/alexnet --json > parity.json
       kit parity exported/mnist_cnn --runtime node           # as a Node.js app runs it
       kit parity exported/mnist_cnn --runtime browser        # as a web page runs it
+      kit parity exported/mnist_cnn --endpoint http://triton:8000   # a live server's model
       kit parity exported/mnist_cnn --runtime python --runtime node
     """
     from ..artifact import read_manifest
@@ -328,7 +349,11 @@ def parity(
 
     info = read_manifest(artifact_dir)["model"]
     spec = resolve_spec(info.get("factory") or info["name"], tuple(info["input_shape"]))
-    real = _real(spec, data_dir)
+    if model_name and not endpoint:
+        raise click.BadParameter(
+            "names a model on --endpoint; give --endpoint too.", param_hint="--model-name"
+        )
+    real = _real(spec, data_dir, samples)
     report = verify_saved(
         artifact_dir,
         atol=atol,
@@ -337,6 +362,7 @@ def parity(
         real=real,
         provider=provider,
         runtimes=runtimes,
+        endpoint=(endpoint, model_name) if endpoint else None,
     )
     _report_out(report, as_json)
     if not report.passed:

@@ -34,6 +34,7 @@ from ..models import load_network, read_state_dict, resolve_spec
 from ..outputs import flatten_outputs
 from ..parity import Comparison, ParityReport, Runner, random_inputs, run_parity
 from ..runtime.session import check_providers, cuda_available, cuda_providers
+from .endpoint import connect, metadata_problems
 from .program import load_program
 from .torchscript import load_torchscript
 
@@ -41,6 +42,7 @@ __all__ = [
     "RUNTIMES",
     "artifact_runners",
     "check_artifacts",
+    "check_endpoint",
     "js_runners",
     "rebuild_reference",
     "torch_runner",
@@ -199,9 +201,7 @@ def check_artifacts(
         RuntimeMissing: node or browser is asked for and cannot run here.
     """
     report = report or ParityReport(model=name, atol=atol, rtol=rtol)
-    inputs = random_inputs(input_shape, batch_sizes, seed=seed)
-    if real is not None:
-        inputs.append((real[0], np.ascontiguousarray(real[1].numpy(), dtype=np.float32)))
+    inputs = _inputs(input_shape, batch_sizes, seed, real)
     try:
         runners = []
         if "python" in runtimes:
@@ -225,6 +225,19 @@ def check_artifacts(
         output_names=output_names,
         report=report,
     )
+
+
+def _inputs(
+    input_shape: Sequence[int],
+    batch_sizes: Sequence[int],
+    seed: int,
+    real: tuple[str, torch.Tensor] | None,
+) -> list[tuple[str, np.ndarray]]:
+    """Parity's inputs: seeded random batches at ``batch_sizes``, then the real samples."""
+    inputs = random_inputs(input_shape, batch_sizes, seed=seed)
+    if real is not None:
+        inputs.append((real[0], np.ascontiguousarray(real[1].numpy(), dtype=np.float32)))
+    return inputs
 
 
 #: a variant's top-1 agreement says little on fewer samples than this
@@ -334,9 +347,11 @@ def verify_saved(
     real: tuple[str, torch.Tensor] | None = None,
     provider: str = "auto",
     runtimes: Sequence[str] = ("python",),
+    endpoint: tuple[str, str | None] | None = None,
 ) -> ParityReport:
     """Re-verify a saved export: every file's sha256, then parity against eager, in each
-    of ``runtimes`` (python, node, browser).
+    of ``runtimes`` (python, node, browser), or (``endpoint``: URL and model name, the
+    manifest's by default) the model a live inference server serves.
 
     The eager reference is rebuilt from the manifest (model, weights file or seed).
 
@@ -352,6 +367,11 @@ def verify_saved(
     if report.problems:
         return report  # do not execute files that are not what export wrote
     spec, model = rebuild_reference(artifact_dir, manifest)
+    if endpoint is not None:
+        url, served = endpoint
+        inputs = _inputs(spec.input_shape, batch_sizes, 0, real)
+        check_endpoint(url, served or spec.name, manifest, model, inputs, report, real is not None)
+        return report
     names = {fmt: artifact_dir / name for fmt, name in FILE_NAMES.items()}
     files = {fmt: path for fmt, path in names.items() if path.name in manifest["files"]}
     report = check_artifacts(
@@ -370,3 +390,55 @@ def verify_saved(
     )
     check_variants(artifact_dir, manifest, model, real, report, runtimes)
     return report
+
+
+def check_endpoint(
+    url: str,
+    served: str,
+    manifest: dict[str, Any],
+    model: nn.Module,
+    inputs: list[tuple[str, np.ndarray]],
+    report: ParityReport,
+    has_real: bool = True,
+) -> None:
+    """The model ``served`` at ``url`` against eager ``model``: its metadata against the
+    manifest, then every input (a variant, ``NAME_int8``, by top-1 agreement on the real
+    samples, as locally).
+
+    Raises:
+        ArtifactError: the server cannot be reached or does not speak the protocol.
+        UsageError: the URL is malformed or the server has no such model.
+    """
+    endpoint = connect(url, served)
+    report.problems += metadata_problems(endpoint, manifest)
+    if report.problems:
+        return
+    variants = manifest.get("variants") or {}
+    precision = next((p for p in variants if served == f"{manifest['model']['name']}_{p}"), None)
+    if precision is None:
+        outputs = [o["name"] for o in manifest.get("outputs", [])] or None
+        reference = torch_runner(model.eval(), report.model)
+        run_parity(
+            reference,
+            [("endpoint", endpoint.label, endpoint.run)],
+            inputs,
+            name=report.model,
+            atol=report.atol,
+            rtol=report.rtol,
+            output_names=outputs,
+            report=report,
+        )
+        return
+    if not has_real:
+        report.problems.append(
+            f"{served} is the {precision} variant, judged by top-1 agreement on real samples; "
+            "pass --data-dir"
+        )
+        return
+    limits = Limits(**variants[precision].get("limits", {}))
+    label, x = inputs[-1]
+    expected = torch_runner(model.eval(), report.model)(x)[0]
+    artifact = f"endpoint {precision}"
+    report.comparisons.append(
+        _agreement(artifact, endpoint.label, label, endpoint.run(x)[0], expected, limits)
+    )
