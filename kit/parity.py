@@ -149,6 +149,36 @@ class ParityReport:
         )
         return "\n".join(line.rstrip() for line in lines)
 
+    def case_name(self, c: Comparison) -> str:
+        """One comparison's name as a test case: ``onnx on CPUExecutionProvider, random b=1, logits``."""
+        return f"{c.artifact} on {c.runtime}, {c.inputs}, {c.output}"
+
+    def failure_text(self, c: Comparison) -> str:
+        """Why one comparison failed, in a sentence."""
+        return c.error or (
+            f"max|diff| {c.max_abs:.3g} exceeds atol {self.atol:g} + rtol {self.rtol:g} "
+            f"x max|eager| {c.scale:.3g}"
+        )
+
+    def to_junit(self) -> str:
+        """JUnit XML (one test case per comparison, one per problem) for CI systems."""
+        from xml.etree import ElementTree as ET
+
+        suite = ET.Element("testsuite", name=f"kit parity {self.model}")
+        cases = [
+            (self.case_name(c), None if c.passed else self.failure_text(c))
+            for c in self.comparisons
+        ]
+        cases += [(f"files: {p}", p) for p in self.problems]
+        for name, failure in cases:
+            case = ET.SubElement(suite, "testcase", classname=f"kit.parity.{self.model}", name=name)
+            if failure is not None:
+                ET.SubElement(case, "failure", message=failure).text = failure
+        suite.set("tests", str(len(cases)))
+        suite.set("failures", str(sum(f is not None for _, f in cases)))
+        ET.SubElement(suite, "system-out").text = self.format_table()
+        return ET.tostring(suite, encoding="unicode", xml_declaration=True)
+
     def relax_hint(self) -> str:
         """Which flag would let the tolerance failures pass, and by how much."""
         tol = [c for c in self.failures if c.kind == "tolerance"]
@@ -179,12 +209,7 @@ class ParityReport:
         if self.passed:
             return
         lines = list(self.problems) + [
-            f"{c.artifact} on {c.runtime}, {c.inputs}, output {c.output}: "
-            + (
-                c.error
-                or f"max|diff| {c.max_abs:.3g} exceeds atol {self.atol:g} + rtol {self.rtol:g} "
-                f"x max|eager| {c.scale:.3g}"
-            )
+            f"{c.artifact} on {c.runtime}, {c.inputs}, output {c.output}: {self.failure_text(c)}"
             for c in self.failures[:3]
         ]
         more = len(self.failures) - 3

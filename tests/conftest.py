@@ -126,3 +126,26 @@ def kit_server(shipped_mnist_cnn: Path) -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(timeout=30)
+
+
+def perturb(export: Path, into: Path, initializer: str) -> Path:
+    """A copy of ``export`` whose model.onnx has one weight of ``initializer`` moved by 0.5
+    (its manifest updated, so only parity can tell)."""
+    import shutil
+
+    import onnx
+    from onnx import numpy_helper
+
+    from kit.artifact import MODEL_FILE, describe_files, read_manifest, write_manifest
+
+    shutil.copytree(export, into)
+    proto = onnx.load(str(into / MODEL_FILE))
+    found = next(i for i in proto.graph.initializer if i.name == initializer)
+    weights = numpy_helper.to_array(found).copy()
+    weights.flat[0] += 0.5
+    found.CopyFrom(numpy_helper.from_array(weights, initializer))
+    onnx.save(proto, str(into / MODEL_FILE))
+    manifest = read_manifest(into)
+    manifest["files"].update(describe_files(into, {MODEL_FILE: "onnx"}))
+    write_manifest(into, manifest)
+    return into

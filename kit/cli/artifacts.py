@@ -264,6 +264,50 @@ def _names(text: str | None) -> list[str] | None:
     return [n.strip() for n in text.split(",")] if text else None
 
 
+def _localise(artifact_dir: Path, report: Any, real: Any, asked: bool) -> list[Any]:
+    """Layer-by-layer localisation: when asked, or when an ONNX comparison failed."""
+    diverged = any(
+        c.artifact == "onnx" and c.kind in ("tolerance", "nonfinite") for c in report.failures
+    )
+    if not (asked or diverged) or report.problems:
+        return []
+    import numpy as np
+
+    from ..export.explain import explain_export
+    from ..export.verify import rebuild_reference
+    from ..parity import random_inputs
+
+    _, model = rebuild_reference(artifact_dir, read_manifest(artifact_dir))
+    x = (
+        real[1][:32].numpy()
+        if real is not None
+        else random_inputs(_input_shape(artifact_dir), (2,))[0][1]
+    )
+    return explain_export(
+        artifact_dir,
+        model,
+        np.ascontiguousarray(x, np.float32),
+        atol=report.atol,
+        rtol=report.rtol,
+        variants=asked,
+    )
+
+
+def _input_shape(artifact_dir: Path) -> tuple[int, ...]:
+    return tuple(read_manifest(artifact_dir)["model"]["input_shape"])
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write through a temporary file beside ``path``: never half-written."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"Cannot write {path}: {exc.strerror}.") from None
+
+
 def _real(spec: Any, data_dir: Path | None, count: int = 256) -> Any:
     """Real test samples for parity: from ``data_dir``, or the bundled MNIST for digit nets."""
     from ..data import real_samples
@@ -316,6 +360,17 @@ def _explain_parity_failure(exc: ParityError) -> None:
     type=click.IntRange(min=1),
     help="How many real test samples to compare on (when there are real samples).",
 )
+@click.option(
+    "--junit",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the report as JUnit XML (one test case per comparison) for CI.",
+)
+@click.option(
+    "--explain",
+    is_flag=True,
+    help="Compare model.onnx and every variant with eager layer by layer and name where "
+    "they part (done for model.onnx by itself whenever an ONNX comparison fails).",
+)
 def parity(
     artifact_dir: Path,
     provider: str,
@@ -323,6 +378,8 @@ def parity(
     endpoint: str | None,
     model_name: str | None,
     samples: int,
+    junit: Path | None,
+    explain: bool,
     atol: float | None,
     rtol: float | None,
     batch_sizes: tuple[int, ...],
@@ -338,6 +395,8 @@ def parity(
 
     \b
       kit parity exported/alexnet --json > parity.json
+      kit parity exported/alexnet --junit parity.xml         # for CI test reports
+      kit parity exported/mnist_cnn --explain                # layer by layer, variants too
       kit parity exported/mnist_cnn --runtime node           # as a Node.js app runs it
       kit parity exported/mnist_cnn --runtime browser        # as a web page runs it
       kit parity exported/mnist_cnn --endpoint http://triton:8000   # a live server's model
@@ -364,7 +423,12 @@ def parity(
         runtimes=runtimes,
         endpoint=(endpoint, model_name) if endpoint else None,
     )
-    _report_out(report, as_json)
+    if junit is not None:
+        _write_text(junit, report.to_junit())
+    found = _localise(artifact_dir, report, real, explain) if not endpoint else []
+    _report_out(report, as_json, {"explain": [f.to_dict() for f in found]} if found else None)
+    for localisation in found if not as_json else []:
+        click.echo("\n" + localisation.format_table())
     if not report.passed:
         if hint := report.relax_hint():
             click.echo(hint, err=True)

@@ -1,0 +1,50 @@
+"""Parity in users' own tests: ``assert_parity`` and the pytest plugin (``--kit-parity``).
+
+>>> from kit.testing import assert_parity
+>>> assert_parity("exported/mnist_cnn")                    # every artifact, every comparison
+>>> assert_parity("exported/mnist_cnn", runtimes=["python", "node"])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+__all__ = ["assert_parity", "parity_report"]
+
+
+def parity_report(
+    artifact_dir: str | PathLike[str],
+    *,
+    runtimes: Sequence[str] = ("python",),
+    data_dir: str | PathLike[str] | None = None,
+    **options: Any,
+) -> Any:
+    """``kit parity``'s report for an export (a :class:`kit.parity.ParityReport`).
+
+    Real samples come from ``data_dir``, or the bundled MNIST for the digit networks;
+    ``options`` go to :func:`kit.export.verify.verify_saved` (atol, rtol, batch_sizes,
+    provider, endpoint).
+    """
+    from ..artifact import read_manifest
+    from ..data import real_samples
+    from ..export.verify import verify_saved
+    from ..models import resolve_spec
+
+    path = Path(artifact_dir)
+    info = read_manifest(path)["model"]
+    spec = resolve_spec(info.get("factory") or info["name"], tuple(info["input_shape"]))
+    real = None
+    if data_dir is not None or spec.recipe.dataset == "mnist":
+        real = real_samples(spec, Path(data_dir) if data_dir else None)
+    return verify_saved(path, real=real, runtimes=runtimes, **options)
+
+
+def assert_parity(artifact_dir: str | PathLike[str], **options: Any) -> None:
+    """Fail (``AssertionError``, with the whole table) unless every artifact of the export
+    computes what the eager network computes; options as :func:`parity_report`."""
+    report = parity_report(artifact_dir, **options)
+    if not report.passed:
+        raise AssertionError(f"parity failed for {artifact_dir}:\n{report.format_table()}")
