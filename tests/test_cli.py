@@ -26,6 +26,7 @@ COMMANDS = [
     "predict",
     "serve",
     "doctor",
+    "triton",
 ]
 
 

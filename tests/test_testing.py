@@ -69,3 +69,18 @@ def test_junit_report(lenet_export: Path, tmp_path: Path) -> None:
         cli, ["parity", str(broken), "--junit", str(tmp_path / "no" / "x.xml")]
     )
     assert code.exit_code == 2 and "Cannot write" in code.output
+
+
+def test_the_workflow_runs_the_readme_test_command_and_parity() -> None:
+    import re
+
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    test_command = re.findall(r"```bash\n(python3\.11 -m venv .*?)\n```", readme)[1]
+    workflow = yaml.safe_load((root / ".github" / "workflows" / "ci.yml").read_text())
+    runs = [step.get("run", "") for step in workflow["jobs"]["test"]["steps"]]
+    assert test_command in runs
+    assert any("kit parity exported/" in r and "--junit" in r for r in runs)
+    assert test_command in (root / ".ci" / "run").read_text()

@@ -123,6 +123,8 @@ def cli(ctx: click.Context, verbose: bool) -> None:
       kit serve exported/                       # Open Inference Protocol (Triton/KServe v2),
                                                 # and a page at / to draw digits on
       kit doctor                                # the runtimes this machine can check in
+      kit triton exported/mnist_cnn --repo models/  # a Triton model repository
+      kit parity exported/mnist_cnn --endpoint http://triton:8000  # the live model vs eager
 
     Run `kit COMMAND --help` for each command's options.
     """
