@@ -174,3 +174,20 @@ def test_kserve_inference_service(shipped_mnist_cnn: Path, tmp_path: Path) -> No
 )
 def test_service_names_are_kubernetes_names(model: str, name: str) -> None:
     assert service_name(model) == name
+
+
+def test_an_fp16_variant_is_its_own_model(lenet_export: Path, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "lenet"
+    shutil.copytree(lenet_export, copy)
+    made = CliRunner().invoke(cli, ["quantize", str(copy), "--precision", "fp16"])
+    assert made.exit_code == 0, made.output
+    code, out = run(str(copy), "--repo", str(tmp_path / "repo"))
+    assert code == 0, out
+    model = tmp_path / "repo" / "lenet_fp16"
+    assert (
+        check_config((model / CONFIG_FILE).read_text(), model / "1" / MODEL_FILE, "lenet_fp16")
+        == []
+    )
+    assert mc.DataType.Name(parse(model).input[0].data_type) == "TYPE_FP32"  # fp32 in and out
