@@ -137,7 +137,7 @@ def triton(
           --kserve alexnet.yaml --storage-uri gs://my-bucket/models
     """
     from ..deploy.kserve import KServeOptions, write_inference_service
-    from ..deploy.triton import TritonOptions, models_of, write_model
+    from ..deploy.triton import TritonOptions, model_config, models_of, write_model
     from ..errors import UsageError
 
     if kserve is not None and not storage_uri:
@@ -155,7 +155,9 @@ def triton(
         instances=instances,
         max_opset=max_opset,
     )
-    models = [m for export in exports for m in models_of(export)]  # every export read first
+    models = [m for export in exports for m in models_of(export)]
+    for name, onnx_path, facts in models:  # every model checked before anything is written
+        model_config(name, onnx_path, facts, options)
     for name, onnx_path, facts in models:
         written = write_model(repo, name, onnx_path, facts, options)
         click.echo(f"wrote {written}/  (config.pbtxt checked against {onnx_path.name})")
