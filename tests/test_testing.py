@@ -65,9 +65,9 @@ def test_junit_report(lenet_export: Path, tmp_path: Path) -> None:
         "onnx on CPUExecutionProvider, random b=3, logits",
         "onnx on CPUExecutionProvider, mnist test b=256, logits",
     ]
-    code = CliRunner().invoke(
-        cli, ["parity", str(broken), "--junit", str(tmp_path / "no" / "x.xml")]
-    )
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code = CliRunner().invoke(cli, ["parity", str(broken), "--junit", str(blocker / "x.xml")])
     assert code.exit_code == 2 and "Cannot write" in code.output
 
 

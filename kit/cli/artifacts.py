@@ -298,13 +298,11 @@ def _input_shape(artifact_dir: Path) -> tuple[int, ...]:
 
 
 def _write_text(path: Path, text: str) -> None:
-    """Write through a temporary file beside ``path``: never half-written."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    from .._files import write_text_atomic
+
     try:
-        tmp.write_text(text)
-        tmp.replace(path)
+        write_text_atomic(path, text)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise UsageError(f"Cannot write {path}: {exc.strerror}.") from None
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from .._files import write_text_atomic
 from ..errors import UsageError
 
 __all__ = ["KServeOptions", "inference_service", "service_name", "write_inference_service"]
@@ -77,13 +78,9 @@ def inference_service(name: str, options: KServeOptions) -> dict[str, Any]:
 def write_inference_service(path: Path, name: str, options: KServeOptions) -> Path:
     """Write the manifest to ``path`` (through a temporary file, so never half-written)."""
     text = yaml.safe_dump(inference_service(name, options), sort_keys=False)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text)
-        tmp.replace(path)
+        write_text_atomic(path, text)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise UsageError(
             f"Cannot write {path}: {exc.strerror}; pass a writable --kserve path."
         ) from None

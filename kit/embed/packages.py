@@ -18,6 +18,7 @@ import sys
 import tarfile
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import KitError, UsageError
@@ -101,16 +102,24 @@ def install_node_package(*, quiet: bool = False) -> Path:
             "about 300 MB) ...",
             file=sys.stderr,
         )
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=prefix.parent, prefix=f".{prefix.name}."))
+    _fill_atomically(
+        prefix, lambda into: _npm_install(npm, into, f"onnxruntime-node@{ORT_JS_VERSION}")
+    )
+    return target
+
+
+def _fill_atomically(target: Path, fill: Callable[[Path], None]) -> None:
+    """``fill`` a staging directory beside ``target``, then rename it into place: an
+    interrupted install leaves nothing that looks installed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
-        _npm_install(npm, staging, f"onnxruntime-node@{ORT_JS_VERSION}")
+        fill(staging)
         staging.chmod(0o755)  # mkdtemp makes it private
-        shutil.rmtree(prefix, ignore_errors=True)
-        staging.rename(prefix)
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def _npm_install(npm: str, prefix: Path, package: str) -> None:
@@ -156,15 +165,7 @@ def install_web_files(*, registry: str | None = None, quiet: bool = False) -> Pa
     digest = "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
     if digest != _WEB_INTEGRITY:
         raise KitError(f"{url} is not onnxruntime-web {ORT_JS_VERSION} (its sha512 differs).")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        _unpack(data, staging)
-        staging.chmod(0o755)  # mkdtemp makes it private
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    _fill_atomically(target, lambda into: _unpack(data, into))
     return target
 
 
