@@ -6,7 +6,11 @@ from pathlib import Path
 
 import click
 
+from ..runtime.config import ServerConfig
 from ._common import _int_list, cli
+
+#: kit serve's defaults: the same batching on one machine and on a fleet
+_SERVING = ServerConfig()
 
 
 def _gpu_list(
@@ -31,14 +35,14 @@ def _gpu_list(
 )
 @click.option(
     "--max-batch-size",
-    default=64,
+    default=_SERVING.max_batch_size,
     show_default=True,
     type=click.IntRange(min=1),
     help="Rows Triton's dynamic batcher merges into one run.",
 )
 @click.option(
     "--max-queue-delay-us",
-    default=500,
+    default=_SERVING.max_queue_delay_us,
     show_default=True,
     type=click.IntRange(min=0),
     help="The longest the oldest request waits for company (as in kit serve).",

@@ -24,6 +24,7 @@ from onnx import helper
 
 from ..artifact import MODEL_FILE, VARIANT_FILES, ModelFacts, read_manifest
 from ..errors import ArtifactError, UsageError
+from ..runtime.config import ServerConfig
 
 __all__ = [
     "CONFIG_FILE",
@@ -70,8 +71,8 @@ class TritonOptions:
         max_opset: The highest ai.onnx opset the target Triton's onnxruntime backend loads.
     """
 
-    max_batch_size: int = 64
-    max_queue_delay_us: int = 500
+    max_batch_size: int = ServerConfig.max_batch_size
+    max_queue_delay_us: int = ServerConfig.max_queue_delay_us
     preferred_batch_sizes: Sequence[int] = ()
     device: str = "auto"
     gpus: Sequence[int] = ()
