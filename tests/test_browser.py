@@ -85,6 +85,32 @@ def test_a_test_digit_file(
     assert errors == []
 
 
+def test_an_image_dropped_on_the_pad(
+    page: tuple[Any, list[str]], mnist_dir: Path, shipped_mnist_cnn: Path, tmp_path: Path
+) -> None:
+    """An RGB photo-sized image dropped from the desktop: resized in the page as kit does."""
+    tab, errors = page
+    image = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")[1]
+    path = tmp_path / "dropped.png"
+    Image.fromarray(image, "L").resize((112, 112), Image.Resampling.BILINEAR).convert("RGB").save(
+        path
+    )
+    tab.evaluate(
+        """async (b64) => {
+          const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+          const data = new DataTransfer();
+          data.items.add(new File([bytes], 'dropped.png', { type: 'image/png' }));
+          const drop = new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true });
+          document.getElementById('drop').dispatchEvent(drop);
+        }""",
+        base64.b64encode(path.read_bytes()).decode(),
+    )
+    last = _answers(tab, 1)
+    expected = _kit_predict(path, shipped_mnist_cnn)
+    _assert_all_agree(last, expected)
+    assert errors == []
+
+
 def test_strokes_drawn_with_the_mouse(
     page: tuple[Any, list[str]], shipped_mnist_cnn: Path, tmp_path: Path
 ) -> None:
