@@ -29,7 +29,9 @@ __all__ = [
     "DataBundle",
     "default_data_dir",
     "load_dataset",
+    "parity_samples",
     "read_idx",
+    "real_samples",
 ]
 
 DATASETS = ("mnist", "imagefolder", "cifar10", "fake")
@@ -291,3 +293,13 @@ def real_samples(
     else:
         batch = torch.stack([bundle.test[i][0] for i in range(n)])
     return f"{name} test b={n}", batch.contiguous()
+
+
+def parity_samples(
+    spec: ModelSpec, data_dir: Path | None, count: int = 256
+) -> tuple[str, torch.Tensor] | None:
+    """Real test samples for parity: from ``data_dir``, or the bundled MNIST for the digit
+    networks; None when neither applies."""
+    if data_dir is None and spec.recipe.dataset != "mnist":
+        return None
+    return real_samples(spec, data_dir, count=count)

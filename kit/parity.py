@@ -149,9 +149,17 @@ class ParityReport:
         )
         return "\n".join(line.rstrip() for line in lines)
 
-    def case_name(self, c: Comparison) -> str:
-        """One comparison's name as a test case: ``onnx on CPUExecutionProvider, random b=1, logits``."""
-        return f"{c.artifact} on {c.runtime}, {c.inputs}, {c.output}"
+    def cases(self) -> list[tuple[str, str | None]]:
+        """Each problem and comparison as a test case: ``(name, why it failed or None)``,
+        for JUnit files and the pytest plugin."""
+        cases: list[tuple[str, str | None]] = [(f"files: {p}", p) for p in self.problems]
+        return cases + [
+            (
+                f"{c.artifact} on {c.runtime}, {c.inputs}, {c.output}",
+                None if c.passed else self.failure_text(c),
+            )
+            for c in self.comparisons
+        ]
 
     def failure_text(self, c: Comparison) -> str:
         """Why one comparison failed, in a sentence."""
@@ -165,11 +173,7 @@ class ParityReport:
         from xml.etree import ElementTree as ET
 
         suite = ET.Element("testsuite", name=f"kit parity {self.model}")
-        cases = [
-            (self.case_name(c), None if c.passed else self.failure_text(c))
-            for c in self.comparisons
-        ]
-        cases += [(f"files: {p}", p) for p in self.problems]
+        cases = self.cases()
         for name, failure in cases:
             case = ET.SubElement(suite, "testcase", classname=f"kit.parity.{self.model}", name=name)
             if failure is not None:

@@ -63,31 +63,40 @@ def chromium() -> Iterator[Any]:
         browser.close()
 
 
-@pytest.fixture
-def frobnicated(lenet_export: Path, tmp_path: Path) -> Path:
-    """A copy of ``lenet_export`` whose model.onnx ends in kit.test:Frobnicate, an operator
-    no runtime has; its manifest is updated, so only running it can fail."""
+def edit_model(export: Path, into: Path, edit: Any) -> Path:
+    """A copy of ``export`` at ``into`` whose model.onnx ``edit`` changed in place; its
+    manifest is updated, so only running the file can tell."""
     import shutil
 
     import onnx
-    from onnx import helper
 
     from kit.artifact import MODEL_FILE, describe_files, read_manifest, write_manifest
 
-    into = tmp_path / "lenet"
-    shutil.copytree(lenet_export, into)
+    shutil.copytree(export, into)
     proto = onnx.load(str(into / MODEL_FILE))
-    last = next(n for n in proto.graph.node if "logits" in n.output)
-    last.output[list(last.output).index("logits")] = "before_frobnicate"
-    proto.graph.node.append(
-        helper.make_node("Frobnicate", ["before_frobnicate"], ["logits"], domain="kit.test")
-    )
-    proto.opset_import.append(helper.make_opsetid("kit.test", 1))
+    edit(proto)
     onnx.save(proto, str(into / MODEL_FILE))
     manifest = read_manifest(into)
     manifest["files"].update(describe_files(into, {MODEL_FILE: "onnx"}))
     write_manifest(into, manifest)
     return into
+
+
+@pytest.fixture
+def frobnicated(lenet_export: Path, tmp_path: Path) -> Path:
+    """A copy of ``lenet_export`` whose model.onnx ends in kit.test:Frobnicate, an operator
+    no runtime has."""
+    from onnx import helper
+
+    def frobnicate(proto: Any) -> None:
+        last = next(n for n in proto.graph.node if "logits" in n.output)
+        last.output[list(last.output).index("logits")] = "before_frobnicate"
+        proto.graph.node.append(
+            helper.make_node("Frobnicate", ["before_frobnicate"], ["logits"], domain="kit.test")
+        )
+        proto.opset_import.append(helper.make_opsetid("kit.test", 1))
+
+    return edit_model(lenet_export, tmp_path / "lenet", frobnicate)
 
 
 def free_port() -> int:
@@ -129,23 +138,13 @@ def kit_server(shipped_mnist_cnn: Path) -> Iterator[str]:
 
 
 def perturb(export: Path, into: Path, initializer: str) -> Path:
-    """A copy of ``export`` whose model.onnx has one weight of ``initializer`` moved by 0.5
-    (its manifest updated, so only parity can tell)."""
-    import shutil
-
-    import onnx
+    """A copy of ``export`` whose model.onnx has one weight of ``initializer`` moved by 0.5."""
     from onnx import numpy_helper
 
-    from kit.artifact import MODEL_FILE, describe_files, read_manifest, write_manifest
+    def move(proto: Any) -> None:
+        found = next(i for i in proto.graph.initializer if i.name == initializer)
+        weights = numpy_helper.to_array(found).copy()
+        weights.flat[0] += 0.5
+        found.CopyFrom(numpy_helper.from_array(weights, initializer))
 
-    shutil.copytree(export, into)
-    proto = onnx.load(str(into / MODEL_FILE))
-    found = next(i for i in proto.graph.initializer if i.name == initializer)
-    weights = numpy_helper.to_array(found).copy()
-    weights.flat[0] += 0.5
-    found.CopyFrom(numpy_helper.from_array(weights, initializer))
-    onnx.save(proto, str(into / MODEL_FILE))
-    manifest = read_manifest(into)
-    manifest["files"].update(describe_files(into, {MODEL_FILE: "onnx"}))
-    write_manifest(into, manifest)
-    return into
+    return edit_model(export, into, move)

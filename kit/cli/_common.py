@@ -31,20 +31,29 @@ class _KitGroup(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
-def _int_list(
-    ctx: click.Context, param: click.Parameter, value: str | None
-) -> tuple[int, ...] | None:
-    if value is None:
-        return None
-    try:
-        items = tuple(int(v) for v in value.split(","))
-    except ValueError:
-        items = ()
-    if not items or any(v <= 0 for v in items):
-        raise click.BadParameter(
-            f"{value!r} must be positive integers separated by commas, like 1,3,8."
-        )
-    return items
+def _int_list_from(minimum: int, example: str) -> Any:
+    """A click callback: ``"1,3,8"`` -> ``(1, 3, 8)``, every item at least ``minimum``."""
+    kind = "positive integers" if minimum == 1 else f"integers from {minimum}"
+
+    def parse(
+        ctx: click.Context, param: click.Parameter, value: str | None
+    ) -> tuple[int, ...] | None:
+        if value is None:
+            return None
+        try:
+            items = tuple(int(v) for v in value.split(","))
+        except ValueError:
+            items = ()
+        if not items or any(v < minimum for v in items):
+            raise click.BadParameter(
+                f"{value!r} must be {kind} separated by commas, like {example}."
+            )
+        return items
+
+    return parse
+
+
+_int_list = _int_list_from(1, "1,3,8")
 
 
 def _shape(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:

@@ -184,6 +184,7 @@ def export(
         raise click.BadParameter(
             "int8 and fp16 variants need onnx in --formats.", param_hint="--precision"
         )
+    from ..data import parity_samples
     from ..models import load_network, resolve_spec
 
     spec = resolve_spec(model_name, input_shape)
@@ -205,7 +206,9 @@ def export(
         keep_failed=keep_failed,
     )
     try:
-        result = export_model(spec, model, out_dir, source, options, real=_real(spec, data_dir))
+        result = export_model(
+            spec, model, out_dir, source, options, real=parity_samples(spec, data_dir)
+        )
     except ParityError as exc:
         _explain_parity_failure(exc)
         raise
@@ -264,7 +267,7 @@ def _names(text: str | None) -> list[str] | None:
     return [n.strip() for n in text.split(",")] if text else None
 
 
-def _localise(artifact_dir: Path, report: Any, real: Any, asked: bool) -> list[Any]:
+def _localise(artifact_dir: Path, spec: Any, report: Any, real: Any, asked: bool) -> list[Any]:
     """Layer-by-layer localisation: when asked, or when an ONNX comparison failed."""
     diverged = any(
         c.artifact == "onnx" and c.kind in ("tolerance", "nonfinite") for c in report.failures
@@ -278,11 +281,7 @@ def _localise(artifact_dir: Path, report: Any, real: Any, asked: bool) -> list[A
     from ..parity import random_inputs
 
     _, model = rebuild_reference(artifact_dir, read_manifest(artifact_dir))
-    x = (
-        real[1][:32].numpy()
-        if real is not None
-        else random_inputs(_input_shape(artifact_dir), (2,))[0][1]
-    )
+    x = real[1][:32].numpy() if real is not None else random_inputs(spec.input_shape, (2,))[0][1]
     return explain_export(
         artifact_dir,
         model,
@@ -293,10 +292,6 @@ def _localise(artifact_dir: Path, report: Any, real: Any, asked: bool) -> list[A
     )
 
 
-def _input_shape(artifact_dir: Path) -> tuple[int, ...]:
-    return tuple(read_manifest(artifact_dir)["model"]["input_shape"])
-
-
 def _write_text(path: Path, text: str) -> None:
     from .._files import write_text_atomic
 
@@ -304,15 +299,6 @@ def _write_text(path: Path, text: str) -> None:
         write_text_atomic(path, text)
     except OSError as exc:
         raise UsageError(f"Cannot write {path}: {exc.strerror}.") from None
-
-
-def _real(spec: Any, data_dir: Path | None, count: int = 256) -> Any:
-    """Real test samples for parity: from ``data_dir``, or the bundled MNIST for digit nets."""
-    from ..data import real_samples
-
-    if data_dir is None and spec.recipe.dataset != "mnist":
-        return None
-    return real_samples(spec, data_dir, count=count)
 
 
 def _explain_parity_failure(exc: ParityError) -> None:
@@ -401,16 +387,15 @@ def parity(
       kit parity exported/mnist_cnn --runtime python --runtime node
     """
     from ..artifact import read_manifest
-    from ..export.verify import verify_saved
-    from ..models import resolve_spec
+    from ..data import parity_samples
+    from ..export.verify import saved_spec, verify_saved
 
-    info = read_manifest(artifact_dir)["model"]
-    spec = resolve_spec(info.get("factory") or info["name"], tuple(info["input_shape"]))
+    spec = saved_spec(read_manifest(artifact_dir))
     if model_name and not endpoint:
         raise click.BadParameter(
             "names a model on --endpoint; give --endpoint too.", param_hint="--model-name"
         )
-    real = _real(spec, data_dir, samples)
+    real = parity_samples(spec, data_dir, samples)
     report = verify_saved(
         artifact_dir,
         atol=atol,
@@ -423,7 +408,7 @@ def parity(
     )
     if junit is not None:
         _write_text(junit, report.to_junit())
-    found = _localise(artifact_dir, report, real, explain) if not endpoint else []
+    found = _localise(artifact_dir, spec, report, real, explain) if not endpoint else []
     _report_out(report, as_json, {"explain": [f.to_dict() for f in found]} if found else None)
     for localisation in found if not as_json else []:
         click.echo("\n" + localisation.format_table())
@@ -501,10 +486,9 @@ def quantize(
     """
     from ..artifact import read_manifest
     from ..export.quantize import add_variant, calibration_sets
-    from ..models import resolve_spec
+    from ..export.verify import saved_spec
 
-    info = read_manifest(artifact_dir)["model"]
-    spec = resolve_spec(info.get("factory") or info["name"], tuple(info["input_shape"]))
+    spec = saved_spec(read_manifest(artifact_dir))
     calibration, held_out = calibration_sets(
         spec,
         dataset=dataset,

@@ -7,22 +7,14 @@ from pathlib import Path
 import click
 
 from ..runtime.config import ServerConfig
-from ._common import _int_list, cli
+from ._common import _int_list, _int_list_from, cli
 
 #: kit serve's defaults: the same batching on one machine and on a fleet
 _SERVING = ServerConfig()
 
 
-def _gpu_list(
-    ctx: click.Context, param: click.Parameter, value: str | None
-) -> tuple[int, ...] | None:
-    """``"0,1"`` -> ``(0, 1)``: GPU indices, from 0."""
-    if value is None:
-        return None
-    items = [v.strip() for v in value.split(",")]
-    if not all(v.isdigit() for v in items):
-        raise click.BadParameter(f"{value!r} must be GPU indices separated by commas, like 0,1.")
-    return tuple(int(v) for v in items)
+#: GPU indices count from 0
+_gpu_list = _int_list_from(0, "0,1")
 
 
 @cli.command()

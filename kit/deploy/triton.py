@@ -22,9 +22,10 @@ import onnx
 from google.protobuf import text_format
 from onnx import helper
 
-from ..artifact import MODEL_FILE, VARIANT_FILES, ModelFacts, read_manifest
+from ..artifact import MODEL_FILE, ModelFacts, read_manifest
 from ..errors import ArtifactError, UsageError
 from ..runtime.config import ServerConfig
+from ..runtime.protocol import OUTPUT_DATATYPES
 
 __all__ = [
     "CONFIG_FILE",
@@ -36,17 +37,6 @@ __all__ = [
 
 CONFIG_FILE = "config.pbtxt"
 VERSION_DIR = "1"
-#: numpy dtype -> Triton's data type
-_TRITON_TYPES = {
-    "float32": "TYPE_FP32",
-    "float16": "TYPE_FP16",
-    "float64": "TYPE_FP64",
-    "int64": "TYPE_INT64",
-    "int32": "TYPE_INT32",
-    "int8": "TYPE_INT8",
-    "uint8": "TYPE_UINT8",
-    "bool": "TYPE_BOOL",
-}
 
 
 def _pb() -> Any:
@@ -92,9 +82,10 @@ def _tensors(values: Any) -> list[_Tensor]:
     found = []
     for v in values:
         t = v.type.tensor_type
-        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)).name
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type))
         dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
-        found.append(_Tensor(v.name, _TRITON_TYPES.get(dtype, "TYPE_INVALID"), dims[1:]))
+        # Triton's names are the inference protocol's, prefixed
+        found.append(_Tensor(v.name, f"TYPE_{OUTPUT_DATATYPES.get(dtype, 'INVALID')}", dims[1:]))
     return found
 
 
@@ -245,6 +236,11 @@ def models_of(export: Path) -> list[tuple[str, Path, ModelFacts | None]]:
         raise ArtifactError(f"{export} has no {MODEL_FILE}; export with onnx in --formats.")
     found = [(name, export / MODEL_FILE, facts)]
     for precision, record in (manifest.get("variants") or {}).items():
-        if (export / VARIANT_FILES[precision]).is_file():
-            found.append((f"{name}_{precision}", export / record["file"], facts))
+        path = export / record["file"]
+        if not path.is_file():
+            raise ArtifactError(
+                f"{export}'s manifest lists the {precision} variant but {path.name} is missing; "
+                f"run kit quantize {export} --precision {precision} again."
+            )
+        found.append((f"{name}_{precision}", path, facts))
     return found

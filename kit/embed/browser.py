@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import KitError
 from ._explain import explain
+from .node import JS_DTYPES
 from .packages import ORT_JS_VERSION, WEB_FILES, RuntimeMissing, find_browser, install_web_files
 
 __all__ = ["BROWSER_RUNTIME", "BrowserError", "browser_ready", "run_in_browser"]
@@ -31,7 +32,6 @@ __all__ = ["BROWSER_RUNTIME", "BrowserError", "browser_ready", "run_in_browser"]
 #: how reports name this runtime
 BROWSER_RUNTIME = f"onnxruntime-web {ORT_JS_VERSION} (wasm, chromium)"
 
-_DTYPES = {"float32": "<f4", "float16": "<f2", "int64": "<i8", "int32": "<i4", "uint8": "u1"}
 
 #: runs every batch in the page; outputs come back as base64 of their bytes
 _RUN = """async ({batches}) => {
@@ -145,7 +145,9 @@ def run_in_browser(model: Path, batches: Sequence[np.ndarray]) -> list[list[np.n
         raise BrowserError(explain(BROWSER_RUNTIME, result["error"], model))
     return [
         [
-            np.frombuffer(base64.b64decode(o["data"]), dtype=_DTYPES[o["type"]]).reshape(o["dims"])
+            np.frombuffer(base64.b64decode(o["data"]), dtype=JS_DTYPES[o["type"]]).reshape(
+                o["dims"]
+            )
             for o in outputs
         ]
         for outputs in result["answers"]

@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,22 +19,22 @@ from ..errors import KitError
 from ._explain import explain
 from .packages import ORT_JS_VERSION, install_node_package, node_version
 
-__all__ = ["NODE_RUNTIME", "NodeError", "run_in_node"]
+__all__ = ["JS_DTYPES", "NODE_RUNTIME", "NodeError", "run_in_node"]
 
 RUNNER = Path(__file__).with_name("runner.mjs")
 #: how reports name this runtime
 NODE_RUNTIME = f"onnxruntime-node {ORT_JS_VERSION} (cpu)"
 
-#: onnxruntime-node's tensor types -> numpy
-_DTYPES = {
-    "float32": np.float32,
-    "float16": np.float16,
-    "float64": np.float64,
-    "int64": np.int64,
-    "int32": np.int32,
-    "int8": np.int8,
-    "uint8": np.uint8,
-    "bool": np.bool_,
+#: onnxruntime-js tensor types (node and web alike) -> little-endian numpy dtypes
+JS_DTYPES: dict[str, np.dtype[Any]] = {
+    "float32": np.dtype("<f4"),
+    "float16": np.dtype("<f2"),
+    "float64": np.dtype("<f8"),
+    "int64": np.dtype("<i8"),
+    "int32": np.dtype("<i4"),
+    "int8": np.dtype("i1"),
+    "uint8": np.dtype("u1"),
+    "bool": np.dtype("?"),
 }
 
 
@@ -78,11 +79,6 @@ def _read_result(
     if "error" in result:
         raise NodeError(explain(NODE_RUNTIME, result["error"], model))
     return [
-        [
-            np.fromfile(o["file"], dtype=np.dtype(_DTYPES[o["type"]]).newbyteorder("<")).reshape(
-                o["dims"]
-            )
-            for o in outputs
-        ]
+        [np.fromfile(o["file"], dtype=JS_DTYPES[o["type"]]).reshape(o["dims"]) for o in outputs]
         for outputs in result["batches"]
     ]

@@ -16,16 +16,9 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ..errors import ArtifactError, UsageError, first_line
+from ..runtime.protocol import OUTPUT_DATATYPES
 
 __all__ = ["Endpoint", "connect"]
-
-_DATATYPES = {
-    "float32": "FP32",
-    "float16": "FP16",
-    "float64": "FP64",
-    "int64": "INT64",
-    "int32": "INT32",
-}
 
 
 @dataclass
@@ -131,7 +124,7 @@ def metadata_problems(endpoint: Endpoint, manifest: dict[str, Any]) -> list[str]
         expected = [
             (
                 t["name"],
-                _DATATYPES.get(t["dtype"], t["dtype"]),
+                OUTPUT_DATATYPES.get(np.dtype(t["dtype"]), t["dtype"]),
                 [d if isinstance(d, int) else -1 for d in t["shape"]],
             )
             for t in manifest.get(kind, [])

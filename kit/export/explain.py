@@ -145,11 +145,11 @@ def _module_outputs(proto: onnx.ModelProto, leaves: set[str]) -> dict[str, tuple
     return found
 
 
-def _onnx_values(path: Path, values: list[str], x: np.ndarray) -> dict[str, np.ndarray]:
-    """The named intermediate values of the ONNX file for ``x``."""
+def _onnx_values(proto: onnx.ModelProto, values: list[str], x: np.ndarray) -> dict[str, np.ndarray]:
+    """The named intermediate values of the graph for ``x`` (``proto`` gains them as outputs)."""
     import onnxruntime as ort
 
-    proto = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    proto = onnx.shape_inference.infer_shapes(proto)
     known = {v.name: v for v in proto.graph.value_info}
     outputs = {o.name for o in proto.graph.output}
     for name in values:
@@ -195,9 +195,9 @@ def localise(
     """Compare every leaf module's output in the ONNX file at ``path`` with eager ``model``
     on the batch ``x`` (``variant``: also say which layer loses the most)."""
     leaves = {name for name, m in model.named_modules() if name and not list(m.children())}
-    proto = onnx.load(str(path), load_external_data=False)
+    proto = onnx.load(str(path))  # once: a VGG's graph holds half a gigabyte of weights
     outputs = _module_outputs(proto, leaves)
-    onnx_side = _onnx_values(path, [v for v, _, _ in outputs.values()], x)
+    onnx_side = _onnx_values(proto, [v for v, _, _ in outputs.values()], x)
     eager_side = _eager_values(model, list(outputs), x)
     layers = []
     for module, (value, node, label) in outputs.items():

@@ -45,6 +45,7 @@ __all__ = [
     "check_endpoint",
     "js_runners",
     "rebuild_reference",
+    "saved_spec",
     "torch_runner",
     "verify_saved",
 ]
@@ -312,6 +313,13 @@ def _agreement(
     return row
 
 
+def saved_spec(manifest: dict[str, Any]) -> Any:
+    """The network's spec as an export's manifest records it (a registered name or a
+    user's factory, at the input shape it was exported with)."""
+    info = manifest["model"]
+    return resolve_spec(info.get("factory") or info["name"], tuple(info["input_shape"]))
+
+
 def rebuild_reference(artifact_dir: Path, manifest: dict[str, Any]) -> tuple[Any, nn.Module]:
     """The spec and eager network an export was made from, as its manifest records.
 
@@ -319,7 +327,7 @@ def rebuild_reference(artifact_dir: Path, manifest: dict[str, Any]) -> tuple[Any
         ArtifactError: the weights file is missing or does not match its sha256.
     """
     info = manifest["model"]
-    spec = resolve_spec(info.get("factory") or info["name"], tuple(info["input_shape"]))
+    spec = saved_spec(manifest)
     weights = info.get("weights")
     path = None
     if weights:

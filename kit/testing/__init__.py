@@ -29,16 +29,12 @@ def parity_report(
     provider, endpoint).
     """
     from ..artifact import read_manifest
-    from ..data import real_samples
-    from ..export.verify import verify_saved
-    from ..models import resolve_spec
+    from ..data import parity_samples
+    from ..export.verify import saved_spec, verify_saved
 
     path = Path(artifact_dir)
-    info = read_manifest(path)["model"]
-    spec = resolve_spec(info.get("factory") or info["name"], tuple(info["input_shape"]))
-    real = None
-    if data_dir is not None or spec.recipe.dataset == "mnist":
-        real = real_samples(spec, Path(data_dir) if data_dir else None)
+    spec = saved_spec(read_manifest(path))
+    real = parity_samples(spec, Path(data_dir) if data_dir else None)
     return verify_saved(path, real=real, runtimes=runtimes, **options)
 
 

@@ -72,14 +72,8 @@ def pytest_collection_modifyitems(
         for export in _exports(Path(root)):
             report = parity_report(export, runtimes=runtimes)
             table = report.format_table()
-            rows = [(f"files: {p}", p) for p in report.problems]
-            if not report.problems:
-                rows.insert(0, ("files: sha256 match the manifest", None))
-            rows += [
-                (report.case_name(c), None if c.passed else report.failure_text(c))
-                for c in report.comparisons
-            ]
-            for name, failure in rows:
+            passed_files = [] if report.problems else [("files: sha256 match the manifest", None)]
+            for name, failure in passed_files + report.cases():
                 items.append(
                     ParityItem.from_parent(
                         session,
