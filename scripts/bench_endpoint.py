@@ -26,7 +26,7 @@ def main() -> None:
     export = ROOT / "exported" / "mnist_cnn"
     spec = resolve_spec(read_manifest(export)["model"]["name"])
     real = real_samples(spec, None, count=10_000)
-    proc, port, ready = start_server(ROOT / "exported", "--max-batch-size", "256")
+    proc, port, ready = start_server(export, "--max-batch-size", "256")
     print(f"# {env_info()}; kit serve ready in {ready:.1f} s")
     try:
         for i in range(args.rounds):

@@ -15,6 +15,8 @@ from kit.data import BUNDLED_MNIST
 ROOT = Path(__file__).resolve().parent.parent
 MNIST_DIR = Path(os.environ.get("KIT_TEST_DATA", BUNDLED_MNIST))
 SHIPPED = ROOT / "exported"
+#: the reference models the repository tracks in exported/ (exported/.gitignore)
+SHIPPED_MODELS = ("lenet", "mnist_cnn")
 
 
 @pytest.fixture(scope="session")
@@ -38,11 +40,28 @@ def lenet_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def shipped_mnist_cnn() -> Path:
-    path = SHIPPED / "mnist_cnn"
-    if not (path / MANIFEST).is_file():
-        pytest.fail(f"The shipped reference model is missing at {path}; see exported/README.md.")
-    return path
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the reference models the repository ships, and nothing else.
+
+    Tests never read the working tree's exported/ itself: whatever else a user exported
+    there (the README's first command writes exported/alexnet/) must not change them.
+    """
+    import shutil
+
+    copy = tmp_path_factory.mktemp("shipped") / "exported"
+    for name in SHIPPED_MODELS:
+        path = SHIPPED / name
+        if not (path / MANIFEST).is_file():
+            pytest.fail(
+                f"The shipped reference model is missing at {path}; see exported/README.md."
+            )
+        shutil.copytree(path, copy / name)
+    return copy
+
+
+@pytest.fixture(scope="session")
+def shipped_mnist_cnn(shipped: Path) -> Path:
+    return shipped / "mnist_cnn"
 
 
 @pytest.fixture(scope="session")
@@ -108,15 +127,16 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def kit_server(shipped_mnist_cnn: Path) -> Iterator[str]:
-    """kit serve over the shipped models (mnist_cnn, lenet and their int8 variants): its URL."""
+def kit_server(shipped: Path) -> Iterator[str]:
+    """kit serve over a copy of the shipped models (mnist_cnn, lenet and their int8
+    variants): its URL."""
     import subprocess
     import sys
     import time
     import urllib.request
 
     port = free_port()
-    command = [sys.executable, "-m", "kit", "serve", str(shipped_mnist_cnn.parent)]
+    command = [sys.executable, "-m", "kit", "serve", str(shipped)]
     proc = subprocess.Popen(
         [*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )

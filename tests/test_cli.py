@@ -75,8 +75,11 @@ def test_export_then_parity(tmp_path: Path) -> None:
     )
     assert code == 0, out
     assert "parity lenet" in out and "PASSED" in out
+    untrained = "lenet has random weights drawn from seed 0 (no --weights given); pass --weights"
+    assert untrained in out
     manifest = json.loads((tmp_path / "lenet" / MANIFEST).read_text())
     assert manifest["opset"] == 18 and sorted(manifest["files"]) == ["model.onnx", "model.pt2"]
+    assert manifest["model"]["weights"] is None and untrained in manifest["model"]["note"]
     code, out = run("parity", str(tmp_path / "lenet"), "--json")
     assert code == 0 and json.loads(out)["passed"] is True
 
@@ -151,6 +154,8 @@ def test_pt_weights_load_with_weights_only(tmp_path: Path) -> None:
     )
     assert code == 0, out
     assert (tmp_path / "o" / "lenet" / WEIGHTS_FILE).is_file()
+    assert "random weights" not in out
+    assert json.loads((tmp_path / "o" / "lenet" / MANIFEST).read_text())["model"]["note"] is None
 
 
 def test_missing_and_unreadable_weights(tmp_path: Path) -> None:

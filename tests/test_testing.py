@@ -71,16 +71,22 @@ def test_junit_report(lenet_export: Path, tmp_path: Path) -> None:
     assert code.exit_code == 2 and "Cannot write" in code.output
 
 
-def test_the_workflow_runs_the_readme_test_command_and_parity() -> None:
+def test_ci_runs_the_readme_commands_in_order_and_the_workflow_too() -> None:
     import re
+    import subprocess
 
     import yaml
 
     root = Path(__file__).resolve().parent.parent
     readme = (root / "README.md").read_text()
-    test_command = re.findall(r"```bash\n(python3\.11 -m venv .*?)\n```", readme)[1]
+    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```bash\n(.*?)\n```", quick_start)
+    assert len(commands) == 2 and "kit export" in commands[0] and "scripts/test.sh" in commands[1]
+    printed = subprocess.run(
+        [str(root / ".ci" / "run"), "--print"], capture_output=True, text=True, check=True
+    ).stdout
+    assert printed.splitlines() == commands  # the main job first, then the tests
     workflow = yaml.safe_load((root / ".github" / "workflows" / "ci.yml").read_text())
     runs = [step.get("run", "") for step in workflow["jobs"]["test"]["steps"]]
-    assert test_command in runs
+    assert ".ci/run" in runs
     assert any("kit parity exported/" in r and "--junit" in r for r in runs)
-    assert test_command in (root / ".ci" / "run").read_text()

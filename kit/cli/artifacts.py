@@ -219,7 +219,12 @@ def export(
     files = read_manifest(result.directory)["files"] if variants else result.manifest["files"]
     if as_json:
         _echo_json(
-            {"directory": str(result.directory), "files": files, "parity": result.report.to_dict()}
+            {
+                "directory": str(result.directory),
+                "files": files,
+                "notes": result.notes,
+                "parity": result.report.to_dict(),
+            }
         )
         return
     click.echo(result.report.format_table())

@@ -305,7 +305,8 @@ def export_model(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    notes = [written.mobile.summary()] if written.mobile else []
+    notes = [n for n in (source.random_weights_note(spec.name),) if n]
+    notes += [written.mobile.summary()] if written.mobile else []
     return ExportResult(directory=target, report=report, manifest=manifest, notes=notes)
 
 

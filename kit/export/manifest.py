@@ -63,6 +63,15 @@ class Provenance:
     weights: Path | None = None
     weights_sha256: str | None = None
 
+    def random_weights_note(self, name: str) -> str | None:
+        """One line saying the export holds untrained weights (None when it does not)."""
+        if self.weights is not None:
+            return None
+        return (
+            f"{name} has random weights drawn from seed {self.seed} (no --weights given); "
+            "pass --weights FILE to export trained weights"
+        )
+
 
 def build_manifest(
     facts: ModelFacts,
@@ -93,6 +102,7 @@ def build_manifest(
             "input_shape": list(facts.input_shape),
             "seed": source.seed,
             "weights": weights,
+            "note": source.random_weights_note(facts.name),
         },
         "facts": facts.to_dict(),
         "inputs": [
