@@ -20,7 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from .artifact import FILE_NAMES, MODEL_FILE, read_manifest
+from ._table import format_table
+from .artifact import MODEL_FILE, read_manifest, verify_files
+from .errors import ArtifactError
+from .parity import Runner
 
 __all__ = ["BenchRow", "bench", "count_macs", "format_rows", "peak_gmacs", "plot_rows"]
 
@@ -136,61 +139,22 @@ def _peak_at(n: int, seconds: float) -> dict[str, float]:
     return peaks
 
 
-def _runners(
-    directory: Path, manifest: dict[str, Any]
-) -> list[tuple[str, str, Callable[..., Any]]]:
-    """``(artifact, runtime, make_run)`` where ``make_run(x)`` returns a zero-argument run."""
-    import torch
+def _runners(directory: Path, factory: str | None) -> list[Runner]:
+    """Eager PyTorch and every artifact of the export (CUDA with and without IOBinding when
+    a GPU is present), from the runner registry."""
+    from .runners import RunnerOptions, make_runners
+    from .runners.torch import eager_runner
+    from .verify import rebuild_reference
 
-    from . import runtime as kr
-    from .export.program import load_program
-    from .export.torchscript import load_torchscript
-    from .export.verify import rebuild_reference
-
-    _, eager = rebuild_reference(directory, manifest)
-
-    def torch_run(module: Any) -> Callable[[np.ndarray], Callable[[], object]]:
-        def make(x: np.ndarray) -> Callable[[], object]:
-            t = torch.from_numpy(x)
-
-            def run() -> object:
-                with torch.no_grad():
-                    return module(t)
-
-            return run
-
-        return make
-
-    def onnx_run(model: Any) -> Callable[[np.ndarray], Callable[[], object]]:
-        return lambda x: lambda: model.predict(x, validate=False)
-
-    found: list[tuple[str, str, Callable[..., Any]]] = [("eager", "torch (cpu)", torch_run(eager))]
-    files = manifest["files"]
-    if FILE_NAMES["torchscript"] in files:
-        module = load_torchscript(directory / FILE_NAMES["torchscript"])
-        found.append(("torchscript", "torch.jit (cpu)", torch_run(module)))
-    if FILE_NAMES["pt2"] in files:
-        found.append(
-            ("pt2", "torch.export (cpu)", torch_run(load_program(directory / FILE_NAMES["pt2"])))
-        )
-    for precision in ["fp32", *(manifest.get("variants") or {})]:
-        artifact = "onnx" if precision == "fp32" else f"onnx {precision}"
-        cpu = kr.load(
-            directory, precision=precision, providers=["CPUExecutionProvider"], warmup=False
-        )
-        found.append((artifact, "onnxruntime cpu", onnx_run(cpu)))
-        if kr.session.cuda_available():
-            for binding in (False, True):
-                gpu = kr.load(
-                    directory,
-                    precision=precision,
-                    providers=kr.session.cuda_providers(),
-                    warmup=False,
-                    io_binding=binding,
-                )
-                label = "onnxruntime cuda" + (" + iobinding" if binding else "")
-                found.append((artifact, label, onnx_run(gpu)))
-    return found
+    manifest = read_manifest(directory)
+    if problems := verify_files(directory, manifest.files):
+        raise ArtifactError(f"Refusing to bench {directory}: {'; '.join(problems)}.")
+    spec, eager = rebuild_reference(directory, manifest, factory)
+    options = RunnerOptions(provider="auto", io_binding=True)
+    return [
+        eager_runner(eager, spec.name),
+        *make_runners(directory, manifest.artifacts(), options=options),
+    ]
 
 
 def bench(
@@ -199,6 +163,7 @@ def bench(
     batch_sizes: Sequence[int] = (1, 8, 32),
     seconds: float = 1.0,
     progress: bool = True,
+    factory: str | None = None,
 ) -> tuple[list[BenchRow], dict[str, Any]]:
     """Benchmark every artifact of ``directory`` at each batch size.
 
@@ -211,9 +176,9 @@ def bench(
     from tqdm.auto import tqdm
 
     manifest = read_manifest(directory)
-    shape = tuple(manifest["model"]["input_shape"])
-    runners = _runners(directory, manifest)
-    macs = count_macs(directory / MODEL_FILE)
+    shape = tuple(manifest.model.input_shape)
+    runners = _runners(directory, factory)
+    macs = count_macs(directory / MODEL_FILE) if MODEL_FILE in manifest.files else 0
     before = peak_gmacs()
     rows: list[BenchRow] = []
     bar = tqdm(
@@ -222,12 +187,13 @@ def bench(
         disable=not progress or None,
         leave=False,
     )
-    for artifact, runtime, make in runners:
+    for runner in runners:
         for b in batch_sizes:
-            bar.set_postfix_str(f"{artifact} {runtime} b={b}")
+            bar.set_postfix_str(f"{runner.artifact} {runner.runtime} b={b}")
             x = np.random.default_rng(b).standard_normal((b, *shape), dtype=np.float32)
-            row = _row(artifact, runtime, b, _time(make(x), seconds))
-            if macs and "cuda" not in runtime:
+            times = _time(functools.partial(runner.run, x), seconds)
+            row = _row(runner.artifact, runner.runtime, b, times)
+            if macs and "CUDA" not in runner.runtime:
                 row.peak_share = 0.0  # filled in once the peak is known
             rows.append(row)
             bar.update()
@@ -260,7 +226,7 @@ def _kind(artifact: str) -> str:
 def format_rows(rows: list[BenchRow], hardware: dict[str, Any]) -> str:
     """A fixed-width table of the rows, with the hardware facts under it."""
     head = ("artifact", "runtime", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "of peak")
-    table = [head] + [
+    table = [
         (
             r.artifact,
             r.runtime,
@@ -271,10 +237,7 @@ def format_rows(rows: list[BenchRow], hardware: dict[str, Any]) -> str:
         )
         for r in rows
     ]
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    lines = [
-        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in table
-    ]
+    lines = [format_table(head, table, last_free=False)]
     peaks = ", ".join(f"{k} {v:.1f} GMAC/s" for k, v in hardware["peak_gmacs"].items())
     lines.append(
         f"{hardware['macs_per_sample'] / 1e6:.1f} M multiply-adds per sample; onnxruntime's "

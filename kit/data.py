@@ -21,12 +21,14 @@ from torch.utils.data import Dataset, TensorDataset
 
 from architectures import ModelSpec
 
-from .errors import DataError
+from .errors import DataError, UsageError
 
 __all__ = [
     "BUNDLED_MNIST",
     "DATASETS",
     "DataBundle",
+    "arrays",
+    "calibration_sets",
     "default_data_dir",
     "load_dataset",
     "parity_samples",
@@ -65,6 +67,8 @@ class DataBundle:
     name: str
     num_classes: int
     description: str
+    #: the data's own name for each class (an ImageFolder's folder names), when it has them
+    class_names: tuple[str, ...] = ()
 
 
 def default_data_dir() -> Path | None:
@@ -156,6 +160,7 @@ def load_mnist(data_dir: Path, spec: ModelSpec) -> DataBundle:
         num_classes=10,
         description=f"MNIST from {_where(data_dir)}: {len(train[1])} training, "
         f"{len(test[1])} test images",
+        class_names=tuple(str(i) for i in range(10)),
     )
 
 
@@ -248,7 +253,7 @@ def _cifar10(data_dir: Path, spec: ModelSpec, download: bool) -> DataBundle:
         test = CIFAR10(str(data_dir), train=False, transform=tf, download=download)
     except RuntimeError as exc:
         raise DataError(f"CIFAR-10 not found in {data_dir} ({exc}); pass --download.") from None
-    return DataBundle(train, test, "cifar10", 10, f"CIFAR-10 from {data_dir}")
+    return DataBundle(train, test, "cifar10", 10, f"CIFAR-10 from {data_dir}", tuple(train.classes))
 
 
 def _imagefolder(data_dir: Path, spec: ModelSpec) -> DataBundle:
@@ -274,6 +279,7 @@ def _imagefolder(data_dir: Path, spec: ModelSpec) -> DataBundle:
         "imagefolder",
         len(train_ds.classes),
         f"ImageFolder {data_dir}: {len(train_ds)} training, {len(test_ds)} val images",
+        tuple(train_ds.classes),
     )
 
 
@@ -303,3 +309,60 @@ def parity_samples(
     if data_dir is None and spec.recipe.dataset != "mnist":
         return None
     return real_samples(spec, data_dir, count=count)
+
+
+def calibration_sets(
+    spec: Any,
+    *,
+    dataset: str | None,
+    data_dir: Path | None,
+    size: int,
+    random: bool,
+    seed: int = 0,
+) -> tuple[tuple[str, np.ndarray], tuple[str, np.ndarray, np.ndarray | None]]:
+    """``(calibration, held_out)`` for ``spec``: training samples and the labelled test split
+    of its data set, or seeded random inputs when ``random`` (accuracy then unverified).
+
+    Raises:
+        UsageError: no real data to calibrate on and ``random`` not asked for.
+        DataError: the data set is missing or does not fit the network.
+    """
+    rng = np.random.default_rng(seed)
+    shape = tuple(spec.input_shape)
+    if random:
+        calibration = rng.standard_normal((size, *shape), dtype=np.float32)
+        held_out = rng.standard_normal((256, *shape), dtype=np.float32)
+        return (f"{size} random normal inputs (accuracy unverified)", calibration), (
+            "256 random normal inputs (top-1 agreement only)",
+            held_out,
+            None,
+        )
+    name = dataset or spec.recipe.dataset
+    if name == "fake" and data_dir is None:
+        raise UsageError(
+            f"{spec.name} has no training data to calibrate on: pass --data-dir (and "
+            "--dataset), or --random-calibration to accept an unverified accuracy."
+        )
+    data = load_dataset(name, spec, data_dir=data_dir)
+    train_x, _ = arrays(data.train, rng.permutation(len(data.train))[:size])  # type: ignore[arg-type]
+    test_x, test_y = arrays(data.test)
+    return (f"{len(train_x)} {name} training samples", train_x), (
+        f"{len(test_x)} {name} test samples",
+        test_x,
+        test_y,
+    )
+
+
+def arrays(dataset: Any, index: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Samples ``index`` (default: all) of a dataset as float32 images and int labels."""
+    if index is None:
+        index = np.arange(len(dataset))
+    if isinstance(dataset, TensorDataset):
+        images, labels = dataset.tensors
+        i = torch.from_numpy(index)
+        return images[i].numpy().astype(np.float32), labels[i].numpy()
+    pairs = [dataset[int(j)] for j in index]
+    return (
+        np.stack([np.asarray(p[0], dtype=np.float32) for p in pairs]),
+        np.asarray([int(p[1]) for p in pairs]),
+    )

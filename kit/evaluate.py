@@ -7,10 +7,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import TensorDataset
 
-from .data import DataBundle, load_dataset
-from .errors import DataError
+from .data import DataBundle, arrays, load_dataset
+from .errors import ArtifactError, DataError
 from .models import load_network, resolve_spec
 from .train import evaluate, pick_device
 
@@ -52,47 +51,52 @@ def _check_classes(name: str, classes: int | None, data: DataBundle) -> None:
 
 
 def evaluate_exported(
-    artifact_dir: Path, data_dir: Path | None, *, dataset: str | None = None
+    artifact_dir: Path,
+    data_dir: Path | None,
+    *,
+    dataset: str | None = None,
+    factory: str | None = None,
 ) -> dict[str, Any]:
-    """Accuracy of an exported ONNX model through kit.runtime, and its top-1 agreement
-    with the eager network rebuilt from the manifest; the same for each variant."""
-    from . import runtime
-    from .artifact import read_manifest
-    from .export.verify import rebuild_reference
+    """Accuracy of an exported ONNX model and of each variant on onnxruntime (runners from
+    :mod:`kit.runners`, as apps run them), and their top-1 agreement with the eager network
+    rebuilt from the manifest."""
+    from .artifact import read_manifest, verify_files
+    from .runners import make_runners
+    from .runners.torch import eager_run
+    from .verify import rebuild_reference
 
     manifest = read_manifest(artifact_dir)
-    spec, reference = rebuild_reference(artifact_dir, manifest)
+    if problems := verify_files(artifact_dir, manifest.files):
+        raise ArtifactError(f"Refusing to evaluate {artifact_dir}: {'; '.join(problems)}.")
+    spec, reference = rebuild_reference(artifact_dir, manifest, factory)
     data = load_dataset(dataset or spec.recipe.dataset, spec, data_dir=data_dir)
-    images, labels = _test_arrays(data)
-    with torch.no_grad():
-        ref = np.concatenate([reference(x).argmax(1).numpy() for x in _chunks(images)])
+    images, labels = arrays(data.test)
+    eager = _top1(eager_run(reference, spec.name), images)
+    onnx_files = [a for a in manifest.artifacts() if a.format == "onnx"]
     result: dict[str, Any] = {"model": spec.name, "data": data.description}
-    for precision in ["fp32", *(manifest.get("variants") or {})]:
-        model = runtime.load(artifact_dir, precision=precision)
-        pred = np.concatenate(
-            [model.predict(x.numpy())[model.output_names[0]].argmax(1) for x in _chunks(images)]
-        )
-        scores = _scores(pred, labels, ref)
-        if precision == "fp32":
-            result |= {"runtime": f"onnxruntime {model.provider}", **scores}
+    for runner in make_runners(artifact_dir, onnx_files, options=_cpu()):
+        scores = _scores(_top1(runner.run, images), labels, eager)
+        if runner.precision == "fp32":
+            result |= {"runtime": f"onnxruntime {runner.runtime}", **scores}
         else:
-            result.setdefault("variants", {})[precision] = scores
+            result.setdefault("variants", {})[runner.precision] = scores
     return result
 
 
-def _test_arrays(data: DataBundle) -> tuple[torch.Tensor, np.ndarray]:
-    test = data.test
-    if isinstance(test, TensorDataset):
-        images, labels = test.tensors
-    else:
-        pairs = [test[i] for i in range(len(test))]  # type: ignore[arg-type]
-        images = torch.stack([p[0] for p in pairs])
-        labels = torch.tensor([p[1] for p in pairs])
-    return images, labels.numpy()
+def _cpu() -> Any:
+    from .runners import RunnerOptions
+
+    return RunnerOptions(provider="cpu")
 
 
-def _chunks(images: torch.Tensor, size: int = 500) -> list[torch.Tensor]:
-    return [images[i : i + size].contiguous() for i in range(0, len(images), size)]
+def _top1(run: Any, images: np.ndarray, size: int = 500) -> np.ndarray:
+    with torch.no_grad():
+        return np.concatenate(
+            [
+                run(np.ascontiguousarray(images[i : i + size]))[0].argmax(1)
+                for i in range(0, len(images), size)
+            ]
+        )
 
 
 def _scores(pred: np.ndarray, labels: np.ndarray, eager: np.ndarray) -> dict[str, Any]:

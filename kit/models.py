@@ -8,6 +8,7 @@ reads the same facts.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -18,6 +19,7 @@ from torch import nn
 from architectures import ModelSpec, UnknownModelError, get_spec, load_factory
 
 from ._files import sha256_file
+from .artifact import CLASS_NAMES_KEY
 from .errors import KitError, UsageError, WeightsError, first_line
 
 __all__ = [
@@ -180,11 +182,33 @@ def load_weights(model: nn.Module, path: Path, state: dict[str, torch.Tensor] | 
 
 
 class Network(NamedTuple):
-    """An eager network ready to export or evaluate, and what it was built from."""
+    """An eager network ready to export or evaluate, and what it was built from (with the
+    class names its checkpoint carries from the data it was trained on, if any)."""
 
     model: nn.Module
     num_classes: int | None
     weights_sha256: str | None
+    class_names: tuple[str, ...] = ()
+
+
+def checkpoint_class_names(path: Path, classes: int | None) -> tuple[str, ...]:
+    """The class names in a ``.safetensors`` checkpoint's metadata (``kit train`` writes them
+    from the data), when they are ``classes`` strings; otherwise none."""
+    if path.suffix != ".safetensors" or not classes:
+        return ()
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            text = (f.metadata() or {}).get(CLASS_NAMES_KEY)
+        names = json.loads(text) if text else None
+    except Exception:  # unreadable metadata is no metadata: the weights were read already
+        return ()
+    if not isinstance(names, list) or len(names) != classes:
+        return ()
+    if not all(isinstance(n, str) and 0 < len(n) <= 200 for n in names):
+        return ()
+    return tuple(names)
 
 
 def _classes_for(
@@ -250,4 +274,5 @@ def load_network(
                 "pass --num-classes N if the head's size is what differs."
             ) from None
         raise
-    return Network(model, num_classes or spec.num_classes or None, sha)
+    classes = num_classes or spec.num_classes or None
+    return Network(model, classes, sha, checkpoint_class_names(weights, classes))

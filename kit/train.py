@@ -27,13 +27,22 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorData
 from architectures import ModelSpec, TrainRecipe
 
 from ._native import keep_freed_memory
-from .artifact import BEST_CHECKPOINT, LAST_CHECKPOINT, RESUME_STATE
+from .artifact import BEST_CHECKPOINT, CLASS_NAMES_KEY, LAST_CHECKPOINT, RESUME_STATE
 from .augment import random_affine
 from .data import DataBundle
 from .errors import TrainingError, UsageError
 from .models import build_model
 
-__all__ = ["Reports", "TrainConfig", "TrainResult", "evaluate", "pick_device", "train"]
+__all__ = [
+    "Reports",
+    "TrainConfig",
+    "TrainResult",
+    "checkpoint_metadata",
+    "evaluate",
+    "pick_device",
+    "train",
+    "training_record",
+]
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +285,8 @@ class _Run:
     sched: Any
     scaler: Any
     ema: Any
+    #: what every checkpoint's safetensors metadata says (its classes' names among it)
+    checkpoint_meta: dict[str, str]
 
     @property
     def main(self) -> bool:
@@ -334,8 +345,31 @@ def _prepare(cfg: TrainConfig, spec: ModelSpec, data: DataBundle) -> _Run:
     )
     return _Run(
         device, rank, world, model, classes, model, train_set, sampler, per_rank, steps, opt,
-        sched, scaler, ema,
+        sched, scaler, ema, checkpoint_metadata(spec, data, classes),
     )  # fmt: skip
+
+
+def checkpoint_metadata(spec: ModelSpec, data: DataBundle, classes: int) -> dict[str, str]:
+    """A checkpoint's safetensors metadata: the network, its class count and, when the data
+    names its classes (an ImageFolder's folders), their names, which travel into the export
+    as torchvision's ``Weights.meta`` travels with its weights."""
+    meta = {"model": spec.name, "num_classes": str(classes), "dataset": data.name}
+    if len(data.class_names) == classes:
+        meta[CLASS_NAMES_KEY] = json.dumps(list(data.class_names))
+    return meta
+
+
+def training_record(cfg: TrainConfig, data: DataBundle, result: TrainResult) -> dict[str, Any]:
+    """What an export of this run's best checkpoint records of its training."""
+    return {
+        "data": data.description,
+        "best_epoch": result.best_epoch,
+        "test_accuracy": result.best_test_acc,
+        "final_test_accuracy": result.metrics[-1]["test_acc"] if result.metrics else None,
+        "config": {
+            k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items()
+        },
+    }
 
 
 def _resume(run: _Run, cfg: TrainConfig, spec: ModelSpec, result: TrainResult) -> int:
@@ -431,7 +465,7 @@ def _checkpoint(
 ) -> None:
     """``last`` (and ``best`` when test accuracy improved) weights, then ``resume.pt``."""
     weights = _state_dict(run.eval_model)
-    meta = {"model": spec.name, "num_classes": str(run.classes)}
+    meta = run.checkpoint_meta
     _save_tensors(weights, cfg.out / LAST_CHECKPOINT, meta)
     if result.metrics[-1]["test_acc"] > result.best_test_acc or epoch == 0:
         result.best_epoch, result.best_test_acc = epoch + 1, result.metrics[-1]["test_acc"]

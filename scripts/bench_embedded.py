@@ -25,22 +25,23 @@ import numpy as np
 import torch
 from _bench import ROOT, env_info, start_server
 
-from architectures import list_models
-from kit.artifact import read_manifest
+from architectures import get_spec, list_models
+from kit.artifact import MODEL_FILE, read_manifest
 from kit.data import BUNDLED_MNIST, read_idx
 from kit.embed.browser import run_in_browser
 from kit.embed.node import run_in_node
 from kit.embed.packages import find_browser
 from kit.export import ExportOptions, Provenance, export_model
-from kit.export.verify import rebuild_reference, verify_saved
 from kit.models import build_model, resolve_spec
+from kit.verify import rebuild_reference, verify_saved
 
 SHIPPED = ROOT / "exported"
 
 
 def digits() -> np.ndarray:
     images = read_idx(BUNDLED_MNIST / "t10k-images-idx3-ubyte.gz").astype(np.float32) / 255.0
-    return ((images - 0.1307) / 0.3081)[:, None]
+    spec = get_spec("mnist_cnn")
+    return ((images - spec.mean[0]) / spec.std[0])[:, None]
 
 
 def ten_thousand_digits(chunk: int = 500) -> None:
@@ -54,7 +55,7 @@ def ten_thousand_digits(chunk: int = 500) -> None:
     batches = [x[i : i + chunk] for i in range(0, len(x), chunk)]
     for name, run in (("node", run_in_node), ("browser", run_in_browser)):
         t = time.perf_counter()
-        got = np.concatenate([o[0] for o in run(directory / "model.onnx", batches)])
+        got = np.concatenate([o[0] for o in run(directory / MODEL_FILE, batches)])
         seconds = time.perf_counter() - t
         agree = float((got.argmax(1) == eager.argmax(1)).mean())
         print(

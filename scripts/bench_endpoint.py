@@ -15,8 +15,8 @@ from _bench import ROOT, env_info, start_server
 
 from kit.artifact import read_manifest
 from kit.data import real_samples
-from kit.export.verify import verify_saved
 from kit.models import resolve_spec
+from kit.verify import verify_saved
 
 
 def main() -> None:
@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     export = ROOT / "exported" / "mnist_cnn"
-    spec = resolve_spec(read_manifest(export)["model"]["name"])
+    spec = resolve_spec(read_manifest(export).name)
     real = real_samples(spec, None, count=10_000)
     proc, port, ready = start_server(export, "--max-batch-size", "256")
     print(f"# {env_info()}; kit serve ready in {ready:.1f} s")

@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 from _bench import env_info
 
-from kit.artifact import read_manifest
+from kit.artifact import MODEL_FILE, read_manifest
 from kit.export import ExportOptions, Provenance, export_model
-from kit.export.explain import localise
-from kit.export.verify import rebuild_reference, verify_saved
 from kit.models import build_model, resolve_spec
+from kit.rule import Tolerance
+from kit.verify import rebuild_reference, verify_saved
+from kit.verify.explain import localise
 
 
 def main() -> None:
@@ -41,9 +42,8 @@ def main() -> None:
             verify_saved(result.directory, batch_sizes=(1,), provider="cpu")
             check = time.perf_counter() - t
             t = time.perf_counter()
-            found = localise(
-                result.directory / "model.onnx", reference, x, atol=spec.atol, rtol=spec.rtol
-            )
+            rule = Tolerance(spec.atol, spec.rtol)
+            found = localise(result.directory / MODEL_FILE, reference, x, rule=rule)
             explain = time.perf_counter() - t
             print(
                 f"round {i + 1}: parity check {check:.2f} s, --explain {explain:.2f} s "

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from _bench import ROOT, env_info, start_server
 
+from architectures import get_spec
 from kit.artifact import INPUT_NAME, SINGLE_OUTPUT
 from kit.data import BUNDLED_MNIST, read_idx
 
@@ -41,7 +42,8 @@ f:close()
 def bodies(model: str, out: Path) -> dict[str, tuple[Path, dict[str, str]]]:
     """The request bodies for one real test digit, as JSON and as a binary tensor."""
     digit = read_idx(BUNDLED_MNIST / "t10k-images-idx3-ubyte.gz")[0].astype(np.float32) / 255.0
-    x = ((digit - 0.1307) / 0.3081).reshape(1, 1, 28, 28).astype(np.float32)
+    spec = get_spec(model)
+    x = ((digit - spec.mean[0]) / spec.std[0]).reshape(1, 1, 28, 28).astype(np.float32)
     inp = {"name": INPUT_NAME, "shape": list(x.shape), "datatype": "FP32"}
     as_json = json.dumps({"inputs": [{**inp, "data": x.ravel().tolist()}]}).encode()
     head = json.dumps(

@@ -19,10 +19,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import kit.runtime.protocol as current
 import numpy as np
 from _bench import median_us
 
-import kit.runtime.protocol as current
 from kit.artifact import INPUT_NAME, SINGLE_OUTPUT
 
 

@@ -96,8 +96,7 @@ def edit_model(export: Path, into: Path, edit: Any) -> Path:
     edit(proto)
     onnx.save(proto, str(into / MODEL_FILE))
     manifest = read_manifest(into)
-    manifest["files"].update(describe_files(into, {MODEL_FILE: "onnx"}))
-    write_manifest(into, manifest)
+    write_manifest(into, manifest.with_files(describe_files(into, {MODEL_FILE: "onnx"})))
     return into
 
 

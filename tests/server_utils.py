@@ -15,8 +15,8 @@ import numpy as np
 import uvicorn
 
 from kit.runtime import Model
-from kit.runtime._uvicorn import uvicorn_config
-from kit.runtime.server import ServerConfig, create_app
+from kit.server._uvicorn import uvicorn_config
+from kit.server.app import ServerConfig, create_app
 
 
 @contextlib.contextmanager

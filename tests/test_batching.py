@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import uvloop
 
-from kit.runtime.batching import Batcher, BatchStats
+from kit.server.batching import Batcher, BatchStats
 
 
 def _double(x: np.ndarray) -> dict[str, np.ndarray]:

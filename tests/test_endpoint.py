@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from kit.artifact import read_manifest, write_manifest
+from kit.artifact import MANIFEST
 from kit.cli import cli
-from kit.export.endpoint import connect
+from kit.runners.endpoint import connect
 
 from .conftest import free_port
 
@@ -66,9 +66,9 @@ def test_a_server_whose_metadata_disagrees(
 ) -> None:
     copy = tmp_path / "lenet"
     shutil.copytree(lenet_export, copy)
-    manifest = read_manifest(copy)
+    manifest = json.loads((copy / MANIFEST).read_text())
     manifest["outputs"][0]["name"] = "scores"
-    write_manifest(copy, manifest)
+    (copy / MANIFEST).write_text(json.dumps(manifest))
     code, out = parity(str(copy), "--endpoint", kit_server)
     assert (
         code == 1

@@ -14,9 +14,10 @@ from click.testing import CliRunner
 from kit.artifact import read_manifest
 from kit.cli import cli
 from kit.data import read_idx
-from kit.export.explain import localise
-from kit.export.quantize import prepare, quantize_int8
-from kit.export.verify import rebuild_reference
+from kit.rule import Tolerance
+from kit.variants.quantize import prepare, quantize_int8
+from kit.verify import rebuild_reference
+from kit.verify.explain import localise
 
 from .conftest import perturb
 
@@ -83,6 +84,8 @@ def test_an_int8_variant_loses_the_most_where_it_was_quantized(
     ]
     assert len(others) == 4
     quantize_int8(tmp_path / "prepared.onnx", tmp_path / "int8.onnx", x, "input", exclude=others)
-    found = localise(tmp_path / "int8.onnx", model, x[:16], atol=1e-4, rtol=1e-4, variant=True)
+    found = localise(
+        tmp_path / "int8.onnx", model, x[:16], rule=Tolerance(1e-4, 1e-4), variant=True
+    )
     assert found.loses_most is not None and found.loses_most.module == layer
     assert found.first_over is not None and found.first_over.module == layer

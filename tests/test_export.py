@@ -15,8 +15,8 @@ from kit.artifact import FACTS_KEY, FILE_NAMES, MANIFEST, MODEL_FILE, WEIGHTS_FI
 from kit.deploy.triton import CONFIG_FILE, TritonOptions, check_config, write_model
 from kit.errors import ArtifactError, ParityError, UsageError
 from kit.export import ExportOptions, Provenance, export_model, parse_formats
-from kit.export.torchscript import load_torchscript
 from kit.models import build_model, resolve_spec
+from kit.runners.torch import load_torchscript
 
 # Every registered network and how its export is tested. Big networks skip the pt2 file
 # (torch.export already ran to make the ONNX) to keep CI within its budget.
@@ -109,8 +109,8 @@ def test_manifest_records_weights_and_copies_them(tmp_path: Path) -> None:
     sha = load_weights(model, weights)
     source = Provenance(num_classes=10, weights=weights, weights_sha256=sha)
     result = export_model(spec, model, tmp_path / "out", source, ONNX_ONLY)
-    info = result.manifest["model"]["weights"]
-    assert info["source_sha256"] == sha and info["file"] == WEIGHTS_FILE
+    info = result.manifest.model.weights
+    assert info is not None and info.source_sha256 == sha and info.file == WEIGHTS_FILE
     assert (result.directory / WEIGHTS_FILE).is_file()
 
 
@@ -175,7 +175,7 @@ def test_user_factory_with_input_shape(tmp_path: Path) -> None:
     source = Provenance(factory="tests.user_nets:tiny")
     result = export_model(spec, model, tmp_path, source, ONNX_ONLY)
     assert result.report.passed
-    assert result.manifest["model"]["factory"] == "tests.user_nets:tiny"
+    assert result.manifest.model.factory == "tests.user_nets:tiny"
     import onnxruntime as ort
 
     sess = ort.InferenceSession(

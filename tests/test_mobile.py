@@ -13,8 +13,8 @@ from kit.artifact import ORT_OPS_FILE
 from kit.cli import cli
 from kit.export import ExportOptions, export_model
 from kit.export.mobile import MOBILE_DEFAULT_OPS, parse_required_ops
-from kit.export.verify import verify_saved
 from kit.models import build_model, resolve_spec
+from kit.verify import verify_saved
 
 WITH_ORT = ExportOptions(formats=["onnx", "ort"], progress=False)
 
@@ -24,13 +24,14 @@ def test_ort_file_is_written_checked_and_listed(tmp_path: Path) -> None:
     result = export_model(spec, build_model(spec, seed=0), tmp_path, options=WITH_ORT)
     rows = result.report.comparisons
     assert {c.artifact for c in rows} == {"onnx", "ort"} and all(c.passed for c in rows)
-    files = result.manifest["files"]
-    assert files["model.ort"]["format"] == "ort"
-    assert files[ORT_OPS_FILE]["format"] == "ort-operators"
+    files = result.manifest.files
+    assert files["model.ort"].format == "ort"
+    assert files[ORT_OPS_FILE].format == "ort-operators"
     ops = parse_required_ops((result.directory / ORT_OPS_FILE).read_text())
-    assert "ai.onnx:MaxPool" in ops and result.manifest["mobile"]["operators"] == list(ops)
-    assert result.manifest["mobile"]["outside_default_set"] == []
-    assert result.notes[0].startswith("model.ort uses only operators of ORT Mobile's default set")
+    mobile = result.manifest.mobile
+    assert mobile is not None and "ai.onnx:MaxPool" in ops and mobile.operators == ops
+    assert mobile.outside_default_set == ()
+    assert result.notes[-1].startswith("model.ort uses only operators of ORT Mobile's default set")
     assert "/tmp" not in (result.directory / ORT_OPS_FILE).read_text()  # no converter's path
 
     # The ORT file computes what the ONNX file computes, and kit parity re-checks it.
@@ -47,8 +48,9 @@ def test_ort_file_is_written_checked_and_listed(tmp_path: Path) -> None:
 def test_an_operator_outside_the_default_set_is_named(tmp_path: Path) -> None:
     spec = resolve_spec("tests.user_nets:hardswish", (3, 8, 8))
     result = export_model(spec, build_model(spec), tmp_path, options=WITH_ORT)
-    assert result.manifest["mobile"]["outside_default_set"] == ["ai.onnx:HardSigmoid"]
-    assert "outside ORT Mobile's default set: ai.onnx:HardSigmoid" in result.notes[0]
+    assert result.manifest.mobile is not None
+    assert result.manifest.mobile.outside_default_set == ("ai.onnx:HardSigmoid",)
+    assert "outside ORT Mobile's default set: ai.onnx:HardSigmoid" in result.notes[-1]
 
 
 def test_the_default_set_reads_like_the_converters_config() -> None:

@@ -67,7 +67,7 @@ def test_uvicorn_still_has_the_protocol_kit_extends() -> None:
     JSON for requests HTTP itself rejects); the methods it overrides must still exist."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    from kit.runtime._uvicorn import _http_protocol
+    from kit.server._uvicorn import _http_protocol
 
     protocol = _http_protocol()
     assert isinstance(protocol, type) and issubclass(protocol, HttpToolsProtocol)

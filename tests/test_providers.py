@@ -11,7 +11,7 @@ from PIL import Image
 
 import kit.runtime as kr
 from kit.cli import cli
-from kit.runtime import session
+from kit.runtime import providers as session
 
 GPU = session._gpu_present()
 
@@ -72,10 +72,10 @@ def test_a_gpu_whose_cuda_cannot_start(
     monkeypatch.setattr(session, "_gpu_present", lambda: True)
     with pytest.raises(kr.ProviderError, match="onnxruntime could not start CUDAExecutionProvider"):
         kr.load(lenet_export, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
-    with caplog.at_level(logging.WARNING, logger="kit.runtime.session"):
+    with caplog.at_level(logging.WARNING, logger="kit.runtime.providers"):
         model = kr.load(lenet_export)  # auto falls back, with one line naming the provider
     assert model.provider == "CPUExecutionProvider"
-    lines = [r.getMessage() for r in caplog.records if r.name == "kit.runtime.session"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "kit.runtime.providers"]
     assert lines == [
         "CUDAExecutionProvider is unavailable; model.onnx runs on CPUExecutionProvider"
     ]

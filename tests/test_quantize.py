@@ -90,11 +90,25 @@ def test_a_network_without_data_needs_the_explicit_flag(tmp_path: Path) -> None:
     args = ["export", "--model", "tests.user_nets:tiny", "--input-shape", "3,16,16"]
     code, text = run(*args, "--out", str(tmp_path), "--formats", "onnx")
     assert code == 0, text
-    code, text = run("quantize", str(tmp_path / "tiny"))
+    code, text = run("quantize", str(tmp_path / "tiny"), "--factory", "tests.user_nets:tiny")
     assert code == 2 and "--random-calibration" in text
-    code, text = run("quantize", str(tmp_path / "tiny"), "--dataset", "mnist")
+    code, text = run(
+        "quantize",
+        str(tmp_path / "tiny"),
+        "--factory",
+        "tests.user_nets:tiny",
+        "--dataset",
+        "mnist",
+    )
     assert code == 1 and "MNIST is 1-channel" in text  # a calibration set that does not fit
-    code, text = run("quantize", str(tmp_path / "tiny"), "--random-calibration", "--json")
+    code, text = run(
+        "quantize",
+        str(tmp_path / "tiny"),
+        "--factory",
+        "tests.user_nets:tiny",
+        "--random-calibration",
+        "--json",
+    )
     assert code == 0, text
     record = json.loads(text)
     assert record["verified"] is False and record["accuracy"] is None
@@ -106,7 +120,7 @@ def test_the_variant_is_chosen_by_name_everywhere(
 ) -> None:
     from PIL import Image
 
-    from kit.runtime.repository import load_models
+    from kit.server.repository import load_models
 
     from .server_utils import request, running_server
 
@@ -147,8 +161,17 @@ def test_parity_checks_every_variant(quantized: Path, tmp_path: Path) -> None:
 def test_parity_says_when_a_variant_is_not_checked(tmp_path: Path) -> None:
     args = ["export", "--model", "tests.user_nets:tiny", "--input-shape", "3,16,16"]
     assert run(*args, "--out", str(tmp_path), "--formats", "onnx")[0] == 0
-    assert run("quantize", str(tmp_path / "tiny"), "--random-calibration")[0] == 0
-    code, text = run("parity", str(tmp_path / "tiny"))
+    assert (
+        run(
+            "quantize",
+            str(tmp_path / "tiny"),
+            "--factory",
+            "tests.user_nets:tiny",
+            "--random-calibration",
+        )[0]
+        == 0
+    )
+    code, text = run("parity", str(tmp_path / "tiny"), "--factory", "tests.user_nets:tiny")
     assert code == 0 and "note: variants int8 not checked" in text
 
 
@@ -195,14 +218,32 @@ def test_layers_that_break_int8_are_kept_in_fp32(tmp_path: Path) -> None:
     args = ["export", "--model", "tests.user_nets:outlier", "--input-shape", "3,8,8"]
     assert run(*args, "--out", str(tmp_path), "--formats", "onnx")[0] == 0
     directory = tmp_path / "outlier"
-    code, text = run("quantize", str(directory), "--random-calibration", "--max-fp32-layers", "0")
+    code, text = run(
+        "quantize",
+        str(directory),
+        "--factory",
+        "tests.user_nets:outlier",
+        "--random-calibration",
+        "--max-fp32-layers",
+        "0",
+    )
     assert code == 1 and "misses its limits" in text  # naive int8 loses the prediction
-    code, text = run("quantize", str(directory), "--random-calibration")
+    code, text = run(
+        "quantize", str(directory), "--factory", "tests.user_nets:outlier", "--random-calibration"
+    )
     assert code == 0 and "kept in fp32 to meet the limits" in text, text
     record = json.loads((directory / MANIFEST).read_text())["variants"]["int8"]
     assert record["nodes_kept_fp32"] and record["agreement"] >= 0.995
     first, last = record["tries"][0], record["tries"][-1]
     assert first["kept_fp32"] == [] and first["agreement"] < 0.5
     assert last["kept_fp32"] == record["nodes_kept_fp32"]
-    code, text = run("quantize", str(directory), "--random-calibration", "--max-fp32-layers", "1")
+    code, text = run(
+        "quantize",
+        str(directory),
+        "--factory",
+        "tests.user_nets:outlier",
+        "--random-calibration",
+        "--max-fp32-layers",
+        "1",
+    )
     assert code == 1 and "kept in fp32: (none) -> agreement" in text  # what it tried, as a table

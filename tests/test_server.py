@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import kit.runtime as kr
-from kit.runtime.server import ServerConfig
+from kit.server.app import ServerConfig
 
 from .server_utils import binary_body, decode_binary, json_body, request, running_server
 
@@ -376,7 +376,7 @@ def test_batching_off_still_serves(model: kr.Model, inline_seconds: float) -> No
 
 
 def test_inline_rows_follow_the_measured_cost(model: kr.Model) -> None:
-    from kit.runtime.served import inline_rows as _inline_rows
+    from kit.server.served import inline_rows as _inline_rows
 
     assert _inline_rows(model, 0.0) == 0
     assert _inline_rows(model, 10.0) > 1000  # lenet answers a row in well under 10 ms

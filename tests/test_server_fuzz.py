@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import kit.runtime as kr
-from kit.runtime.server import ServerConfig
+from kit.server.app import ServerConfig
 
 from .server_utils import binary_body, decode_binary, request, running_server
 

@@ -249,3 +249,47 @@ def test_config_is_the_recipe_plus_overrides(tmp_path: Path) -> None:
     assert cfg.lr == recipe.lr and cfg.epochs == 2 and cfg.ema == recipe.ema
     with pytest.raises(UsageError, match="Unknown training option"):
         TrainConfig.from_recipe("mnist_cnn", recipe, out=tmp_path, dataset="mnist")
+
+
+def test_the_datas_class_names_travel_into_the_export(tmp_path: Path) -> None:
+    """lenet trained on an ImageFolder of cat, dog, eel calls an eel an eel, not "2"."""
+    import numpy as np
+    from PIL import Image
+
+    from kit.artifact import CLASS_NAMES_KEY, MODEL_FILE
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for i, cls in enumerate(("cat", "dog", "eel")):
+            folder = tmp_path / "data" / split / cls
+            folder.mkdir(parents=True)
+            for j in range(4):  # each class its own brightness, so one epoch tells them apart
+                pixels = np.clip(rng.normal(40 + 80 * i, 5, (28, 28)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{j}.png")
+    args = [
+        "train",
+        "--model",
+        "lenet",
+        "--dataset",
+        "imagefolder",
+        "--data-dir",
+        str(tmp_path / "data"),
+    ]
+    args += ["--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(cli, [*args, "--export", "--export-dir", str(tmp_path / "exp")])
+    assert result.exit_code == 0, result.output
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "run" / BEST_CHECKPOINT), framework="pt") as f:
+        assert json.loads(f.metadata()[CLASS_NAMES_KEY]) == ["cat", "dog", "eel"]
+    export = tmp_path / "exp" / "lenet"
+    manifest = json.loads((export / MANIFEST).read_text())
+    assert manifest["facts"]["class_names"] == ["cat", "dog", "eel"]
+    import kit.runtime
+
+    assert kit.runtime.load(export / MODEL_FILE, warmup=False).class_names == ["cat", "dog", "eel"]
+    predicted = CliRunner().invoke(
+        cli, ["predict", str(export), str(tmp_path / "data" / "val" / "eel" / "0.png"), "--json"]
+    )
+    label = json.loads(predicted.output)["predictions"][0]["top"][0]["label"]
+    assert label in {"cat", "dog", "eel"}

@@ -40,7 +40,7 @@ def test_shipped_models_and_their_variants(shipped_mnist_cnn: Path, tmp_path: Pa
         "mnist_cnn",
         "mnist_cnn_int8",
     ]
-    facts = read_manifest(shipped_mnist_cnn)["facts"]
+    facts = read_manifest(shipped_mnist_cnn).facts.to_dict()
     for name, source in (("mnist_cnn", MODEL_FILE), ("mnist_cnn_int8", "model.int8.onnx")):
         model = tmp_path / name
         assert (model / "1" / MODEL_FILE).read_bytes() == (shipped_mnist_cnn / source).read_bytes()

@@ -85,6 +85,14 @@ provider_option = click.option(
 )
 
 
+factory_option = click.option(
+    "--factory",
+    metavar="MODULE:FN",
+    help="Rebuild a user's network with this factory (the one its manifest names). kit "
+    "never imports code because a manifest, a file people download, names it.",
+)
+
+
 def _parity_options(f: Any) -> Any:
     """The options export and parity share: tolerances, batch sizes, real samples, --json."""
     options = [
@@ -147,10 +155,12 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 def _report_out(report: Any, as_json: bool, extra: dict[str, Any] | None = None) -> None:
+    from ..parity import format_report
+
     if as_json:
         _echo_json({**report.to_dict(), **(extra or {})})
     else:
-        click.echo(report.format_table())
+        click.echo(format_report(report))
 
 
 def _shipped_model() -> Path:

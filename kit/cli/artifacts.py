@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 
-from ..artifact import DEFAULT_CALIBRATION_SIZE, MANIFEST, Limits, read_manifest
+from ..artifact import DEFAULT_CALIBRATION_SIZE, MANIFEST, Limits
 from ..errors import ParityError, UsageError
 from ._common import (
     DEFAULT_EXPORT_DIR,
@@ -18,6 +19,7 @@ from ._common import (
     _report_out,
     _shape,
     cli,
+    factory_option,
     provider_option,
 )
 
@@ -173,7 +175,7 @@ def export(
       kit export --model mnist_cnn --formats onnx,ort   # + model.ort for phones
       kit export --model mypkg.nets:segmenter --input-shape 3,224,224 --output-names mask
     """
-    from ..export import ExportOptions, Provenance, export_model, parse_formats
+    from ..export import Calibration, ExportOptions, export_network, parse_formats
 
     try:
         fmt_list = parse_formats(formats)
@@ -184,57 +186,63 @@ def export(
         raise click.BadParameter(
             "int8 and fp16 variants need onnx in --formats.", param_hint="--precision"
         )
-    from ..data import parity_samples
-    from ..models import load_network, resolve_spec
-
-    spec = resolve_spec(model_name, input_shape)
-    model, classes, sha = load_network(spec, weights=weights, num_classes=num_classes, seed=seed)
-    source = Provenance(
-        factory=model_name if ":" in model_name else None,
-        num_classes=classes,
-        seed=seed,
-        weights=weights,
-        weights_sha256=sha,
-    )
     options = ExportOptions(
         formats=fmt_list,
         opset=opset,
         atol=atol,
         rtol=rtol,
         batch_sizes=batch_sizes,
-        output_names=_names(output_names),
+        output_names=[n.strip() for n in output_names.split(",")] if output_names else None,
         keep_failed=keep_failed,
+        precisions=variants,
+        calibration=Calibration(calibration_size, random_calibration, data_dir),
     )
     try:
-        result = export_model(
-            spec, model, out_dir, source, options, real=parity_samples(spec, data_dir)
+        result = export_network(
+            model_name,
+            out_dir,
+            weights=weights,
+            num_classes=num_classes,
+            input_shape=input_shape,
+            seed=seed,
+            data_dir=data_dir,
+            options=options,
         )
     except ParityError as exc:
         _explain_parity_failure(exc)
         raise
-    for precision in variants:
-        _add_variant(
-            spec, result.directory, precision, data_dir, calibration_size, random_calibration
-        )
-    files = read_manifest(result.directory)["files"] if variants else result.manifest["files"]
+    _print_export(result, as_json)
+
+
+def _print_export(result: Any, as_json: bool) -> None:
+    from ..parity import format_report
+
+    files = result.manifest.files
     if as_json:
         _echo_json(
             {
                 "directory": str(result.directory),
-                "files": files,
+                "files": {name: msgspec.to_builtins(f) for name, f in files.items()},
                 "notes": result.notes,
                 "parity": result.report.to_dict(),
             }
         )
         return
-    click.echo(result.report.format_table())
+    click.echo(format_report(result.report))
     for note in result.notes:
         click.echo(note)
+    for precision, record in result.variants.items():
+        click.echo(_variant_line(precision, record), err=True)
     click.echo(f"wrote {result.directory}/")
     for name, info in files.items():
-        click.echo(f"  {name:<32} {info['size'] / 1e6:9.1f} MB  sha256 {info['sha256'][:16]}")
+        click.echo(f"  {name:<32} {info.size / 1e6:9.1f} MB  sha256 {info.sha256[:16]}")
     manifest_size = (result.directory / MANIFEST).stat().st_size
     click.echo(f"  {MANIFEST:<32} {manifest_size / 1e6:9.1f} MB")
+
+
+def _variant_line(precision: str, record: Any) -> str:
+    line = f"{precision} variant: top-1 agreement {record.agreement:.2%} on {record.held_out}"
+    return line + (f", accuracy {record.accuracy:.2%}" if record.accuracy is not None else "")
 
 
 def _variants(text: str) -> list[str]:
@@ -252,51 +260,6 @@ def _variants(text: str) -> list[str]:
     return [p for p in dict.fromkeys(asked) if p != "fp32"]
 
 
-def _add_variant(
-    spec: Any, directory: Path, precision: str, data_dir: Path | None, size: int, random: bool
-) -> None:
-    from ..export.quantize import add_variant, calibration_sets
-
-    calibration, held_out = calibration_sets(
-        spec, dataset=None, data_dir=data_dir, size=size, random=random
-    )
-    record = add_variant(directory, precision, calibration, held_out, verified=not random)
-    click.echo(
-        f"{precision} variant: top-1 agreement {record['agreement']:.2%} on {record['held_out']}"
-        + (f", accuracy {record['accuracy']:.2%}" if record["accuracy"] is not None else ""),
-        err=True,
-    )
-
-
-def _names(text: str | None) -> list[str] | None:
-    return [n.strip() for n in text.split(",")] if text else None
-
-
-def _localise(artifact_dir: Path, spec: Any, report: Any, real: Any, asked: bool) -> list[Any]:
-    """Layer-by-layer localisation: when asked, or when an ONNX comparison failed."""
-    diverged = any(
-        c.artifact == "onnx" and c.kind in ("tolerance", "nonfinite") for c in report.failures
-    )
-    if not (asked or diverged) or report.problems:
-        return []
-    import numpy as np
-
-    from ..export.explain import explain_export
-    from ..export.verify import rebuild_reference
-    from ..parity import random_inputs
-
-    _, model = rebuild_reference(artifact_dir, read_manifest(artifact_dir))
-    x = real[1][:32].numpy() if real is not None else random_inputs(spec.input_shape, (2,))[0][1]
-    return explain_export(
-        artifact_dir,
-        model,
-        np.ascontiguousarray(x, np.float32),
-        atol=report.atol,
-        rtol=report.rtol,
-        variants=asked,
-    )
-
-
 def _write_text(path: Path, text: str) -> None:
     from .._files import write_text_atomic
 
@@ -308,8 +271,10 @@ def _write_text(path: Path, text: str) -> None:
 
 def _explain_parity_failure(exc: ParityError) -> None:
     """The whole comparison table on stderr, and where --keep-failed left the files."""
+    from ..parity import format_report
+
     if exc.report is not None:
-        click.echo(exc.report.format_table(), err=True)
+        click.echo(format_report(exc.report), err=True)
     if exc.kept is not None:
         click.echo(
             f"kept the failed artifacts in {exc.kept}/ (parity.json has the report)", err=True
@@ -323,7 +288,6 @@ def _explain_parity_failure(exc: ParityError) -> None:
 @click.option(
     "--runtime",
     "runtimes",
-    type=click.Choice(["python", "node", "browser"]),
     multiple=True,
     default=["python"],
     show_default=True,
@@ -332,6 +296,7 @@ def _explain_parity_failure(exc: ParityError) -> None:
     "cache on first use) or browser (the same in onnxruntime-web's wasm, in a headless "
     "system Chromium). Repeat it for several.",
 )
+@factory_option
 @click.option(
     "--endpoint",
     metavar="URL",
@@ -364,6 +329,7 @@ def parity(
     artifact_dir: Path,
     provider: str,
     runtimes: tuple[str, ...],
+    factory: str | None,
     endpoint: str | None,
     model_name: str | None,
     samples: int,
@@ -393,13 +359,14 @@ def parity(
     """
     from ..artifact import read_manifest
     from ..data import parity_samples
-    from ..export.verify import saved_spec, verify_saved
+    from ..parity import to_junit
+    from ..verify import explain_saved, saved_spec, verify_saved
 
-    spec = saved_spec(read_manifest(artifact_dir))
     if model_name and not endpoint:
         raise click.BadParameter(
             "names a model on --endpoint; give --endpoint too.", param_hint="--model-name"
         )
+    spec = saved_spec(read_manifest(artifact_dir), factory)
     real = parity_samples(spec, data_dir, samples)
     report = verify_saved(
         artifact_dir,
@@ -410,10 +377,15 @@ def parity(
         provider=provider,
         runtimes=runtimes,
         endpoint=(endpoint, model_name) if endpoint else None,
+        factory=factory,
     )
     if junit is not None:
-        _write_text(junit, report.to_junit())
-    found = _localise(artifact_dir, spec, report, real, explain) if not endpoint else []
+        _write_text(junit, to_junit(report))
+    found = (
+        []
+        if endpoint
+        else explain_saved(artifact_dir, report, real, asked=explain, factory=factory)
+    )
     _report_out(report, as_json, {"explain": [f.to_dict() for f in found]} if found else None)
     for localisation in found if not as_json else []:
         click.echo("\n" + localisation.format_table())
@@ -442,14 +414,14 @@ def parity(
 @click.option(
     "--max-accuracy-drop",
     type=click.FloatRange(min=0),
-    default=Limits.max_accuracy_drop * 100,
+    default=Limits().max_accuracy_drop * 100,
     show_default=True,
     help="Accuracy points the variant may lose on the test set.",
 )
 @click.option(
     "--min-agreement",
     type=click.FloatRange(0, 100),
-    default=Limits.min_agreement * 100,
+    default=Limits().min_agreement * 100,
     show_default=True,
     help="Percent of test samples whose top-1 class must match model.onnx's.",
 )
@@ -459,6 +431,7 @@ def parity(
     help="When int8 misses the limits, the most layers kept in fp32, most sensitive first "
     "(default: half of them; 0: no search).",
 )
+@factory_option
 @click.option("--json", "as_json", is_flag=True, help="Print the variant's record as JSON.")
 def quantize(
     artifact_dir: Path,
@@ -470,6 +443,7 @@ def quantize(
     max_accuracy_drop: float,
     min_agreement: float,
     max_fp32_layers: int | None,
+    factory: str | None,
     as_json: bool,
 ) -> None:
     """Add an int8 or fp16 variant beside an export's model.onnx, its accuracy cost proven.
@@ -490,41 +464,27 @@ def quantize(
       kit quantize exported/mynet --random-calibration       # no data: accuracy unverified
     """
     from ..artifact import read_manifest
-    from ..export.quantize import add_variant, calibration_sets
-    from ..export.verify import saved_spec
+    from ..export import Calibration, add_variant_from_data
+    from ..verify import saved_spec
 
-    spec = saved_spec(read_manifest(artifact_dir))
-    calibration, held_out = calibration_sets(
-        spec,
-        dataset=dataset,
-        data_dir=data_dir,
-        size=calibration_size,
-        random=random_calibration,
-    )
+    spec = saved_spec(read_manifest(artifact_dir), factory)
     limits = Limits(max_accuracy_drop / 100, min_agreement / 100)
-    record = add_variant(
-        artifact_dir,
-        precision,
-        calibration,
-        held_out,
-        limits=limits,
-        verified=not random_calibration,
-        max_fp32=max_fp32_layers,
-    )
+    calibration = Calibration(calibration_size, random_calibration, data_dir, dataset, limits)
+    record = add_variant_from_data(artifact_dir, spec, precision, calibration, max_fp32_layers)
     if as_json:
-        _echo_json(record)
+        _echo_json(msgspec.to_builtins(record))
         return
-    made = f"calibrated on {record['calibration']}" if record["calibration"] else record["method"]
-    click.echo(f"wrote {artifact_dir / record['file']} ({precision}), {made}")
+    made = f"calibrated on {record.calibration}" if record.calibration else record.method
+    click.echo(f"wrote {artifact_dir / record.file} ({precision}), {made}")
     if precision == "fp16":
         click.echo(
             "fp16 is meant for the CUDA provider: its speed needs a GPU (scripts/gpu_check.sh)"
         )
-    if record.get("nodes_kept_fp32"):
-        click.echo(f"kept in fp32 to meet the limits: {', '.join(record['nodes_kept_fp32'])}")
-    line = f"on {record['held_out']}: top-1 agreement with model.onnx {record['agreement']:.2%}"
-    if record["accuracy"] is not None:
-        line += f", accuracy {record['accuracy_fp32']:.2%} -> {record['accuracy']:.2%}"
+    if record.nodes_kept_fp32:
+        click.echo(f"kept in fp32 to meet the limits: {', '.join(record.nodes_kept_fp32)}")
+    line = f"on {record.held_out}: top-1 agreement with model.onnx {record.agreement:.2%}"
+    if record.accuracy is not None and record.accuracy_fp32 is not None:
+        line += f", accuracy {record.accuracy_fp32:.2%} -> {record.accuracy:.2%}"
     click.echo(line)
 
 
@@ -545,12 +505,14 @@ def quantize(
     help="Timing per artifact and batch size.",
 )
 @click.option("--plot", type=click.Path(path_type=Path), help="Write a PNG chart here.")
+@factory_option
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 def bench(
     artifact_dir: Path,
     batch_sizes: tuple[int, ...],
     seconds: float,
     plot: Path | None,
+    factory: str | None,
     as_json: bool,
 ) -> None:
     """Latency (p50, p90, p99) and throughput of every artifact, against the hardware's peak.
@@ -568,7 +530,9 @@ def bench(
     from ..bench import bench as run_bench
     from ..bench import format_rows, plot_rows, rows_as_dicts
 
-    rows, hardware = run_bench(artifact_dir, batch_sizes=batch_sizes, seconds=seconds)
+    rows, hardware = run_bench(
+        artifact_dir, batch_sizes=batch_sizes, seconds=seconds, factory=factory
+    )
     if plot is not None:
         plot_rows(rows, plot, title=f"{artifact_dir.name}: images per second")
     if as_json:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from ..runtime.config import ServerConfig
+from ..server.config import ServerConfig
 from ._common import _int_list, _int_list_from, cli
 
 #: kit serve's defaults: the same batching on one machine and on a fleet
@@ -151,7 +152,17 @@ def triton(
         instances=instances,
         max_opset=max_opset,
     )
-    models = [m for export in exports for m in models_of(export)]
+    models: list[tuple[str, Path, Any]] = []
+    seen: dict[str, Path] = {}
+    for export in exports:
+        for name, onnx_path, facts in models_of(export):
+            if name in seen:
+                raise UsageError(
+                    f"{seen[name]} and {export} both export a model named {name!r}; a repository "
+                    "holds one model per name, so deploy them in separate calls or repositories."
+                )
+            seen[name] = export
+            models.append((name, onnx_path, facts))
     for name, onnx_path, facts in models:  # every model checked before anything is written
         model_config(name, onnx_path, facts, options)
     for name, onnx_path, facts in models:

@@ -26,7 +26,7 @@ def _onnxruntime_checks() -> list[Check]:
     """Each provider onnxruntime lists, tried on a one-node model: what it really gets."""
     import onnxruntime as ort
 
-    from ..runtime.session import cuda_available, cuda_providers
+    from ..runtime.providers import cuda_available, cuda_providers
 
     checks = []
     for name in ("CPUExecutionProvider", "CUDAExecutionProvider"):

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..errors import UsageError
-from ..runtime.config import ServerConfig
+from ..server.config import ServerConfig
 from ._common import (
     PROVIDERS,
     _echo_json,
@@ -181,7 +181,7 @@ def serve(
     Concurrent requests are batched up to --max-batch-size rows, each waiting at most
     --max-queue-delay-us. Ctrl-C (or SIGTERM) finishes in-flight requests, then exits.
     """
-    from ..runtime.server import serve as run_server
+    from ..server.app import serve as run_server
 
     providers = PROVIDERS[provider]
     config = ServerConfig(

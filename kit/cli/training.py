@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ._common import (
-    DEFAULT_EXPORT_DIR,
-    _echo_json,
-    cli,
-)
+from ._common import DEFAULT_EXPORT_DIR, _echo_json, cli, factory_option
 
 
 @cli.command()
@@ -110,8 +106,6 @@ def train(
     \b
       torchrun --nproc-per-node 2 -m kit train --model lenet --data-dir DIR
     """
-    from architectures import get_spec
-
     from ..data import load_dataset
     from ..models import resolve_spec
     from ..report import RunFiles, format_metrics
@@ -119,7 +113,7 @@ def train(
     from ..train import train as run_training
 
     spec = resolve_spec(model_name)
-    recipe = get_spec(spec.name).recipe
+    recipe = spec.recipe
     data = load_dataset(
         dataset or recipe.dataset,
         spec,
@@ -143,8 +137,6 @@ def train(
         num_classes=num_classes,
     )
     result = run_training(cfg, spec, data, resume=resume, reports=RunFiles(cfg, spec, data))
-    import os
-
     if int(os.environ.get("RANK", 0)) != 0:
         return
     summary: dict[str, Any] = {
@@ -160,39 +152,16 @@ def train(
             f"best test accuracy {result.best_test_acc:.2%} at epoch {result.best_epoch}; run files in {cfg.out}/"
         )
     if do_export:
-        exported = _export_best(cfg, spec, data, result, data_dir, export_dir)
+        from ..export import export_trained
+        from ..parity import format_report
+
+        exported = export_trained(cfg, spec, data, result, data_dir, export_dir)
         summary["exported"] = str(exported.directory)
         if not as_json:
-            click.echo(exported.report.format_table())
+            click.echo(format_report(exported.report))
             click.echo(f"exported to {exported.directory}/")
     if as_json:
         _echo_json(summary)
-
-
-def _export_best(
-    cfg: Any, spec: Any, data: Any, result: Any, data_dir: Path | None, export_dir: Path
-) -> Any:
-    """``kit train --export``: the best checkpoint, with parity on real test samples."""
-    from ..artifact import BEST_CHECKPOINT
-    from ..data import real_samples
-    from ..export import Provenance, export_model
-    from ..models import load_network
-
-    best = cfg.out / BEST_CHECKPOINT
-    classes = cfg.num_classes or data.num_classes
-    model, _, sha = load_network(spec, weights=best, num_classes=classes, seed=cfg.seed)
-    real = real_samples(spec, data_dir, dataset=data.name) if data.name != "fake" else None
-    source = Provenance(num_classes=classes, seed=cfg.seed, weights=best, weights_sha256=sha)
-    training = {
-        "data": data.description,
-        "best_epoch": result.best_epoch,
-        "test_accuracy": result.best_test_acc,
-        "final_test_accuracy": result.metrics[-1]["test_acc"],
-        "config": {
-            k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items()
-        },
-    }
-    return export_model(spec, model, export_dir, source, real=real, extra={"training": training})
 
 
 @cli.command("eval")
@@ -215,6 +184,7 @@ def _export_best(
 @click.option(
     "--device", default="auto", show_default=True, help="For eager evaluation: auto, cpu or cuda."
 )
+@factory_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def eval_cmd(
     artifact_dir: Path | None,
@@ -223,6 +193,7 @@ def eval_cmd(
     data_dir: Path | None,
     dataset: str | None,
     device: str,
+    factory: str | None,
     as_json: bool,
 ) -> None:
     """Accuracy on the test set, eager or exported.
@@ -240,7 +211,7 @@ def eval_cmd(
     from ..evaluate import evaluate_eager, evaluate_exported
 
     if artifact_dir is not None:
-        result = evaluate_exported(artifact_dir, data_dir, dataset=dataset)
+        result = evaluate_exported(artifact_dir, data_dir, dataset=dataset, factory=factory)
     else:
         assert model_name is not None
         if weights is None:

@@ -22,10 +22,10 @@ import onnx
 from google.protobuf import text_format
 from onnx import helper
 
-from ..artifact import MODEL_FILE, ModelFacts, read_manifest
+from ..artifact import FACTS_KEY, MODEL_FILE, ModelFacts, read_manifest, served_name, verify_files
+from ..datatypes import PROTOCOL_DATATYPES
 from ..errors import ArtifactError, UsageError
-from ..runtime.config import ServerConfig
-from ..runtime.protocol import OUTPUT_DATATYPES
+from ..server.config import ServerConfig
 
 __all__ = [
     "CONFIG_FILE",
@@ -85,7 +85,7 @@ def _tensors(values: Any) -> list[_Tensor]:
         dtype = np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type))
         dims = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
         # Triton's names are the inference protocol's, prefixed
-        found.append(_Tensor(v.name, f"TYPE_{OUTPUT_DATATYPES.get(dtype, 'INVALID')}", dims[1:]))
+        found.append(_Tensor(v.name, f"TYPE_{PROTOCOL_DATATYPES.get(dtype, 'INVALID')}", dims[1:]))
     return found
 
 
@@ -141,7 +141,7 @@ def _parameters(facts: ModelFacts | None) -> dict[str, str]:
         "kit.std": json.dumps(list(facts.std)),
         "kit.class_names": json.dumps(list(facts.class_names)),
         "kit.input_shape": json.dumps(list(facts.input_shape)),
-        "kit.facts": facts.to_json(),
+        FACTS_KEY: facts.to_json(),
     }
 
 
@@ -224,23 +224,18 @@ def _swap(staging: Path, target: Path) -> None:
 
 
 def models_of(export: Path) -> list[tuple[str, Path, ModelFacts | None]]:
-    """``(Triton name, ONNX file, facts)`` for an export and each of its variants.
+    """``(Triton name, ONNX file, facts)`` for a verified export and each of its variants.
 
     Raises:
-        ArtifactError: not an export directory (no manifest, or no model.onnx).
+        ArtifactError: not an export directory, a file that does not match its manifest,
+            or no model.onnx.
     """
     manifest = read_manifest(export)
-    name = manifest["model"]["name"]
-    facts = ModelFacts.from_dict(manifest["facts"]) if manifest.get("facts") else None
-    if not (export / MODEL_FILE).is_file():
+    if problems := verify_files(export, manifest.files):
+        raise ArtifactError(f"Refusing to deploy {export}: {'; '.join(problems)}.")
+    if MODEL_FILE not in manifest.files:
         raise ArtifactError(f"{export} has no {MODEL_FILE}; export with onnx in --formats.")
-    found = [(name, export / MODEL_FILE, facts)]
-    for precision, record in (manifest.get("variants") or {}).items():
-        path = export / record["file"]
-        if not path.is_file():
-            raise ArtifactError(
-                f"{export}'s manifest lists the {precision} variant but {path.name} is missing; "
-                f"run kit quantize {export} --precision {precision} again."
-            )
-        found.append((f"{name}_{precision}", path, facts))
-    return found
+    return [
+        (served_name(manifest.name, p), export / name, manifest.facts)
+        for p, name in [("fp32", MODEL_FILE), *((p, v.file) for p, v in manifest.variants.items())]
+    ]

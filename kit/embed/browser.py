@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from ..datatypes import JS_DTYPES
 from ..errors import KitError
 from ._explain import explain
-from .node import JS_DTYPES
 from .packages import ORT_JS_VERSION, WEB_FILES, RuntimeMissing, find_browser, install_web_files
 
 __all__ = ["BROWSER_RUNTIME", "BrowserError", "browser_ready", "run_in_browser"]

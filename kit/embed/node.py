@@ -11,31 +11,19 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from ..datatypes import JS_DTYPES
 from ..errors import KitError
 from ._explain import explain
 from .packages import ORT_JS_VERSION, install_node_package, node_version
 
-__all__ = ["JS_DTYPES", "NODE_RUNTIME", "NodeError", "run_in_node"]
+__all__ = ["NODE_RUNTIME", "NodeError", "run_in_node"]
 
 RUNNER = Path(__file__).with_name("runner.mjs")
 #: how reports name this runtime
 NODE_RUNTIME = f"onnxruntime-node {ORT_JS_VERSION} (cpu)"
-
-#: onnxruntime-js tensor types (node and web alike) -> little-endian numpy dtypes
-JS_DTYPES: dict[str, np.dtype[Any]] = {
-    "float32": np.dtype("<f4"),
-    "float16": np.dtype("<f2"),
-    "float64": np.dtype("<f8"),
-    "int64": np.dtype("<i8"),
-    "int32": np.dtype("<i4"),
-    "int8": np.dtype("i1"),
-    "uint8": np.dtype("u1"),
-    "bool": np.dtype("?"),
-}
 
 
 class NodeError(KitError):

@@ -15,7 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..artifact import BATCH_AXIS, FORMAT_VERSION, INPUT_NAME, WEIGHTS_FILE, ModelFacts
+from ..artifact import (
+    BATCH_AXIS,
+    FORMAT_VERSION,
+    INPUT_NAME,
+    WEIGHTS_FILE,
+    FileRecord,
+    Manifest,
+    MobileRecord,
+    ModelFacts,
+    ModelRecord,
+    TensorRecord,
+    WeightsRecord,
+)
 
 __all__ = ["Provenance", "build_manifest", "library_versions"]
 
@@ -31,7 +43,7 @@ def library_versions() -> dict[str, str]:
     versions = {
         "kit": kit.__version__,
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
@@ -78,43 +90,39 @@ def build_manifest(
     source: Provenance,
     *,
     output_shapes: Sequence[tuple[int, ...]],
-    files: dict[str, dict[str, Any]],
+    files: dict[str, FileRecord],
     opset: int | None,
     parity: dict[str, Any],
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    mobile: MobileRecord | None = None,
+    training: dict[str, Any] | None = None,
+) -> Manifest:
     """The manifest of one export: the model, its facts, tensors, files and parity."""
     weights = None
     if source.weights is not None:
-        weights = {
-            "file": WEIGHTS_FILE,
-            "sha256": files[WEIGHTS_FILE]["sha256"],
-            "source": str(source.weights),
-            "source_sha256": source.weights_sha256,
-        }
-    return {
-        "format_version": FORMAT_VERSION,
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "model": {
-            "name": facts.name,
-            "factory": source.factory,
-            "num_classes": source.num_classes,
-            "input_shape": list(facts.input_shape),
-            "seed": source.seed,
-            "weights": weights,
-            "note": source.random_weights_note(facts.name),
-        },
-        "facts": facts.to_dict(),
-        "inputs": [
-            {"name": INPUT_NAME, "shape": [BATCH_AXIS, *facts.input_shape], "dtype": "float32"}
-        ],
-        "outputs": [
-            {"name": n, "shape": [BATCH_AXIS, *shape], "dtype": "float32"}
-            for n, shape in zip(facts.outputs, output_shapes, strict=True)
-        ],
-        "opset": opset,
-        "files": files,
-        "versions": library_versions(),
-        "parity": parity,
-        **(extra or {}),
-    }
+        weights = WeightsRecord(
+            WEIGHTS_FILE, files[WEIGHTS_FILE].sha256, str(source.weights), source.weights_sha256
+        )
+    model = ModelRecord(
+        name=facts.name,
+        input_shape=facts.input_shape,
+        factory=source.factory,
+        num_classes=source.num_classes,
+        seed=source.seed,
+        weights=weights,
+        note=source.random_weights_note(facts.name),
+    )
+    outputs = zip(facts.outputs, output_shapes, strict=True)
+    return Manifest(
+        model=model,
+        facts=facts,
+        files=files,
+        format_version=FORMAT_VERSION,
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        inputs=(TensorRecord(INPUT_NAME, (BATCH_AXIS, *facts.input_shape)),),
+        outputs=tuple(TensorRecord(n, (BATCH_AXIS, *shape)) for n, shape in outputs),
+        opset=opset,
+        versions=library_versions(),
+        parity=parity,
+        training=training,
+        mobile=mobile,
+    )

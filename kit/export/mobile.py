@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifact import ORT_OPS_FILE
+from ..artifact import MODEL_FILE, ORT_OPS_FILE
 from ..errors import ArtifactError, first_line
 
 __all__ = ["MOBILE_DEFAULT_OPS", "MobileFit", "export_ort", "parse_required_ops"]
@@ -86,7 +86,7 @@ def export_ort(onnx_path: Path, out: Path, ops_out: Path) -> MobileFit:
 
     with tempfile.TemporaryDirectory(prefix="kit-ort-") as tmp:
         work = Path(tmp)
-        source = work / "model.onnx"
+        source = work / MODEL_FILE
         shutil.copyfile(onnx_path, source)  # the converter converts every .onnx beside it
         try:
             with contextlib.redirect_stdout(io.StringIO()):

@@ -11,7 +11,7 @@ import torch
 from ..artifact import BATCH_AXIS, FACTS_KEY, INPUT_NAME, ModelFacts
 from ..errors import ArtifactError, first_line
 
-__all__ = ["check_onnx", "export_onnx", "read_facts"]
+__all__ = ["check_onnx", "export_onnx"]
 
 
 def export_onnx(
@@ -77,14 +77,3 @@ def check_onnx(path: Path) -> None:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:  # checker raises ValidationError, decode errors, OSError
         raise ArtifactError(f"{path.name} is not a valid ONNX model: {exc}".strip()) from None
-
-
-def read_facts(path: Path) -> ModelFacts | None:
-    """The facts export embedded in an ONNX file (None when there are none)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    for prop in model.metadata_props:
-        if prop.key == FACTS_KEY:
-            return ModelFacts.from_json(prop.value)
-    return None

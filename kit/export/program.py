@@ -9,7 +9,7 @@ from torch import nn
 
 from ..errors import ArtifactError, first_line
 
-__all__ = ["MAX_BATCH", "export_program", "load_program"]
+__all__ = ["MAX_BATCH", "export_program", "save_program"]
 
 #: Upper bound of the dynamic batch axis (torch.export needs one to reason about shapes).
 MAX_BATCH = 65536
@@ -34,11 +34,6 @@ def export_program(
             "whole error (data-dependent control flow is the usual cause), or export with "
             "--formats torchscript."
         ) from exc
-
-
-def load_program(path: Path) -> nn.Module:
-    """Load a ``.pt2`` file as a callable module."""
-    return torch.export.load(str(path)).module()  # type: ignore[return-value]
 
 
 def save_program(program: torch.export.ExportedProgram, path: Path) -> None:

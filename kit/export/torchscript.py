@@ -7,29 +7,18 @@ expected to make it an error, which is why kit pins torch below 2.15 and also wr
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..errors import ArtifactError, first_line
+from ..runners.torch import quiet_jit
 
-__all__ = ["export_torchscript", "load_torchscript", "quiet_jit"]
+__all__ = ["export_torchscript"]
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def quiet_jit() -> Iterator[None]:
-    """Silence torch.jit's deprecation and tracer warnings inside the block."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit.*")
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        yield
 
 
 def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path, *, name: str) -> None:
@@ -49,9 +38,3 @@ def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path, *, n
             f"TorchScript could not trace {name}: {first_line(exc)}; run with -v for the whole "
             "error, or leave torchscript out of --formats."
         ) from exc
-
-
-def load_torchscript(path: Path) -> torch.jit.ScriptModule:
-    """Load a TorchScript file on the CPU."""
-    with quiet_jit():
-        return torch.jit.load(str(path), map_location="cpu")

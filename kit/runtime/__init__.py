@@ -5,8 +5,8 @@
 >>> model.classify(digit_uint8_28x28)[0][0]
 Prediction(label='7', index=7, probability=0.99...)
 
-onnxruntime is imported on first use of :func:`load` or :class:`Model`, so modules that
-only need the server's configuration (the CLI's ``--help``) stay light.
+onnxruntime is imported on first use of :func:`load` or :class:`Model`. The server that
+serves these models over HTTP is :mod:`kit.server`, a package of its own.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ArtifactError, InputError, ProviderError
 
 if TYPE_CHECKING:
-    from .session import Model, Prediction, default_providers, load
+    from .providers import default_providers
+    from .session import Model, Prediction, load
 
 __all__ = [
     "ArtifactError",
@@ -28,12 +29,13 @@ __all__ = [
     "load",
 ]
 
-_FROM_SESSION = {"Model", "Prediction", "default_providers", "load"}
+_LAZY = {"Model": "session", "Prediction": "session", "load": "session"}
+_LAZY["default_providers"] = "providers"
 
 
 def __getattr__(name: str) -> Any:
-    if name in _FROM_SESSION:
-        from . import session
+    if name in _LAZY:
+        import importlib
 
-        return getattr(session, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,15 +25,15 @@ def parity_report(
     """``kit parity``'s report for an export (a :class:`kit.parity.ParityReport`).
 
     Real samples come from ``data_dir``, or the bundled MNIST for the digit networks;
-    ``options`` go to :func:`kit.export.verify.verify_saved` (atol, rtol, batch_sizes,
-    provider, endpoint).
+    ``options`` go to :func:`kit.verify.verify_saved` (atol, rtol, batch_sizes, provider,
+    endpoint, factory).
     """
     from ..artifact import read_manifest
     from ..data import parity_samples
-    from ..export.verify import saved_spec, verify_saved
+    from ..verify import saved_spec, verify_saved
 
     path = Path(artifact_dir)
-    spec = saved_spec(read_manifest(path))
+    spec = saved_spec(read_manifest(path), options.get("factory"))
     real = parity_samples(spec, Path(data_dir) if data_dir else None)
     return verify_saved(path, real=real, runtimes=runtimes, **options)
 
@@ -41,6 +41,8 @@ def parity_report(
 def assert_parity(artifact_dir: str | PathLike[str], **options: Any) -> None:
     """Fail (``AssertionError``, with the whole table) unless every artifact of the export
     computes what the eager network computes; options as :func:`parity_report`."""
+    from ..parity import format_report
+
     report = parity_report(artifact_dir, **options)
     if not report.passed:
-        raise AssertionError(f"parity failed for {artifact_dir}:\n{report.format_table()}")
+        raise AssertionError(f"parity failed for {artifact_dir}:\n{format_report(report)}")

@@ -14,30 +14,17 @@ from typing import Any
 import msgspec
 import numpy as np
 
-__all__ = ["InferRequest", "ProtocolError", "encode_response", "parse_infer_request"]
+from ..datatypes import PROTOCOL_DATATYPES
+
+__all__ = [
+    "InferRequest",
+    "ProtocolError",
+    "encode_response",
+    "parse_infer_request",
+    "read_body",
+]
 
 DATATYPES = {"FP32": np.dtype("<f4")}
-#: Output tensors' numpy dtypes and ONNX element types -> the protocol's datatype names.
-OUTPUT_DATATYPES = {
-    np.dtype(np.float32): "FP32",
-    np.dtype(np.float16): "FP16",
-    np.dtype(np.float64): "FP64",
-    np.dtype(np.int64): "INT64",
-    np.dtype(np.int32): "INT32",
-    np.dtype(np.int8): "INT8",
-    np.dtype(np.uint8): "UINT8",
-    np.dtype(np.bool_): "BOOL",
-}
-ONNX_DATATYPES = {
-    "tensor(float)": "FP32",
-    "tensor(float16)": "FP16",
-    "tensor(double)": "FP64",
-    "tensor(int64)": "INT64",
-    "tensor(int32)": "INT32",
-    "tensor(int8)": "INT8",
-    "tensor(uint8)": "UINT8",
-    "tensor(bool)": "BOOL",
-}
 HEADER_LENGTH = "inference-header-content-length"
 
 
@@ -286,10 +273,10 @@ def encode_response(
     blobs = []
     for name in request.outputs:
         arr = np.ascontiguousarray(outputs[name])
-        if arr.dtype not in OUTPUT_DATATYPES:  # anything else travels as float32
+        if arr.dtype not in PROTOCOL_DATATYPES:  # anything else travels as float32
             arr = arr.astype(np.float32)
         arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
-        datatype = OUTPUT_DATATYPES[arr.dtype.newbyteorder("=")]
+        datatype = PROTOCOL_DATATYPES[arr.dtype.newbyteorder("=")]
         entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(arr.shape)}
         if request.binary[name]:
             raw = arr.tobytes()
@@ -302,3 +289,18 @@ def encode_response(
     if not blobs:
         return head, None
     return head + b"".join(blobs), len(head)
+
+
+async def read_body(request: Any, limit: int) -> bytes:
+    """The request body, refused with 413 past ``limit`` bytes (before reading it when
+    Content-Length says so)."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise ProtocolError(f"The body is {length} bytes; the limit is {limit}.", 413)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ProtocolError(f"The body exceeds the limit of {limit} bytes.", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)

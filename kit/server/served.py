@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from ..datatypes import ONNX_DATATYPES
+from ..runtime.session import Model
 from .batching import Batcher, BatchStats
 from .metrics import Metrics
-from .protocol import ONNX_DATATYPES
-from .session import Model
 
 __all__ = ["VERSION", "ServedModel", "inline_rows"]
 

@@ -4,7 +4,8 @@ Every leaf module's output is made a graph output of a copy of the ONNX file (as
 Polygraphy's ``--onnx-outputs mark all`` does), found through the module path the exporter
 records in each node's ``pkg.torch.onnx.name_scopes`` metadata; the eager side is captured
 with forward hooks on the same modules. Both run on one batch, and each layer is judged
-against its own scale with the report's tolerance, from input to output.
+by the report's own rule (:class:`kit.rule.Tolerance`: each sample against its own scale),
+from input to output.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ import numpy as np
 import onnx
 import torch
 from torch import nn
+
+from .._table import format_table
+from ..artifact import MODEL_FILE, Manifest
+from ..rule import Comparison, Tolerance
+from ..runners.onnxruntime import graph_runner
 
 __all__ = ["LayerDiff", "Localisation", "explain_export", "localise"]
 
@@ -47,8 +53,7 @@ class Localisation:
 
     artifact: str
     layers: list[LayerDiff]
-    atol: float
-    rtol: float
+    rule: Tolerance
     #: a variant (int8, fp16) loses accuracy by design: say which layer loses the most
     variant: bool = False
 
@@ -87,40 +92,32 @@ class Localisation:
 
     def format_table(self) -> str:
         first, most = self.first_over, self.loses_most
-        rows = [("module", "ONNX node", "shape", "max|diff|", "max|eager|", "")]
+        rows = []
         for layer in self.layers:
             mark = "<- first over tolerance" if layer is first else ""
             if self.variant and layer is most:
                 mark = (mark + ", " if mark else "<- ") + "largest growth of relative error"
+            shape = "x".join(map(str, layer.shape))
             rows.append(
                 (
                     layer.module,
                     layer.node,
-                    "x".join(map(str, layer.shape)),
+                    shape,
                     f"{layer.max_abs:.2e}",
                     f"{layer.scale:.2e}",
                     mark,
                 )
             )
-        widths = [max(len(r[i]) for r in rows) for i in range(5)]
-        lines = [
-            "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)) + "  " + r[5]
-            for r in rows
-        ]
+        head = ("module", "ONNX node", "shape", "max|diff|", "max|eager|", "")
         verdict = (
             f"first divergence: {first.module} ({first.node})"
             if first
-            else f"no layer exceeds atol {self.atol:g} + rtol {self.rtol:g} x max|eager|"
+            else f"no layer exceeds {self.rule.describe()}"
         )
         if self.variant and most is not None:
             verdict += f"; the {self.artifact} loses the most at {most.module} ({most.node})"
-        return "\n".join(
-            [
-                f"layer by layer, {self.artifact} against eager:",
-                *(ln.rstrip() for ln in lines),
-                verdict,
-            ]
-        )
+        title = f"layer by layer, {self.artifact} against eager:"
+        return "\n".join([title, format_table(head, rows), verdict])
 
 
 def _module_outputs(proto: onnx.ModelProto, leaves: set[str]) -> dict[str, tuple[str, str, str]]:
@@ -147,8 +144,6 @@ def _module_outputs(proto: onnx.ModelProto, leaves: set[str]) -> dict[str, tuple
 
 def _onnx_values(proto: onnx.ModelProto, values: list[str], x: np.ndarray) -> dict[str, np.ndarray]:
     """The named intermediate values of the graph for ``x`` (``proto`` gains them as outputs)."""
-    import onnxruntime as ort
-
     proto = onnx.shape_inference.infer_shapes(proto)
     known = {v.name: v for v in proto.graph.value_info}
     outputs = {o.name for o in proto.graph.output}
@@ -157,9 +152,8 @@ def _onnx_values(proto: onnx.ModelProto, values: list[str], x: np.ndarray) -> di
             proto.graph.output.append(
                 known.get(name) or onnx.helper.make_empty_tensor_value_info(name)
             )
-    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    got = session.run(values, {session.get_inputs()[0].name: x})
-    return dict(zip(values, (np.asarray(v) for v in got), strict=True))
+    got = graph_runner(proto.SerializeToString(), values)(x)
+    return dict(zip(values, got, strict=True))
 
 
 def _eager_values(model: nn.Module, modules: list[str], x: np.ndarray) -> dict[str, np.ndarray]:
@@ -187,13 +181,12 @@ def localise(
     model: nn.Module,
     x: np.ndarray,
     *,
-    atol: float,
-    rtol: float,
-    artifact: str = "model.onnx",
+    rule: Tolerance,
+    artifact: str = MODEL_FILE,
     variant: bool = False,
 ) -> Localisation:
     """Compare every leaf module's output in the ONNX file at ``path`` with eager ``model``
-    on the batch ``x`` (``variant``: also say which layer loses the most)."""
+    on the batch ``x``, judged by ``rule`` (``variant``: also say which layer loses most)."""
     leaves = {name for name, m in model.named_modules() if name and not list(m.children())}
     proto = onnx.load(str(path))  # once: a VGG's graph holds half a gigabyte of weights
     outputs = _module_outputs(proto, leaves)
@@ -204,40 +197,27 @@ def localise(
         ours, theirs = onnx_side[value], eager_side.get(module)
         if theirs is None or ours.shape != theirs.shape:
             continue  # a module the graph reshaped or fused away: nothing to compare
-        diff = float(np.abs(ours.astype(np.float64) - theirs).max(initial=0.0))
-        scale = float(np.abs(theirs).max(initial=0.0))
-        layers.append(
-            LayerDiff(label, node, tuple(ours.shape), diff, scale, diff > atol + rtol * scale)
-        )
-    return Localisation(artifact, layers, atol, rtol, variant)
+        row = rule.judge(ours, theirs, Comparison(label, "onnxruntime", "layer", len(x)))
+        over = not row.passed
+        layers.append(LayerDiff(label, node, tuple(ours.shape), row.max_abs, row.scale, over))
+    return Localisation(artifact, layers, rule, variant)
 
 
 def explain_export(
-    artifact_dir: Path,
+    directory: Path,
+    manifest: Manifest,
     model: nn.Module,
     x: np.ndarray,
     *,
-    atol: float,
-    rtol: float,
+    rule: Tolerance,
     variants: bool,
 ) -> list[Localisation]:
     """Layer by layer, ``model.onnx`` (and with ``variants``, each variant file) of an
     export against the eager ``model`` on ``x``."""
-    from ..artifact import MODEL_FILE, VARIANT_FILES
 
-    found = [localise(artifact_dir / MODEL_FILE, model, x, atol=atol, rtol=rtol)]
-    for precision, name in VARIANT_FILES.items() if variants else ():
-        if (artifact_dir / name).is_file():
-            artifact = f"{precision} variant ({name})"
-            found.append(
-                localise(
-                    artifact_dir / name,
-                    model,
-                    x,
-                    atol=atol,
-                    rtol=rtol,
-                    artifact=artifact,
-                    variant=True,
-                )
-            )
+    found = [localise(directory / MODEL_FILE, model, x, rule=rule)]
+    for precision, record in manifest.variants.items() if variants else ():
+        artifact = f"{precision} variant ({record.file})"
+        path = directory / record.file
+        found.append(localise(path, model, x, rule=rule, artifact=artifact, variant=True))
     return found

@@ -17,11 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from .._files import sha256_file
 from ..artifact import (
+    INPUT_NAME,
     MODEL_FILE,
     VARIANT_FILES,
     Limits,
+    Manifest,
+    VariantRecord,
+    describe_files,
     read_manifest,
     verify_files,
     write_manifest,
@@ -29,10 +32,8 @@ from ..artifact import (
 from ..errors import ArtifactError, KitError, first_line
 
 __all__ = [
-    "Limits",
     "VariantCheck",
     "add_variant",
-    "calibration_sets",
     "check_variant",
     "convert_fp16",
     "predictions",
@@ -189,9 +190,9 @@ def quantize_within_limits(
 
 def predictions(path: Path, x: np.ndarray) -> np.ndarray:
     """Top-1 class of every sample of ``x`` through the ONNX file at ``path`` (CPU)."""
-    import onnxruntime as ort
+    from ..runtime.providers import CPU, create_session
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = create_session(path, [CPU])
     name = session.get_inputs()[0].name
     return np.concatenate([session.run(None, {name: b})[0].argmax(1) for b in _batches(x)])
 
@@ -241,7 +242,7 @@ def add_variant(
     limits: Limits | None = None,
     verified: bool = True,
     max_fp32: int | None = None,
-) -> dict[str, Any]:
+) -> VariantRecord:
     """Make the ``precision`` variant of ``artifact_dir/model.onnx`` and list it in the manifest.
 
     Args:
@@ -263,35 +264,17 @@ def add_variant(
         KitError: the variant misses the limits (nothing is written).
     """
     limits = limits or Limits()
-    manifest = read_manifest(artifact_dir)
-    problems = verify_files(artifact_dir, manifest["files"])
-    if problems or MODEL_FILE not in manifest["files"]:
-        raise ArtifactError(
-            f"Refusing to quantize {artifact_dir}: {'; '.join(problems) or 'it has no ' + MODEL_FILE}."
-        )
+    manifest = _verified(artifact_dir)
     name = VARIANT_FILES[precision]
     fd, tmp = tempfile.mkstemp(dir=artifact_dir, prefix=f".{name}.", suffix=".tmp")
     os.close(fd)
     staged = Path(tmp)
     try:
-        input_name = manifest["inputs"][0]["name"]
-        search = _Search([], [])
-        if precision == "int8":
-            check, search = quantize_within_limits(
-                artifact_dir / MODEL_FILE,
-                staged,
-                calibration[1],
-                input_name,
-                held_out,
-                limits,
-                max_fp32,
-            )
-        else:
-            convert_fp16(artifact_dir / MODEL_FILE, staged)
-            reference = predictions(artifact_dir / MODEL_FILE, held_out[1])
-            check = check_variant(reference, staged, held_out[1], held_out[2])
-        missed = check.problems(limits)
-        if missed:
+        source = artifact_dir / MODEL_FILE
+        check, search = _make(
+            precision, source, staged, manifest, calibration, held_out, limits, max_fp32
+        )
+        if missed := check.problems(limits):
             raise KitError(
                 f"The {precision} variant of {artifact_dir.name} misses its limits on {held_out[0]}: "
                 f"{'; '.join(missed)}{_tried(search)}. Nothing was written; relax "
@@ -301,26 +284,60 @@ def add_variant(
         os.replace(staged, artifact_dir / name)
     finally:
         staged.unlink(missing_ok=True)
-    record = {
-        "file": name,
-        "precision": precision,
-        "method": _METHODS[precision],
-        "calibration": calibration[0] if precision == "int8" else None,
-        "verified": verified,
-        "held_out": held_out[0],
-        "limits": asdict(limits),
-        **asdict(check),
-    }
-    if precision == "int8":
-        record |= {"nodes_kept_fp32": search.kept_fp32, "tries": search.tries}
-    manifest["files"][name] = {
-        "format": f"onnx-{precision}",
-        "size": (artifact_dir / name).stat().st_size,
-        "sha256": sha256_file(artifact_dir / name),
-    }
-    manifest.setdefault("variants", {})[precision] = record
-    write_manifest(artifact_dir, manifest)
+    record = VariantRecord(
+        file=name,
+        precision=precision,
+        method=_METHODS[precision],
+        calibration=calibration[0] if precision == "int8" else None,
+        verified=verified,
+        held_out=held_out[0],
+        limits=limits,
+        samples=check.samples,
+        agreement=check.agreement,
+        accuracy_fp32=check.accuracy_fp32,
+        accuracy=check.accuracy,
+        nodes_kept_fp32=tuple(search.kept_fp32),
+        tries=tuple(search.tries),
+    )
+    file = describe_files(artifact_dir, {name: f"onnx-{precision}"})[name]
+    write_manifest(artifact_dir, manifest.with_variant(record, file))
     return record
+
+
+def _verified(artifact_dir: Path) -> Manifest:
+    """The export's manifest once every file matches it and it has a model.onnx.
+
+    Raises:
+        ArtifactError: it does not.
+    """
+    manifest = read_manifest(artifact_dir)
+    problems = verify_files(artifact_dir, manifest.files)
+    if problems or MODEL_FILE not in manifest.files:
+        raise ArtifactError(
+            f"Refusing to quantize {artifact_dir}: {'; '.join(problems) or 'it has no ' + MODEL_FILE}."
+        )
+    return manifest
+
+
+def _make(
+    precision: str,
+    source: Path,
+    staged: Path,
+    manifest: Manifest,
+    calibration: tuple[str, np.ndarray],
+    held_out: tuple[str, np.ndarray, np.ndarray | None],
+    limits: Limits,
+    max_fp32: int | None,
+) -> tuple[VariantCheck, _Search]:
+    """Write the variant to ``staged`` and check it against ``source`` on ``held_out``."""
+    if precision == "int8":
+        input_name = manifest.inputs[0].name if manifest.inputs else INPUT_NAME
+        return quantize_within_limits(
+            source, staged, calibration[1], input_name, held_out, limits, max_fp32
+        )
+    convert_fp16(source, staged)
+    reference = predictions(source, held_out[1])
+    return check_variant(reference, staged, held_out[1], held_out[2]), _Search([], [])
 
 
 def _tried(search: _Search) -> str:
@@ -334,64 +351,3 @@ def _tried(search: _Search) -> str:
         for t in search.tries
     ]
     return " after keeping layers in fp32, one more each try:\n" + "\n".join(rows) + "\n"
-
-
-def calibration_sets(
-    spec: Any,
-    *,
-    dataset: str | None,
-    data_dir: Path | None,
-    size: int,
-    random: bool,
-    seed: int = 0,
-) -> tuple[tuple[str, np.ndarray], tuple[str, np.ndarray, np.ndarray | None]]:
-    """``(calibration, held_out)`` for ``spec``: training samples and the labelled test split
-    of its data set, or seeded random inputs when ``random`` (accuracy then unverified).
-
-    Raises:
-        UsageError: no real data to calibrate on and ``random`` not asked for.
-        DataError: the data set is missing or does not fit the network.
-    """
-    from ..data import load_dataset
-    from ..errors import UsageError
-
-    rng = np.random.default_rng(seed)
-    shape = tuple(spec.input_shape)
-    if random:
-        calibration = rng.standard_normal((size, *shape), dtype=np.float32)
-        held_out = rng.standard_normal((256, *shape), dtype=np.float32)
-        return (f"{size} random normal inputs (accuracy unverified)", calibration), (
-            "256 random normal inputs (top-1 agreement only)",
-            held_out,
-            None,
-        )
-    name = dataset or spec.recipe.dataset
-    if name == "fake" and data_dir is None:
-        raise UsageError(
-            f"{spec.name} has no training data to calibrate on: pass --data-dir (and "
-            "--dataset), or --random-calibration to accept an unverified accuracy."
-        )
-    data = load_dataset(name, spec, data_dir=data_dir)
-    train_x, _ = _arrays(data.train, rng.permutation(len(data.train))[:size])  # type: ignore[arg-type]
-    test_x, test_y = _arrays(data.test, np.arange(len(data.test)))  # type: ignore[arg-type]
-    return (f"{len(train_x)} {name} training samples", train_x), (
-        f"{len(test_x)} {name} test samples",
-        test_x,
-        test_y,
-    )
-
-
-def _arrays(dataset: Any, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Samples ``index`` of a torch dataset as float32 images and int labels."""
-    import torch
-    from torch.utils.data import TensorDataset
-
-    if isinstance(dataset, TensorDataset):
-        images, labels = dataset.tensors
-        i = torch.from_numpy(index)
-        return images[i].numpy().astype(np.float32), labels[i].numpy()
-    pairs = [dataset[int(j)] for j in index]
-    return (
-        np.stack([np.asarray(p[0], dtype=np.float32) for p in pairs]),
-        np.asarray([int(p[1]) for p in pairs]),
-    )

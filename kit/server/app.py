@@ -1,7 +1,7 @@
 """``kit serve``: exported models over the Open Inference Protocol (KServe v2 REST).
 
 Starlette routes on uvicorn (uvloop + httptools when installed; asyncio and uvloop set
-TCP_NODELAY on every connection). Each model has a :class:`~kit.runtime.batching.Batcher`
+TCP_NODELAY on every connection). Each model has a :class:`~kit.server.batching.Batcher`
 that merges concurrent requests into one onnxruntime run. Names in a URL resolve only to
 the models loaded at start, never to paths.
 """
@@ -19,19 +19,25 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..embed.packages import PAGE_DIR, WEB_FILES, web_dir
+from ..runtime.session import Model
 from ._uvicorn import JsonFormatter, listen_socket, uvicorn_config
 from .config import ServerConfig
 from .metrics import CONTENT_TYPE_LATEST, Metrics
-from .protocol import HEADER_LENGTH, ProtocolError, encode_response, parse_infer_request
-from .repository import discover_models, load_models
+from .page import page_routes
+from .protocol import (
+    HEADER_LENGTH,
+    ProtocolError,
+    encode_response,
+    parse_infer_request,
+    read_body,
+)
+from .repository import load_models
 from .served import VERSION, ServedModel, inline_rows
-from .session import Model
 
-__all__ = ["ServerConfig", "create_app", "discover_models", "load_models", "serve"]
+__all__ = ["ServerConfig", "create_app", "load_models", "serve"]
 
 log = logging.getLogger("kit.server")
 
@@ -89,25 +95,12 @@ class _App:
     async def model_config(self, request: Request) -> Response:
         return JSONResponse(self.lookup(request).config(self.cfg.max_batch_size))
 
-    async def read_body(self, request: Request) -> bytes:
-        limit = self.cfg.max_body_bytes
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            raise ProtocolError(f"The body is {length} bytes; the limit is {limit}.", 413)
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise ProtocolError(f"The body exceeds the limit of {limit} bytes.", 413)
-            chunks.append(chunk)
-        return b"".join(chunks)
-
     async def infer(self, request: Request) -> Response:
         started = time.perf_counter()
         if not self.ready:
             raise ProtocolError("The server is not ready.", 503)
         entry = self.lookup(request)
-        body = await self.read_body(request)
+        body = await read_body(request, self.cfg.max_body_bytes)
         req = parse_infer_request(
             body,
             request.headers.get(HEADER_LENGTH),
@@ -140,28 +133,6 @@ class _App:
             [{"name": n, "version": VERSION, "state": state} for n in sorted(self.served)]
         )
 
-    async def page(self, request: Request) -> Response:
-        return FileResponse(PAGE_DIR / "index.html", media_type="text/html")
-
-    async def page_script(self, request: Request) -> Response:
-        return FileResponse(PAGE_DIR / "page.js", media_type="text/javascript")
-
-    async def ort_file(self, request: Request) -> Response:
-        """onnxruntime-web's files from kit's cache (``kit doctor --install web``)."""
-        name = request.path_params["file"]
-        path = web_dir() / name
-        if name not in WEB_FILES or not path.is_file():
-            raise ProtocolError(
-                f"No onnxruntime-web file {name!r} here; run `kit doctor --install web`.", 404
-            )
-        kind = "application/wasm" if name.endswith(".wasm") else "text/javascript"
-        return FileResponse(path, media_type=kind)
-
-    async def model_file(self, request: Request) -> Response:
-        """The very ONNX file a served model runs, for the page's onnxruntime-web."""
-        entry = self.lookup(request)
-        return FileResponse(entry.model.path, media_type="application/octet-stream")
-
     async def prometheus(self, request: Request) -> Response:
         return Response(self.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
@@ -178,37 +149,6 @@ class _App:
             )
         return _error(str(exc), exc.status)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        cfg = self.cfg
-        for name, model in self.models.items():
-            entry = ServedModel(
-                name, model, self.metrics, self.executor, inline_rows(model, cfg.inline_seconds)
-            )
-            if cfg.max_batch_size > 1:
-                entry.start_batching(cfg.max_batch_size, cfg.max_queue_delay_us / 1e6)
-            self.served[name] = entry
-        self.ready = True
-        log.info(
-            "ready",
-            extra={
-                "event": "ready",
-                "models": {n: m.provider for n, m in self.models.items()},
-                "max_batch_size": cfg.max_batch_size,
-                "max_queue_delay_us": cfg.max_queue_delay_us,
-                "inline_rows": {n: e.inline_rows for n, e in self.served.items()},
-            },
-        )
-        try:
-            yield
-        finally:
-            self.ready = False
-            for entry in self.served.values():
-                if entry.batcher is not None:
-                    await entry.batcher.stop()
-            self.executor.shutdown(wait=True)
-            log.info("stopped", extra={"event": "stopped"})
-
     def routes(self) -> list[Route]:
         prefixes = ["/v2/models/{model}", "/v2/models/{model}/versions/{version}"]
         # Starlette tries routes in order: the hot one first saves a regex match per route.
@@ -219,10 +159,7 @@ class _App:
             Route("/v2/health/ready", self.server_ready),
             Route("/metrics", self.prometheus),
             Route("/v2/repository/index", self.repository_index, methods=["POST"]),
-            Route("/", self.page),
-            Route("/ui/page.js", self.page_script),
-            Route("/ui/ort/{file}", self.ort_file),
-            Route("/ui/models/{model}/model.onnx", self.model_file),
+            *page_routes(lambda request: self.lookup(request).model.path),
         ]
         for p in prefixes:
             routes += [
@@ -233,12 +170,45 @@ class _App:
         return routes
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(self: _App) -> AsyncIterator[None]:
+    """Start each model's batcher, say what is served; at shutdown, stop them in order."""
+    cfg = self.cfg
+    for name, model in self.models.items():
+        entry = ServedModel(
+            name, model, self.metrics, self.executor, inline_rows(model, cfg.inline_seconds)
+        )
+        if cfg.max_batch_size > 1:
+            entry.start_batching(cfg.max_batch_size, cfg.max_queue_delay_us / 1e6)
+        self.served[name] = entry
+    self.ready = True
+    log.info(
+        "ready",
+        extra={
+            "event": "ready",
+            "models": {n: m.provider for n, m in self.models.items()},
+            "max_batch_size": cfg.max_batch_size,
+            "max_queue_delay_us": cfg.max_queue_delay_us,
+            "inline_rows": {n: e.inline_rows for n, e in self.served.items()},
+        },
+    )
+    try:
+        yield
+    finally:
+        self.ready = False
+        for entry in self.served.values():
+            if entry.batcher is not None:
+                await entry.batcher.stop()
+        self.executor.shutdown(wait=True)
+        log.info("stopped", extra={"event": "stopped"})
+
+
 def create_app(models: dict[str, Model], config: ServerConfig | None = None) -> Starlette:
     """An ASGI app serving ``models`` (name -> loaded model) over the v2 protocol."""
     app = _App(models, config or ServerConfig())
     return Starlette(
         routes=app.routes(),
-        lifespan=app.lifespan,
+        lifespan=lambda _: _lifespan(app),
         exception_handlers={
             ProtocolError: app.protocol_error,
             HTTPException: _http_error,

@@ -1,6 +1,6 @@
 """uvicorn plumbing for ``kit serve``: its config, socket, log format and one-packet writes.
 
-Kept apart from :mod:`kit.runtime.server` (the protocol's routes, batching and metrics),
+Kept apart from :mod:`kit.server.app` (the protocol's routes, batching and metrics),
 which uses it.
 """
 

@@ -15,10 +15,12 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from ..artifact import Manifest
+from ..datatypes import protocol_datatype
 from ..errors import ArtifactError, UsageError, first_line
-from ..runtime.protocol import OUTPUT_DATATYPES
+from ..parity import Runner
 
-__all__ = ["Endpoint", "connect"]
+__all__ = ["Endpoint", "connect", "metadata_problems"]
 
 
 @dataclass
@@ -36,6 +38,10 @@ class Endpoint:
     @property
     def label(self) -> str:
         return f"{self.server} at {self.url} ({'binary' if self.binary else 'JSON'})"
+
+    def runner(self, artifact: str = "endpoint", precision: str = "fp32") -> Runner:
+        """This endpoint as a parity runner."""
+        return Runner(artifact, self.label, self.run, precision=precision)
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         """Every output for ``x``, in requests of at most ``max_batch`` rows."""
@@ -117,21 +123,22 @@ def _max_batch(client: Any, model: str, fallback: int = 256) -> int:
     return size if size > 0 else fallback
 
 
-def metadata_problems(endpoint: Endpoint, manifest: dict[str, Any]) -> list[str]:
+def metadata_problems(endpoint: Endpoint, manifest: Manifest) -> list[str]:
     """Where the server's model metadata disagrees with the manifest (names, shapes, types)."""
     problems = []
-    for kind in ("inputs", "outputs"):
+    for kind, tensors in (("inputs", manifest.inputs), ("outputs", manifest.outputs)):
         expected = [
             (
-                t["name"],
-                OUTPUT_DATATYPES.get(np.dtype(t["dtype"]), t["dtype"]),
-                [d if isinstance(d, int) else -1 for d in t["shape"]],
+                t.name,
+                protocol_datatype(t.dtype) or t.dtype,
+                [d if isinstance(d, int) else -1 for d in t.shape],
             )
-            for t in manifest.get(kind, [])
+            for t in tensors
         ]
         served = [
-            (t["name"], t["datatype"], [int(d) for d in t["shape"]])
+            (t.get("name"), t.get("datatype"), [int(d) for d in t.get("shape", [])])
             for t in endpoint.metadata.get(kind, [])
+            if isinstance(t, dict)
         ]
         if served != expected:
             problems.append(

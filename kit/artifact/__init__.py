@@ -1,0 +1,119 @@
+"""The artifact contract: what ``kit export`` writes and every other part of kit reads.
+
+File names, the ONNX metadata key, tensor names, parity defaults, the typed
+:class:`ModelFacts` embedded in each ONNX file, and the typed :class:`Manifest` with its one
+reader and writer. Torch-free: the runtime that apps embed reads artifacts through it. No
+other module spells these names.
+"""
+
+from __future__ import annotations
+
+from .facts import FactsError, Limits, ModelFacts
+from .manifest import (
+    FORMAT_VERSION,
+    MANIFEST,
+    ArtifactFile,
+    FileRecord,
+    Manifest,
+    MobileRecord,
+    ModelRecord,
+    TensorRecord,
+    VariantRecord,
+    WeightsRecord,
+    describe_files,
+    read_manifest,
+    verify_files,
+    write_manifest,
+)
+
+__all__ = [
+    "BATCH_AXIS",
+    "BEST_CHECKPOINT",
+    "CLASS_NAMES_KEY",
+    "DEFAULT_ATOL",
+    "DEFAULT_BATCH_SIZES",
+    "DEFAULT_CALIBRATION_SIZE",
+    "DEFAULT_FORMATS",
+    "DEFAULT_RTOL",
+    "FACTS_KEY",
+    "FAILED_SUFFIX",
+    "FILE_NAMES",
+    "FORMATS",
+    "FORMAT_VERSION",
+    "INPUT_NAME",
+    "LAST_CHECKPOINT",
+    "MANIFEST",
+    "MODEL_FILE",
+    "ORT_OPS_FILE",
+    "PARITY_FILE",
+    "PARTIAL_MARK",
+    "RESUME_STATE",
+    "SINGLE_OUTPUT",
+    "VARIANT_FILES",
+    "WEIGHTS_FILE",
+    "ArtifactFile",
+    "FactsError",
+    "FileRecord",
+    "Limits",
+    "Manifest",
+    "MobileRecord",
+    "ModelFacts",
+    "ModelRecord",
+    "TensorRecord",
+    "VariantRecord",
+    "WeightsRecord",
+    "describe_files",
+    "read_manifest",
+    "served_name",
+    "verify_files",
+    "write_manifest",
+]
+
+#: One file per export format, in an ``exported/NAME/`` directory.
+FILE_NAMES = {
+    "onnx": "model.onnx",
+    "torchscript": "model.ts",
+    "pt2": "model.pt2",
+    "ort": "model.ort",  # ORT mobile's format, converted from model.onnx
+}
+FORMATS = tuple(FILE_NAMES)
+#: What ``kit export`` writes unless ``--formats`` says otherwise.
+DEFAULT_FORMATS = ("onnx", "torchscript", "pt2")
+#: The operators ``model.ort`` needs, as onnxruntime's reduced-size build reads them.
+ORT_OPS_FILE = "model.required_operators.config"
+MODEL_FILE = FILE_NAMES["onnx"]
+WEIGHTS_FILE = "weights.safetensors"
+#: Cheaper variants of ``model.onnx`` (``kit quantize``), each beside it with the same facts.
+VARIANT_FILES = {"int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
+#: The parity report kept beside artifacts that failed it (``--keep-failed``).
+PARITY_FILE = "parity.json"
+FAILED_SUFFIX = ".parity-failed"
+#: An export being written is ``OUT/.NAME.partial-XXXX``; nothing reads or serves it.
+PARTIAL_MARK = ".partial-"
+
+#: ONNX ``metadata_props`` key holding :class:`ModelFacts` as JSON.
+FACTS_KEY = "kit.facts"
+INPUT_NAME = "input"
+#: The name of a network's only output.
+SINGLE_OUTPUT = "logits"
+BATCH_AXIS = "batch"
+
+DEFAULT_ATOL = 1e-4
+DEFAULT_RTOL = 1e-4
+#: Random batch sizes parity checks; the export traces batch 2, so all are unseen.
+DEFAULT_BATCH_SIZES = (1, 3, 8)
+#: Training samples an int8 variant is calibrated on.
+DEFAULT_CALIBRATION_SIZE = 512
+
+# A training run's files (``runs/NAME/``).
+#: safetensors metadata keys a checkpoint carries from its data into the export (JSON lists)
+CLASS_NAMES_KEY = "kit.class_names"
+BEST_CHECKPOINT = "best.safetensors"
+LAST_CHECKPOINT = "last.safetensors"
+RESUME_STATE = "resume.pt"
+
+
+def served_name(name: str, precision: str) -> str:
+    """A model's name where each precision is its own model (kit serve, Triton):
+    ``mnist_cnn`` for fp32, ``mnist_cnn_int8`` for its int8 variant."""
+    return name if precision == "fp32" else f"{name}_{precision}"

@@ -1,0 +1,164 @@
+"""The runner registry: every artifact file in every runtime is made into a runner here.
+
+A :class:`Backend` runs some file formats in one runtime (onnxruntime, torch, onnxruntime-
+node, ...) and registers itself when its module is imported; parity, bench, evaluate,
+explain and the CLI ask :func:`make_runners` for runners and never build their own. Each
+:class:`~kit.parity.Runner` carries one label and says what it accepts (batch sizes) and
+the precision it really runs at. Adding a runtime is one module that calls
+:func:`register` (docs/DESIGN.md, "How to add a runtime").
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..artifact import ArtifactFile
+from ..errors import UsageError
+from ..parity import Runner
+
+__all__ = [
+    "Backend",
+    "Runner",
+    "RunnerOptions",
+    "artifact_label",
+    "backend",
+    "make_runners",
+    "register",
+    "runtimes",
+]
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    """What a caller may ask of runners.
+
+    Attributes:
+        provider: onnxruntime's providers: ``auto`` (CUDA too when a GPU is present),
+            ``cpu`` or ``cuda`` (CUDA or a :class:`~kit.errors.ProviderError`).
+        io_binding: Also make CUDA runners that bind inputs and outputs (for bench).
+        inputs: Every batch the runners will see, so a runtime that starts a process per
+            file (Node.js, a browser) answers them all in one go.
+    """
+
+    provider: str = "auto"
+    io_binding: bool = False
+    inputs: Sequence[np.ndarray] = ()
+
+
+#: a backend's factory: (file, what the manifest says of it, options) -> its runners
+Make = Callable[[Path, ArtifactFile, RunnerOptions], list[Runner]]
+
+
+def _ready() -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One runtime's way of running some file formats.
+
+    Attributes:
+        name: Its name (``onnxruntime``, ``torch``, ``node``).
+        runtime: The ``--runtime`` that selects it (``python``, ``node``, ``browser``).
+        formats: The file formats it runs (``onnx``, ``ort``, ``pt2``).
+        make: Runners for one file.
+        ready: Raises :class:`~kit.embed.packages.RuntimeMissing` (exit 2) saying how to get
+            the runtime, when it cannot run here.
+    """
+
+    name: str
+    runtime: str
+    formats: tuple[str, ...]
+    make: Make
+    ready: Callable[[], None] = _ready
+
+
+_BACKENDS: dict[str, Backend] = {}
+#: the modules that register kit's own backends, by the --runtime that selects them
+_BUILTIN = {
+    "python": ("kit.runners.onnxruntime", "kit.runners.torch"),
+    "node": ("kit.runners.js",),
+    "browser": ("kit.runners.js",),
+}
+
+
+def register(backend: Backend) -> Backend:
+    """Add ``backend`` to the registry (a second one of the same name replaces it)."""
+    _BACKENDS[backend.name] = backend
+    return backend
+
+
+def runtimes() -> list[str]:
+    """Every ``--runtime`` name runners can be made for."""
+    return sorted(set(_BUILTIN) | {b.runtime for b in _BACKENDS.values()})
+
+
+def _selected(runtime: str) -> list[Backend]:
+    if runtime not in runtimes():
+        raise UsageError(f"Unknown runtime {runtime!r}; choose from {', '.join(runtimes())}.")
+    for module in _BUILTIN.get(runtime, ()):  # imported only when asked for (torch is heavy)
+        importlib.import_module(module)
+    return [b for b in _BACKENDS.values() if b.runtime == runtime]
+
+
+def backend(name: str) -> Backend:
+    """The registered backend ``name`` (its runtime's modules imported first)."""
+    for runtime in _BUILTIN:
+        if name not in _BACKENDS:
+            _selected(runtime)
+    return _BACKENDS[name]
+
+
+def artifact_label(artifact: ArtifactFile) -> str:
+    """How reports name an artifact: its format, with the precision of a variant."""
+    return (
+        artifact.format
+        if artifact.precision == "fp32"
+        else f"{artifact.format} {artifact.precision}"
+    )
+
+
+def make_runners(
+    directory: Path,
+    artifacts: Sequence[ArtifactFile],
+    runtimes: Sequence[str] = ("python",),
+    options: RunnerOptions | None = None,
+) -> list[Runner]:
+    """Runners for every artifact in every runtime asked for that can run its format.
+
+    Raises:
+        RuntimeMissing: a runtime asked for cannot run here (how to get it is in the text).
+        ProviderError: ``options.provider`` names a provider that cannot run here.
+        UsageError: an unknown runtime.
+    """
+    options = options or RunnerOptions()
+    made: list[Runner] = []
+    for runtime in dict.fromkeys(runtimes):
+        for b in _selected(runtime):
+            wanted = [a for a in artifacts if a.format in b.formats]
+            if wanted:
+                b.ready()
+            for artifact in wanted:
+                made += b.make(directory / artifact.name, artifact, options)
+    return made
+
+
+def in_chunks(
+    run: Callable[[np.ndarray], list[np.ndarray]], size: int
+) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """``run`` for a static-batch artifact: any batch, run ``size`` rows at a time."""
+
+    def chunked(x: np.ndarray) -> list[np.ndarray]:
+        if len(x) == size:
+            return run(x)
+        if len(x) % size:
+            raise UsageError(f"a batch of {len(x)} does not split into batches of {size}")
+        parts = [run(x[i : i + size]) for i in range(0, len(x), size)]
+        return [np.concatenate(column) for column in zip(*parts, strict=True)]
+
+    return chunked

@@ -1,0 +1,51 @@
+"""The page ``kit serve`` shows at ``/``: its files, onnxruntime-web's, and each model's ONNX
+file, so the page can run the very file the server runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+
+from ..embed.packages import PAGE_DIR, WEB_FILES, web_dir
+from .protocol import ProtocolError
+
+__all__ = ["page_routes"]
+
+
+async def _page(request: Request) -> Response:
+    return FileResponse(PAGE_DIR / "index.html", media_type="text/html")
+
+
+async def _script(request: Request) -> Response:
+    return FileResponse(PAGE_DIR / "page.js", media_type="text/javascript")
+
+
+async def _ort_file(request: Request) -> Response:
+    """onnxruntime-web's files from kit's cache (``kit doctor --install web``)."""
+    name = request.path_params["file"]
+    path = web_dir() / name
+    if name not in WEB_FILES or not path.is_file():
+        raise ProtocolError(
+            f"No onnxruntime-web file {name!r} here; run `kit doctor --install web`.", 404
+        )
+    kind = "application/wasm" if name.endswith(".wasm") else "text/javascript"
+    return FileResponse(path, media_type=kind)
+
+
+def page_routes(model_path: Callable[[Request], Any]) -> list[Route]:
+    """The page's routes; ``model_path(request)`` is the served model's ONNX file (or
+    raises the protocol's 404)."""
+
+    async def model_file(request: Request) -> Response:
+        return FileResponse(model_path(request), media_type="application/octet-stream")
+
+    return [
+        Route("/", _page),
+        Route("/ui/page.js", _script),
+        Route("/ui/ort/{file}", _ort_file),
+        Route("/ui/models/{model}/model.onnx", model_file),
+    ]

@@ -1,0 +1,278 @@
+"""Verifying artifacts against eager PyTorch: at export (before anything lands) and later,
+from a saved directory (``kit parity``).
+
+Runners come from :mod:`kit.runners`, the judging from the rule passed in (:mod:`kit.rule`):
+full-precision artifacts by :class:`~kit.rule.Tolerance` on every input, a cheaper variant
+(int8, fp16) by :class:`~kit.rule.Agreement` on real samples, at the limit recorded with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from architectures import ModelSpec
+
+from ..artifact import (
+    DEFAULT_BATCH_SIZES,
+    ArtifactFile,
+    Limits,
+    Manifest,
+    read_manifest,
+    served_name,
+    verify_files,
+)
+from ..errors import ArtifactError, UsageError, first_line
+from ..models import load_network, read_state_dict, resolve_spec
+from ..parity import ParityReport, Runner, random_inputs, run_parity
+from ..rule import Agreement, Tolerance
+from ..runners import RunnerOptions, make_runners
+from ..runners.endpoint import connect, metadata_problems
+from ..runners.torch import eager_run
+
+__all__ = [
+    "Check",
+    "check_artifacts",
+    "parity_inputs",
+    "rebuild_reference",
+    "saved_spec",
+    "verify_saved",
+]
+
+#: a variant's top-1 agreement says little on fewer samples than this
+MIN_VARIANT_SAMPLES = 100
+
+Real = tuple[str, torch.Tensor] | None
+
+
+def parity_inputs(
+    input_shape: Sequence[int], batch_sizes: Sequence[int], seed: int, real: Real
+) -> list[tuple[str, np.ndarray]]:
+    """Parity's inputs: seeded random batches at ``batch_sizes``, then the real samples."""
+    inputs = random_inputs(input_shape, batch_sizes, seed=seed)
+    if real is not None:
+        inputs.append((real[0], np.ascontiguousarray(real[1].numpy(), dtype=np.float32)))
+    return inputs
+
+
+class Check:
+    """One parity run of a directory's artifacts against an eager network."""
+
+    def __init__(self, model: nn.Module, name: str, rule: Tolerance, output_names: Any) -> None:
+        self.reference = _memo(eager_run(model, name))
+        self.report = ParityReport(model=name, rule=rule)
+        self.output_names = output_names
+
+    def run(
+        self,
+        directory: Path,
+        artifacts: Sequence[ArtifactFile],
+        inputs: list[tuple[str, np.ndarray]],
+        *,
+        runtimes: Sequence[str] = ("python",),
+        provider: str = "auto",
+        limits: dict[str, Limits] | None = None,
+    ) -> ParityReport:
+        """Every artifact in every runtime; variants (``limits`` by precision) by agreement.
+
+        Raises:
+            ProviderError: ``provider`` names a provider that cannot run here.
+            RuntimeMissing: a runtime asked for cannot run here.
+        """
+        options = RunnerOptions(provider=provider, inputs=[x for _, x in inputs])
+        try:
+            runners = make_runners(directory, artifacts, runtimes, options)
+        except UsageError:  # a provider or a runtime that cannot run here
+            raise
+        except Exception as exc:  # a corrupt artifact: report it, do not crash
+            self.report.problems.append(f"cannot load an artifact: {first_line(exc)}")
+            return self.report
+        for runner in runners:
+            if runner.note and runner.note not in self.report.notes:
+                self.report.notes.append(runner.note)
+        full = [r for r in runners if r.precision == "fp32"]
+        run_parity(self.reference, full, inputs, report=self.report, output_names=self.output_names)
+        self._variants([r for r in runners if r.precision != "fp32"], inputs, limits or {})
+        return self.report
+
+    def _variants(
+        self, runners: list[Runner], inputs: list[tuple[str, np.ndarray]], limits: dict[str, Limits]
+    ) -> None:
+        precisions = list(dict.fromkeys(r.precision for r in runners))
+        if not precisions:
+            return
+        real = [(label, x) for label, x in inputs if not label.startswith("random")]
+        if not real or len(real[-1][1]) < MIN_VARIANT_SAMPLES:
+            self.report.notes.append(
+                f"variants {', '.join(precisions)} not checked: they are judged by top-1 "
+                f"agreement on at least {MIN_VARIANT_SAMPLES} real samples; pass --data-dir"
+            )
+            return
+        for precision in precisions:
+            rule = Agreement(limits.get(precision, Limits()).min_agreement)
+            self.report.notes.append(
+                f"the {precision} variant is judged by {rule.describe()} (its limit), not by "
+                "atol/rtol"
+            )
+            mine = [r for r in runners if r.precision == precision]
+            run_parity(self.reference, mine, real[-1:], report=self.report, rule=rule)
+
+
+def _memo(run: Any) -> Any:
+    """``run`` remembering its answer per input batch (eager runs once per input)."""
+    answers: dict[int, Any] = {}
+
+    def remembered(x: np.ndarray) -> Any:
+        if id(x) not in answers:
+            answers[id(x)] = run(x)
+        return answers[id(x)]
+
+    return remembered
+
+
+def check_artifacts(
+    model: nn.Module,
+    directory: Path,
+    artifacts: Sequence[ArtifactFile],
+    *,
+    name: str,
+    input_shape: Sequence[int],
+    rule: Tolerance,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    real: Real = None,
+    seed: int = 0,
+    output_names: Sequence[str] | None = None,
+) -> ParityReport:
+    """Parity of the ``artifacts`` in ``directory`` against the eager ``model`` in Python
+    (an export checks its files with this before anything lands)."""
+    inputs = parity_inputs(input_shape, batch_sizes, seed, real)
+    return Check(model, name, rule, output_names).run(directory, artifacts, inputs)
+
+
+def saved_spec(manifest: Manifest, factory: str | None = None) -> ModelSpec:
+    """The network's spec as an export's manifest records it, at its input shape.
+
+    A user's network is rebuilt only from the ``factory`` the caller names (``--factory``):
+    a manifest is a file people download, and the factory it records is shown, never
+    imported on its authority.
+
+    Raises:
+        ArtifactError: the manifest names a factory and the caller did not.
+    """
+    recorded = manifest.model.factory
+    if recorded and not factory:
+        raise ArtifactError(
+            f"This export was made from the network factory {recorded!r}, which kit does not "
+            f"import because a manifest names it; if you trust that code, pass --factory "
+            f"{recorded}."
+        )
+    return resolve_spec(factory or manifest.model.name, tuple(manifest.model.input_shape))
+
+
+def rebuild_reference(
+    directory: Path, manifest: Manifest, factory: str | None = None
+) -> tuple[ModelSpec, nn.Module]:
+    """The spec and eager network an export was made from, as its manifest records.
+
+    Raises:
+        ArtifactError: the weights file is missing or does not match its sha256.
+    """
+    spec = saved_spec(manifest, factory)
+    weights = manifest.model.weights
+    path = None
+    if weights is not None:
+        path = directory / weights.file
+        if verify_files(directory, {weights.file: manifest.files[weights.file]}):
+            raise ArtifactError(f"{path} is missing or does not match its sha256 in the manifest.")
+    asked = manifest.model.num_classes or None
+    try:
+        network = load_network(spec, weights=path, num_classes=asked, seed=manifest.model.seed)
+    except UsageError:  # the weights' head disagrees with the manifest's class count
+        found = spec.classes_in(read_state_dict(path)) if path else None
+        raise ArtifactError(
+            f"The manifest in {directory} says num_classes {asked} but {path} holds "
+            f"{found} classes; re-export the model (kit export --weights alone reads the count)."
+        ) from None
+    return spec, network.model
+
+
+def verify_saved(
+    directory: Path,
+    *,
+    atol: float | None = None,
+    rtol: float | None = None,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    real: Real = None,
+    provider: str = "auto",
+    runtimes: Sequence[str] = ("python",),
+    endpoint: tuple[str, str | None] | None = None,
+    factory: str | None = None,
+) -> ParityReport:
+    """Re-verify a saved export: every file's sha256, then parity against eager in each of
+    ``runtimes``, or (``endpoint``: URL and served name, the manifest's by default) the
+    model a live inference server serves. The eager reference is rebuilt from the manifest.
+
+    Raises:
+        ArtifactError: the directory has no readable, valid manifest.
+    """
+    manifest = read_manifest(directory)
+    facts = manifest.facts
+    rule = Tolerance(facts.atol if atol is None else atol, facts.rtol if rtol is None else rtol)
+    problems = verify_files(directory, manifest.files)
+    if problems:  # nothing runs that is not what export wrote
+        return ParityReport(model=manifest.name, rule=rule, problems=problems)
+    spec, model = rebuild_reference(directory, manifest, factory)
+    check = Check(model, spec.name, rule, manifest.output_names)
+    inputs = parity_inputs(spec.input_shape, batch_sizes, 0, real)
+    if endpoint is not None:
+        return _check_endpoint(check, manifest, endpoint, inputs, has_real=real is not None)
+    limits = {p: v.limits for p, v in manifest.variants.items()}
+    artifacts = manifest.artifacts()
+    return check.run(
+        directory, artifacts, inputs, runtimes=runtimes, provider=provider, limits=limits
+    )
+
+
+def _check_endpoint(
+    check: Check,
+    manifest: Manifest,
+    endpoint: tuple[str, str | None],
+    inputs: list[tuple[str, np.ndarray]],
+    has_real: bool,
+) -> ParityReport:
+    """The model a live server serves against eager: its metadata against the manifest,
+    then every input (a variant, ``NAME_int8``, by agreement on the real samples).
+
+    Raises:
+        ArtifactError: the server cannot be reached or does not speak the protocol.
+        UsageError: the URL is malformed or the server has no such model.
+    """
+    url, served = endpoint
+    remote = connect(url, served or manifest.name)
+    report = check.report
+    report.problems += metadata_problems(remote, manifest)
+    if report.problems:
+        return report
+    precision = next(
+        (p for p in manifest.variants if remote.model == served_name(manifest.name, p)), None
+    )
+    if precision is None:
+        runner = remote.runner()
+        run_parity(
+            check.reference, [runner], inputs, report=report, output_names=check.output_names
+        )
+    elif not has_real:
+        report.problems.append(
+            f"{remote.model} is the {precision} variant, judged by top-1 agreement on real "
+            "samples; pass --data-dir"
+        )
+    else:
+        rule = Agreement(manifest.variants[precision].limits.min_agreement)
+        runner = remote.runner(f"endpoint {precision}", precision)
+        run_parity(check.reference, [runner], inputs[-1:], report=report, rule=rule)
+    return report
