@@ -2,4 +2,5 @@
 
 from kit.cli import main
 
-main()
+if __name__ == "__main__":  # a worker process re-imports this module; it must not run the CLI
+    main()

@@ -65,7 +65,7 @@ def start_server(
     while True:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+                s.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: localhost\r\n\r\n")
                 if b" 200 " in s.recv(100):
                     return proc, port, time.perf_counter() - t0
         except OSError:

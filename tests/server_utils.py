@@ -23,12 +23,13 @@ from kit.server.app import ServerConfig, create_app
 def running_server(
     models: dict[str, Model], config: ServerConfig | None = None
 ) -> Iterator[tuple[str, uvicorn.Server]]:
+    config = config or ServerConfig()
     app = create_app(models, config)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn_config(app, graceful_seconds=10))  # kit serve's settings
+    server = uvicorn.Server(uvicorn_config(app, config, graceful_seconds=10))  # kit serve's
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -191,3 +191,56 @@ def test_ort_files_too_in_both_javascript_runtimes(tmp_path: Path) -> None:
     assert code == 0 and report["passed"], out
     seen = {(r["artifact"], r["runtime"]) for r in report["comparisons"]}
     assert seen == {(a, r) for a in ("onnx", "ort") for r in (NODE_RUNTIME, BROWSER_RUNTIME)}
+
+
+def test_model_names_that_need_encoding_work_in_the_page(
+    chromium: Any, lenet_export: Path, mnist_dir: Path, tmp_path: Path
+) -> None:
+    """A model named ``m%41#b`` (its manifest says so) is fetched by its own name."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from kit.artifact import MANIFEST
+
+    from .conftest import free_port
+
+    folder = tmp_path / "exported" / "odd"
+    shutil.copytree(lenet_export, folder)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["model"]["name"] = "m%41#b"
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kit", "serve", str(folder.parent), "--port", str(port)],
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(url + "/v2/health/ready", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        tab = chromium.new_page()
+        errors: list[str] = []
+        tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        tab.on("pageerror", lambda e: errors.append(str(e)))
+        tab.goto(url + "/")
+        tab.wait_for_selector("body[data-ready=true]", timeout=60_000)
+        assert tab.eval_on_selector_all("#model option", "els => els.map(e => e.value)") == [
+            "m%41#b"
+        ]
+        path = tmp_path / "digit.png"
+        Image.fromarray(read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")[0], "L").save(path)
+        tab.set_input_files("#file", str(path))
+        last = _answers(tab, 1)
+        assert last["model"] == "m%41#b" and last["agree"] is True
+        assert errors == []
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -63,13 +63,17 @@ def test_glibc_still_takes_the_allocator_settings() -> None:
 
 
 def test_uvicorn_still_has_the_protocol_kit_extends() -> None:
-    """kit.runtime._uvicorn subclasses uvicorn's httptools protocol (one-packet responses,
-    JSON for requests HTTP itself rejects); the methods it overrides must still exist."""
+    """kit.server._uvicorn subclasses uvicorn's httptools protocol (one-packet responses,
+    JSON for requests HTTP itself rejects, header limits and timeouts); the methods it
+    overrides must still exist."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     from kit.server._uvicorn import _http_protocol
+    from kit.server.config import ServerConfig
 
-    protocol = _http_protocol()
+    protocol = _http_protocol(ServerConfig())
     assert isinstance(protocol, type) and issubclass(protocol, HttpToolsProtocol)
-    for name in ("connection_made", "send_400_response"):
+    overridden = ("connection_made", "connection_lost", "send_400_response", "on_message_begin")
+    overridden += ("on_url", "on_header", "on_headers_complete", "on_message_complete")
+    for name in (*overridden, "on_response_complete"):
         assert callable(getattr(HttpToolsProtocol, name, None)), f"uvicorn has no {name}"

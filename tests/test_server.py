@@ -366,7 +366,7 @@ def test_dynamic_batching_returns_each_caller_its_rows(
 
 @pytest.mark.parametrize("inline_seconds", [0.0, 1.0])
 def test_batching_off_still_serves(model: kr.Model, inline_seconds: float) -> None:
-    config = ServerConfig(max_batch_size=1, inline_seconds=inline_seconds)
+    config = ServerConfig(batching=False, inline_seconds=inline_seconds)
     with running_server({"lenet": model}, config) as (url, _):
         x = RNG.standard_normal((3, 1, 28, 28), dtype=np.float32)
         body, headers = binary_body(x)

@@ -111,8 +111,8 @@ def _positive_ints(values: Sequence[Any]) -> bool:
     return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
 
 
-#: the most values one sample may hold: a 16-channel 2048 x 2048 image is far past any CNN here
-MAX_SAMPLE_VALUES = 1 << 26
+#: the most values one sample may hold (4096 x 4096 grey): far past any CNN kit exports
+MAX_SAMPLE_VALUES = 1 << 24
 
 
 def _fact_problems(f: ModelFacts) -> list[str]:

@@ -132,19 +132,21 @@ class Manifest(msgspec.Struct, frozen=True):
     def __post_init__(self) -> None:
         for where, name in self.named_paths():
             if problem := _path_problem(name):
-                raise ValueError(f"{where} {name!r} {problem}")
+                raise ValueError(f"field {where}: {name!r} {problem}")
         for precision, variant in self.variants.items():
+            where = f"field variants[{precision!r}]"
             if variant.file not in self.files:
-                raise ValueError(f"variants.{precision}.file {variant.file!r} is not in files")
+                raise ValueError(f"{where}.file: {variant.file!r} is not in files")
             if variant.precision != precision:
-                raise ValueError(f"variants.{precision} says precision {variant.precision!r}")
+                raise ValueError(f"{where}.precision: {variant.precision!r} under {precision!r}")
         if self.model.weights is not None and self.model.weights.file not in self.files:
-            raise ValueError(f"model.weights.file {self.model.weights.file!r} is not in files")
+            file = self.model.weights.file
+            raise ValueError(f"field model.weights.file: {file!r} is not in files")
 
     def named_paths(self) -> list[tuple[str, str]]:
         """Every file name the manifest holds, with the field that holds it."""
         found = [(f"files[{name!r}]", name) for name in self.files]
-        found += [(f"variants.{p}.file", v.file) for p, v in self.variants.items()]
+        found += [(f"variants[{p!r}].file", v.file) for p, v in self.variants.items()]
         if self.model.weights is not None:
             found.append(("model.weights.file", self.model.weights.file))
         if self.mobile is not None:
@@ -212,6 +214,8 @@ def _entry_sentence(data: Any, exc: msgspec.ValidationError) -> str:
             except msgspec.ValidationError as inner:
                 inner_sentence = validation_sentence(inner)
                 where = f"{field}[{key!r}]"
+                if inner_sentence.startswith("field (top level)"):
+                    return f"field {where}{inner_sentence[17:]}"
                 if inner_sentence.startswith("field "):
                     return f"field {where}.{inner_sentence[6:]}"
                 return f"field {where}: {inner_sentence}"

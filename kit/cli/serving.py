@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
-from ..errors import UsageError
 from ..server.config import ServerConfig
 from ._common import (
     PROVIDERS,
@@ -16,27 +14,7 @@ from ._common import (
     cli,
     provider_option,
 )
-
-
-def _read_image(path: Path) -> Any:
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            img: Image.Image = opened
-            if img.mode not in ("L", "RGB", "RGBA"):
-                img = img.convert(
-                    "RGBA" if "A" in img.getbands() or "transparency" in img.info else "RGB"
-                )
-            return np.asarray(img, dtype=np.uint8)
-    except FileNotFoundError:
-        raise UsageError(f"Image {path} does not exist.") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        from ..errors import InputError
-
-        raise InputError(f"Cannot read image {path}: {exc}.") from None
+from ._images import DEFAULT_MAX_PIXELS, read_image
 
 
 @cli.command()
@@ -56,9 +34,21 @@ def _read_image(path: Path) -> Any:
     show_default=True,
     help="model.onnx, or a variant kit quantize added (model.int8.onnx, model.fp16.onnx).",
 )
+@click.option(
+    "--max-image-pixels",
+    default=DEFAULT_MAX_PIXELS,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Larger images (and decompression bombs) are refused before they are decoded.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print predictions as JSON.")
 def predict(
-    paths: tuple[Path, ...], top_k: int, provider: str, precision: str, as_json: bool
+    paths: tuple[Path, ...],
+    top_k: int,
+    provider: str,
+    precision: str,
+    max_image_pixels: int,
+    as_json: bool,
 ) -> None:
     """Classify image files with an exported model (onnxruntime, no torch).
 
@@ -84,7 +74,8 @@ def predict(
     if precision != "fp32" and not model_path.is_dir():
         raise click.UsageError("--precision picks a file of an exported directory; pass one.")
     model = runtime.load(model_path, providers=providers, warmup=False, precision=precision)
-    arrays = [_read_image(p) for p in images]
+    size = tuple(d or 1 for d in model.input_shape[1:3])
+    arrays = [read_image(p, max_pixels=max_image_pixels, size=size) for p in images]  # type: ignore[arg-type]
     results = model.classify(arrays, top_k=top_k)
     if as_json:
         _echo_json(
@@ -124,7 +115,7 @@ def predict(
     default=ServerConfig.max_batch_size,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Rows merged into one run; 1 turns dynamic batching off.",
+    help="The most rows one request may carry (larger ones get 400) and one run may merge.",
 )
 @click.option(
     "--max-queue-delay-us",
@@ -134,11 +125,54 @@ def predict(
     help="Longest a request waits for others to batch with.",
 )
 @click.option(
+    "--batching/--no-batching",
+    default=ServerConfig.batching,
+    show_default=True,
+    help="Merge concurrent requests into one run (dynamic batching).",
+)
+@click.option(
     "--max-body-mb",
     default=ServerConfig.max_body_bytes >> 20,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Larger request bodies get 413.",
+    help="Larger request bodies get 413 (each model's own limit is smaller when its "
+    "--max-batch-size rows need fewer bytes).",
+)
+@click.option(
+    "--header-timeout",
+    default=ServerConfig.header_timeout,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds a client has to send its request headers (then 408 and the connection closes).",
+)
+@click.option(
+    "--body-timeout",
+    default=ServerConfig.body_timeout,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds a client has to send its whole body (then 408).",
+)
+@click.option(
+    "--max-connections",
+    default=ServerConfig.max_connections,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Open connections before new ones get 503 (keep it under the file-descriptor limit).",
+)
+@click.option(
+    "--max-header-kb",
+    default=ServerConfig.max_header_bytes >> 10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Larger request lines and headers get 431 (as do more than 100 header lines).",
+)
+@click.option(
+    "--allow-host",
+    "allow_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer requests whose Host is NAME (repeatable). Bound to a loopback address, "
+    "kit serve answers only localhost, 127.0.0.1 and ::1 otherwise (DNS rebinding).",
 )
 @provider_option
 @click.option(
@@ -156,7 +190,13 @@ def serve(
     port: int,
     max_batch_size: int,
     max_queue_delay_us: int,
+    batching: bool,
     max_body_mb: int,
+    header_timeout: float,
+    body_timeout: float,
+    max_connections: int,
+    max_header_kb: int,
+    allow_hosts: tuple[str, ...],
     provider: str,
     threads: int | None,
     log_level: str,
@@ -180,14 +220,25 @@ def serve(
 
     Concurrent requests are batched up to --max-batch-size rows, each waiting at most
     --max-queue-delay-us. Ctrl-C (or SIGTERM) finishes in-flight requests, then exits.
+
+    Only complete, verified exports are served (each skipped folder is one log line). No
+    client can hold a connection past --header-timeout/--body-timeout, open more than
+    --max-connections, send larger headers or bodies than the limits, or reach it under
+    another Host name than its address's (README: "Running kit serve safely").
     """
     from ..server.app import serve as run_server
 
     providers = PROVIDERS[provider]
     config = ServerConfig(
         max_batch_size=max_batch_size,
+        batching=batching,
         max_queue_delay_us=max_queue_delay_us,
         max_body_bytes=max_body_mb << 20,
+        header_timeout=header_timeout,
+        body_timeout=body_timeout,
+        max_connections=max_connections,
+        max_header_bytes=max_header_kb << 10,
+        allowed_hosts=allow_hosts,
     )
     run_server(
         directory or _shipped_model().parent,

@@ -15,6 +15,7 @@ from typing import Any
 from starlette.applications import Starlette
 
 from ..errors import UsageError
+from .config import ServerConfig
 
 __all__ = ["JsonFormatter", "listen_socket", "uvicorn_config"]
 
@@ -73,32 +74,127 @@ class _CoalescingTransport:
         return getattr(self._transport, name)
 
 
-def _http_protocol() -> type[asyncio.Protocol] | str:
-    """uvicorn's httptools protocol with coalesced writes ("auto" without httptools)."""
+_REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
+_REASONS[503] = "Service Unavailable"
+
+
+def _refuse(transport: Any, status: int, message: str) -> None:
+    """Answer with the protocol's JSON error and close: for what HTTP parsing rejects."""
+    body = json.dumps({"error": message}).encode()
+    transport.write(
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+        b"connection: close\r\n\r\n%s" % (status, _REASONS[status].encode(), len(body), body)
+    )
+    transport.close()
+
+
+class _TooLarge(Exception):
+    """Headers past the limits; raised inside httptools' callbacks to stop the parser."""
+
+
+def _http_protocol(cfg: ServerConfig) -> type[asyncio.Protocol] | str:
+    """uvicorn's httptools protocol with coalesced writes, JSON errors, a connection limit,
+    header size and count limits, and header and body timeouts ("auto", uvicorn's own
+    choice, without httptools)."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-    except ImportError:  # uvicorn without its [standard] extras: h11, as uvicorn picks
+    except ImportError:  # uvicorn without its [standard] extras
+        logging.getLogger("kit.server").warning("httptools is missing: no header limits")
         return "auto"
 
     class Protocol(HttpToolsProtocol):
+        _refusal: tuple[int, str] | None = None
+        _timer: asyncio.TimerHandle | None = None
+        _header_bytes = 0
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(_CoalescingTransport(transport))  # type: ignore[arg-type]
+            if len(self.connections) > cfg.max_connections:
+                message = f"The server holds its limit of {cfg.max_connections} connections; retry shortly."
+                _refuse(self.transport, 503, message)
+                return
+            self._wait(
+                cfg.header_timeout,
+                408,
+                f"The request headers did not arrive within {cfg.header_timeout:g} s.",
+            )
+
+        def _wait(self, seconds: float, status: int, message: str) -> None:
+            """Close the connection with ``status`` unless the next stage comes in time."""
+            self._stop_waiting()
+            self._timer = self.loop.call_later(seconds, _refuse, self.transport, status, message)
+
+        def _stop_waiting(self) -> None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_waiting()
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._header_bytes = 0
+            if self._timer is None:
+                self._wait(
+                    cfg.header_timeout,
+                    408,
+                    f"The request headers did not arrive within {cfg.header_timeout:g} s.",
+                )
+
+        def on_url(self, url: bytes) -> None:
+            self._count(len(url))
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._count(len(name) + len(value))
+            if len(self.headers) >= cfg.max_headers:
+                self._refusal = (431, f"The request has more than {cfg.max_headers} headers.")
+                raise _TooLarge()
+            super().on_header(name, value)
+
+        def _count(self, size: int) -> None:
+            self._header_bytes += size
+            if self._header_bytes > cfg.max_header_bytes:
+                limit = cfg.max_header_bytes
+                self._refusal = (431, f"The request line and headers exceed {limit} bytes.")
+                raise _TooLarge()
+
+        def on_headers_complete(self) -> None:
+            self._stop_waiting()
+            super().on_headers_complete()
+            self._wait(
+                cfg.body_timeout + 1, 408, f"The body did not arrive within {cfg.body_timeout:g} s."
+            )
+
+        def on_message_complete(self) -> None:
+            self._stop_waiting()
+            super().on_message_complete()
+
+        def on_response_complete(self) -> None:
+            self._stop_waiting()  # answered (a 413 before its body, say): nothing to wait for
+            super().on_response_complete()
 
         def send_400_response(self, msg: str) -> None:
-            """A request HTTP itself rejects (a control character in a header, say) gets
-            the protocol's JSON error too, not uvicorn's plain text."""
-            body = json.dumps({"error": f"{msg.rstrip('.')}: not a valid HTTP/1.1 request."})
-            self.transport.write(
-                b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
-                b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body.encode())
+            """What HTTP parsing itself rejects gets the protocol's JSON error too."""
+            self._stop_waiting()
+            status, message = self._refusal or (
+                400,
+                f"{msg.rstrip('.')}: not a valid HTTP/1.1 request.",
             )
-            self.transport.close()
+            _refuse(self.transport, status, message)
 
     return Protocol
 
 
 def uvicorn_config(
-    app: Starlette, *, host: str = "127.0.0.1", port: int = 8000, graceful_seconds: int = 30
+    app: Starlette,
+    cfg: ServerConfig,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    graceful_seconds: int = 30,
 ) -> Any:
     """The ``uvicorn.Config`` that ``kit serve`` runs ``app`` with (tests run the same)."""
     import uvicorn
@@ -110,9 +206,11 @@ def uvicorn_config(
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=graceful_seconds,
+        timeout_keep_alive=int(cfg.keep_alive_timeout),
         server_header=False,
         proxy_headers=False,  # kit logs no client addresses; skip the per-request middleware
-        http=_http_protocol(),
+        ws="none",  # no websockets: an upgrade request is answered as plain HTTP (JSON)
+        http=_http_protocol(cfg),
     )
 
 

@@ -1,38 +1,45 @@
 """``kit serve``: exported models over the Open Inference Protocol (KServe v2 REST).
 
-Starlette routes on uvicorn (uvloop + httptools when installed; asyncio and uvloop set
-TCP_NODELAY on every connection). Each model has a :class:`~kit.server.batching.Batcher`
-that merges concurrent requests into one onnxruntime run. Names in a URL resolve only to
-the models loaded at start, never to paths.
+Starlette routes on uvicorn (uvloop + httptools; asyncio and uvloop set TCP_NODELAY on every
+connection). Each model has a :class:`~kit.server.batching.Batcher` that merges concurrent
+requests into one onnxruntime run. Names in a URL resolve only to the models loaded at
+start, never to paths. What no client may do (hold a connection, send a body without end,
+exhaust memory, block the event loop, rebind DNS) is limited here and in :mod:`.limits`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import logging
+import multiprocessing
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..runtime.session import Model
 from ._uvicorn import JsonFormatter, listen_socket, uvicorn_config
-from .config import ServerConfig
+from .config import LOOPBACK_HOSTS, ServerConfig
+from .limits import BodyBudget, HostCheck, allowed_hosts, read_body
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .page import page_routes
 from .protocol import (
     HEADER_LENGTH,
+    InferRequest,
     ProtocolError,
     encode_response,
     parse_infer_request,
-    read_body,
 )
 from .repository import load_models
 from .served import VERSION, ServedModel, inline_rows
@@ -41,9 +48,52 @@ __all__ = ["ServerConfig", "create_app", "load_models", "serve"]
 
 log = logging.getLogger("kit.server")
 
+#: a client that hung up: nothing to answer, one log line
+_GONE = 499
+
 
 def _error(message: str, status: int) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+class _Decoder:
+    """Parses request bodies: small ones on the event loop, large JSON in a worker process
+    (decoding holds the GIL, so a thread would still stall every other client)."""
+
+    def __init__(self, inline_bytes: int) -> None:
+        self.inline_bytes = inline_bytes
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def parse(self, entry: ServedModel, body: bytes, header: str | None) -> InferRequest:
+        json_bytes = len(body) if header is None or not header.isdigit() else int(header)
+        job = functools.partial(
+            parse_infer_request,
+            body,
+            header,
+            input_name=entry.model.input_name,
+            sample_shape=entry.sample_shape,
+            output_names=entry.model.output_names,
+            max_batch=entry.max_batch,
+        )
+        if json_bytes <= self.inline_bytes:
+            return job()
+        loop = asyncio.get_running_loop()
+        try:  # the job is pickled to the worker: a module function and plain arguments
+            return await loop.run_in_executor(self._workers(), job)
+        except BrokenProcessPool:
+            self.close()
+            raise ProtocolError("The decoding worker stopped; retry the request.", 503) from None
+
+    def _workers(self) -> Executor:
+        if self._pool is None:
+            context = multiprocessing.get_context("spawn")  # never fork a threaded server
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
 
 class _App:
@@ -57,6 +107,8 @@ class _App:
         )
         self.served: dict[str, ServedModel] = {}
         self.ready = False
+        self.budget = BodyBudget(cfg.max_inflight_body_bytes)
+        self.decoder = _Decoder(cfg.inline_decode_bytes)
 
     def lookup(self, request: Request) -> ServedModel:
         name = request.path_params["model"]
@@ -93,21 +145,25 @@ class _App:
         return Response(status_code=200 if self.ready else 503)
 
     async def model_config(self, request: Request) -> Response:
-        return JSONResponse(self.lookup(request).config(self.cfg.max_batch_size))
+        return JSONResponse(self.lookup(request).config())
+
+    async def _request(self, request: Request, entry: ServedModel) -> InferRequest:
+        """The request's body, read within its limits and parsed (off the loop if large)."""
+        length = request.headers.get("content-length", "")
+        size = min(int(length), entry.body_limit) if length.isdigit() else entry.body_limit
+        async with self.budget.hold(size):
+            try:
+                body = await read_body(request, entry.body_limit, self.cfg.body_timeout)
+            except ClientDisconnect:
+                raise ProtocolError("The client hung up before its body arrived.", _GONE) from None
+            return await self.decoder.parse(entry, body, request.headers.get(HEADER_LENGTH))
 
     async def infer(self, request: Request) -> Response:
         started = time.perf_counter()
         if not self.ready:
             raise ProtocolError("The server is not ready.", 503)
         entry = self.lookup(request)
-        body = await read_body(request, self.cfg.max_body_bytes)
-        req = parse_infer_request(
-            body,
-            request.headers.get(HEADER_LENGTH),
-            input_name=entry.model.input_name,
-            sample_shape=entry.sample_shape,
-            output_names=entry.model.output_names,
-        )
+        req = await self._request(request, entry)
         try:
             outputs, waited = await entry.infer(req.x)
         except Exception as exc:  # the runtime failed on valid input: a server error
@@ -136,18 +192,26 @@ class _App:
     async def prometheus(self, request: Request) -> Response:
         return Response(self.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    async def protocol_error(self, request: Request, exc: Exception) -> Response:
-        """Every ProtocolError a route raises, as the protocol's ``{"error": ...}``."""
-        assert isinstance(exc, ProtocolError)
+    def count(self, request: Request, status: int) -> None:
+        """An infer request's answer, in ``kit_requests_total`` by model and status."""
         name = request.path_params.get("model")
         if name is not None and request.url.path.endswith("/infer"):
             known = name if name in self.served else "_unknown"
-            self.metrics.requests.labels(known, str(exc.status)).inc()
-            log.info(
-                "rejected",
-                extra={"event": "rejected", "model": name, "status": exc.status, "error": str(exc)},
-            )
+            self.metrics.requests.labels(known, str(status)).inc()
+
+    async def protocol_error(self, request: Request, exc: Exception) -> Response:
+        """Every ProtocolError a route raises, as the protocol's ``{"error": ...}``."""
+        assert isinstance(exc, ProtocolError)
+        self.count(request, exc.status)
+        event = "gone" if exc.status == _GONE else "rejected"
+        extra = {"event": event, "path": request.url.path, "status": exc.status, "error": str(exc)}
+        log.info(event, extra=extra)
         return _error(str(exc), exc.status)
+
+    async def server_error(self, request: Request, exc: Exception) -> Response:
+        self.count(request, 500)
+        log.exception("unhandled error", extra={"event": "error", "path": request.url.path})
+        return _error("Internal server error; the server log has the details.", 500)
 
     def routes(self) -> list[Route]:
         prefixes = ["/v2/models/{model}", "/v2/models/{model}/versions/{version}"]
@@ -176,9 +240,15 @@ async def _lifespan(self: _App) -> AsyncIterator[None]:
     cfg = self.cfg
     for name, model in self.models.items():
         entry = ServedModel(
-            name, model, self.metrics, self.executor, inline_rows(model, cfg.inline_seconds)
+            name,
+            model,
+            self.metrics,
+            self.executor,
+            inline=inline_rows(model, cfg.inline_seconds),
+            max_batch=cfg.max_batch_size,
+            max_body=cfg.max_body_bytes,
         )
-        if cfg.max_batch_size > 1:
+        if cfg.batching and cfg.max_batch_size > 1:
             entry.start_batching(cfg.max_batch_size, cfg.max_queue_delay_us / 1e6)
         self.served[name] = entry
     self.ready = True
@@ -200,19 +270,26 @@ async def _lifespan(self: _App) -> AsyncIterator[None]:
             if entry.batcher is not None:
                 await entry.batcher.stop()
         self.executor.shutdown(wait=True)
+        self.decoder.close()
         log.info("stopped", extra={"event": "stopped"})
 
 
-def create_app(models: dict[str, Model], config: ServerConfig | None = None) -> Starlette:
-    """An ASGI app serving ``models`` (name -> loaded model) over the v2 protocol."""
-    app = _App(models, config or ServerConfig())
+def create_app(
+    models: dict[str, Model], config: ServerConfig | None = None, *, host: str = "127.0.0.1"
+) -> Starlette:
+    """An ASGI app serving ``models`` (name -> loaded model) over the v2 protocol, answering
+    only the Host names that fit ``host``, the address it is bound to."""
+    cfg = config or ServerConfig()
+    app = _App(models, cfg)
+    hosts = allowed_hosts(host, cfg.allowed_hosts, LOOPBACK_HOSTS)
     return Starlette(
         routes=app.routes(),
+        middleware=[Middleware(HostCheck, allowed=hosts)],
         lifespan=lambda _: _lifespan(app),
         exception_handlers={
             ProtocolError: app.protocol_error,
             HTTPException: _http_error,
-            Exception: _server_error,
+            Exception: app.server_error,
         },
     )
 
@@ -227,9 +304,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
 
-async def _server_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error", extra={"event": "error", "path": request.url.path})
-    return _error("Internal server error; the server log has the details.", 500)
+def _json_logs(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    for name in ("kit", "uvicorn", "uvicorn.error"):
+        lg = logging.getLogger(name)
+        lg.handlers = [handler]
+        lg.setLevel(level.upper())
+        lg.propagate = False
 
 
 def serve(
@@ -249,13 +331,8 @@ def serve(
     import uvicorn
 
     sock = listen_socket(host, port)  # before loading: a busy port fails in milliseconds
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    for name in ("kit", "uvicorn", "uvicorn.error"):
-        lg = logging.getLogger(name)
-        lg.handlers = [handler]
-        lg.setLevel(log_level.upper())
-        lg.propagate = False
+    bound = sock.getsockname()[1]
+    _json_logs(log_level)
     cfg = config or ServerConfig()
     t0 = time.perf_counter()
     models = load_models(directory, providers=providers, threads=threads)
@@ -269,5 +346,7 @@ def serve(
             },
         },
     )
-    server = uvicorn.Server(uvicorn_config(create_app(models, cfg), host=host, port=port))
+    app = create_app(models, cfg, host=host)
+    log.info("listening", extra={"event": "listening", "host": host, "port": bound})
+    server = uvicorn.Server(uvicorn_config(app, cfg, host=host, port=bound))
     server.run(sockets=[sock])

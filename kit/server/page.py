@@ -16,12 +16,21 @@ from .protocol import ProtocolError
 __all__ = ["page_routes"]
 
 
+class _WholeFile(FileResponse):
+    """A file, always whole: Range headers are ignored (HTTP allows it), so a malformed or
+    unsatisfiable range never becomes an error outside the protocol's JSON form."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"range"]
+        await super().__call__({**scope, "headers": headers}, receive, send)
+
+
 async def _page(request: Request) -> Response:
-    return FileResponse(PAGE_DIR / "index.html", media_type="text/html")
+    return _WholeFile(PAGE_DIR / "index.html", media_type="text/html")
 
 
 async def _script(request: Request) -> Response:
-    return FileResponse(PAGE_DIR / "page.js", media_type="text/javascript")
+    return _WholeFile(PAGE_DIR / "page.js", media_type="text/javascript")
 
 
 async def _ort_file(request: Request) -> Response:
@@ -33,7 +42,7 @@ async def _ort_file(request: Request) -> Response:
             f"No onnxruntime-web file {name!r} here; run `kit doctor --install web`.", 404
         )
     kind = "application/wasm" if name.endswith(".wasm") else "text/javascript"
-    return FileResponse(path, media_type=kind)
+    return _WholeFile(path, media_type=kind)
 
 
 def page_routes(model_path: Callable[[Request], Any]) -> list[Route]:
@@ -41,7 +50,7 @@ def page_routes(model_path: Callable[[Request], Any]) -> list[Route]:
     raises the protocol's 404)."""
 
     async def model_file(request: Request) -> Response:
-        return FileResponse(model_path(request), media_type="application/octet-stream")
+        return _WholeFile(model_path(request), media_type="application/octet-stream")
 
     return [
         Route("/", _page),

@@ -21,7 +21,6 @@ __all__ = [
     "ProtocolError",
     "encode_response",
     "parse_infer_request",
-    "read_body",
 ]
 
 DATATYPES = {"FP32": np.dtype("<f4")}
@@ -34,6 +33,9 @@ class ProtocolError(Exception):
     def __init__(self, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.status = status
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keeps the status across a worker process
+        return (ProtocolError, (str(self), self.status))
 
 
 @dataclass
@@ -99,12 +101,25 @@ def _decode(raw: bytes | memoryview) -> InferenceRequest:
         raise ProtocolError("The request body nests JSON too deeply.") from None
 
 
-def _shape(value: Any, name: str) -> tuple[int, ...]:
+def _shape(value: Any, name: str, sample: tuple[int, ...], max_batch: int) -> tuple[int, ...]:
+    """The input's shape, checked against the model before any tensor data is read."""
     if not isinstance(value, list) or not all(
         isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
     ):
         raise ProtocolError(f"Input {name!r} needs 'shape' as a list of non-negative integers.")
-    return tuple(value)
+    shape = tuple(value)
+    if len(shape) != 1 + len(sample) or shape[1:] != sample:
+        raise ProtocolError(
+            f"Input {name!r} has shape {list(shape)}; the model takes {[-1, *sample]}."
+        )
+    if shape[0] == 0:
+        raise ProtocolError("The batch is empty; send at least one sample.")
+    if shape[0] > max_batch:
+        raise ProtocolError(
+            f"The batch has {shape[0]} rows; this model takes at most {max_batch} per request "
+            "(its max_batch_size); split it into several requests."
+        )
+    return shape
 
 
 def _the_input(req: InferenceRequest, input_name: str) -> RequestInput:
@@ -128,7 +143,7 @@ def _binary_tensor(
     spec: RequestInput, size: Any, binary: memoryview, shape: tuple[int, ...]
 ) -> np.ndarray:
     dtype = DATATYPES[spec.datatype]
-    count = math.prod(shape) if shape else 0
+    count = math.prod(shape)
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise ProtocolError("binary_data_size must be a non-negative integer.")
     if size != len(binary):
@@ -146,18 +161,16 @@ def _json_tensor(spec: RequestInput, shape: tuple[int, ...]) -> np.ndarray:
     name = spec.name
     if not spec.data:
         raise ProtocolError(f"Input {name!r} has neither 'data' nor binary_data_size.")
-    count = math.prod(shape) if shape else 0
+    count = math.prod(shape)
     try:
         values: Any = _FLOATS.decode(spec.data)  # the usual flat list of numbers, fast
     except msgspec.DecodeError:
-        values = _nested(spec.data, name)
+        values = _flatten(_nested(spec.data, name), name, len(shape))
     try:
         with np.errstate(over="ignore"):  # a value past float32 becomes inf, refused below
             flat = np.asarray(values, dtype=np.float32).reshape(-1)
-    except (ValueError, TypeError, OverflowError, RecursionError):
-        raise ProtocolError(
-            f"Input {name!r} 'data' must be a (nested) list of float32 numbers."
-        ) from None
+    except (OverflowError, ValueError):  # an integer past any float
+        raise ProtocolError(_NOT_NUMBERS.format(name=name)) from None
     if flat.size != count:
         raise ProtocolError(
             f"Input {name!r} has shape {list(shape)} ({count} values) but 'data' holds {flat.size}."
@@ -170,9 +183,35 @@ def _nested(raw: msgspec.Raw, name: Any) -> Any:
     try:
         return _ANY.decode(raw)
     except (msgspec.DecodeError, RecursionError):  # too deep, or numbers no double holds
-        raise ProtocolError(
-            f"Input {name!r} 'data' must be a (nested) list of float32 numbers."
-        ) from None
+        raise ProtocolError(_NOT_NUMBERS.format(name=name)) from None
+
+
+_NOT_NUMBERS = (
+    "Input {name!r} 'data' must be a (nested) list of float32 numbers (not strings or booleans)."
+)
+
+
+def _flatten(values: Any, name: Any, depth: int) -> list[float]:
+    """Nested lists of numbers, at most ``depth`` deep and every number equally deep, as one
+    flat list; anything else (a string, a boolean, an object, ragged nesting) is refused."""
+    flat: list[float] = []
+    leaf_level = None
+    stack = [(values, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, list) and level < depth:
+            stack.extend((v, level + 1) for v in reversed(item))
+        elif (
+            isinstance(item, int | float)
+            and not isinstance(item, bool)
+            and level > 0
+            and leaf_level in (None, level)
+        ):
+            leaf_level = level
+            flat.append(item)
+        else:
+            raise ProtocolError(_NOT_NUMBERS.format(name=name))
+    return flat
 
 
 def _wanted_outputs(req: InferenceRequest, output_names: list[str]) -> dict[str, bool]:
@@ -220,8 +259,12 @@ def parse_infer_request(
     input_name: str,
     sample_shape: tuple[int, ...],
     output_names: list[str],
+    max_batch: int,
 ) -> InferRequest:
     """Parse a JSON or binary-tensor infer request for a one-input model.
+
+    The shape is checked against the model (rank, sample dimensions, at most ``max_batch``
+    rows) before any tensor data is decoded.
 
     Raises:
         ProtocolError: anything wrong with the request, with a sentence saying what.
@@ -233,7 +276,7 @@ def parse_infer_request(
         raise ProtocolError(
             f"Input {input_name!r} has datatype {spec.datatype!r}; the model takes FP32."
         )
-    shape = _shape(spec.shape, input_name)
+    shape = _shape(spec.shape, input_name, sample_shape, max_batch)
     params = spec.parameters or {}
     if not isinstance(params, dict):
         raise ProtocolError(f"Input {input_name!r} has 'parameters' that is not an object.")
@@ -246,12 +289,6 @@ def parse_infer_request(
         )
     else:
         x = _json_tensor(spec, shape)
-    if len(shape) != 1 + len(sample_shape) or shape[1:] != sample_shape:
-        raise ProtocolError(
-            f"Input {input_name!r} has shape {list(shape)}; the model takes {[-1, *sample_shape]}."
-        )
-    if shape[0] == 0:
-        raise ProtocolError("The batch is empty; send at least one sample.")
     if not np.isfinite(x).all():
         raise ProtocolError(f"Input {input_name!r} holds NaN or infinite values.")
     wanted = _wanted_outputs(req, output_names)
@@ -273,6 +310,12 @@ def encode_response(
     blobs = []
     for name in request.outputs:
         arr = np.ascontiguousarray(outputs[name])
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise ProtocolError(
+                f"The model's output {name!r} holds NaN or infinite values for this input "
+                "(values this large overflow float32 arithmetic); scale the input as the "
+                "model expects."
+            )
         if arr.dtype not in PROTOCOL_DATATYPES:  # anything else travels as float32
             arr = arr.astype(np.float32)
         arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
@@ -289,18 +332,3 @@ def encode_response(
     if not blobs:
         return head, None
     return head + b"".join(blobs), len(head)
-
-
-async def read_body(request: Any, limit: int) -> bytes:
-    """The request body, refused with 413 past ``limit`` bytes (before reading it when
-    Content-Length says so)."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise ProtocolError(f"The body is {length} bytes; the limit is {limit}.", 413)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ProtocolError(f"The body exceeds the limit of {limit} bytes.", 413)
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -20,6 +20,10 @@ __all__ = ["VERSION", "ServedModel", "inline_rows"]
 
 #: Every model is served as version 1 (an export directory holds one version).
 VERSION = "1"
+#: the most bytes a float32 takes as JSON text ("-1.2345678e-05, "), with room to spare
+_JSON_BYTES_PER_VALUE = 24
+#: room for a request's JSON apart from its numbers (names, parameters, an id)
+_HEADER_ROOM = 64 * 1024
 
 
 def inline_rows(model: Model, budget: float) -> int:
@@ -39,10 +43,19 @@ class ServedModel:
     """A loaded model under a name, with its batcher (None when batching is off)."""
 
     def __init__(
-        self, name: str, model: Model, metrics: Metrics, executor: Executor, inline: int = 0
+        self,
+        name: str,
+        model: Model,
+        metrics: Metrics,
+        executor: Executor,
+        *,
+        inline: int = 0,
+        max_batch: int = 64,
+        max_body: int = 64 << 20,
     ) -> None:
         self.name = name
         self.model = model
+        self.max_batch = max_batch
         self.batcher: Batcher | None = None
         self.executor = executor
         self.inline_rows = inline
@@ -54,6 +67,9 @@ class ServedModel:
         self.compute = metrics.compute.labels(name)
         self.sample_shape = tuple(int(d) for d in model.input_shape)  # type: ignore[arg-type]
         self.metadata = self._metadata()
+        # the largest honest body: max_batch rows as JSON numbers, each at most ~24 bytes
+        values = max_batch * math.prod(self.sample_shape)
+        self.body_limit = min(max_body, values * _JSON_BYTES_PER_VALUE + _HEADER_ROOM)
 
     def _metadata(self) -> dict[str, Any]:
         """The protocol's model metadata (``GET /v2/models/NAME``)."""
@@ -79,7 +95,7 @@ class ServedModel:
             ],
         }
 
-    def config(self, max_batch_size: int) -> dict[str, Any]:
+    def config(self) -> dict[str, Any]:
         """Triton's model configuration (``GET /v2/models/NAME/config``)."""
 
         def dims(tensor: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +106,7 @@ class ServedModel:
         return {
             "name": self.name,
             "platform": "onnxruntime_onnx",
-            "max_batch_size": max_batch_size,
+            "max_batch_size": self.max_batch,
             "input": [dims(i) for i in md["inputs"]],
             "output": [dims(o) for o in md["outputs"]],
         }

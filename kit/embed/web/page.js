@@ -104,7 +104,7 @@ async function viaServer(model, x) {
   const shape = [1, ...model.facts.input_shape];
   const body = { inputs: [{ name: model.input, shape, datatype: 'FP32', data: Array.from(x) }] };
   const t0 = performance.now();
-  const response = await fetch(`/v2/models/${model.name}/infer`, { method: 'POST', body: JSON.stringify(body) });
+  const response = await fetch(`/v2/models/${encodeURIComponent(model.name)}/infer`, { method: 'POST', body: JSON.stringify(body) });
   const answer = await response.json();
   const ms = performance.now() - t0;
   if (!response.ok) throw new Error(`server: ${answer.error}`);
@@ -124,8 +124,8 @@ async function inPage(model, x) {
 
 async function loadModel(name) {
   if (state.models[name]) return state.models[name];
-  const meta = await (await fetch(`/v2/models/${name}`)).json();
-  const bytes = new Uint8Array(await (await fetch(`/ui/models/${name}/model.onnx`)).arrayBuffer());
+  const meta = await (await fetch(`/v2/models/${encodeURIComponent(name)}`)).json();
+  const bytes = new Uint8Array(await (await fetch(`/ui/models/${encodeURIComponent(name)}/model.onnx`)).arrayBuffer());
   const facts = JSON.parse(onnxMetadata(bytes)['kit.facts'] || 'null');
   if (!facts || !facts.class_names) throw new Error(`${name} is not a classifier with kit's facts`);
   const model = { name, facts, input: meta.inputs[0].name, session: null };

@@ -1,0 +1,326 @@
+"""No client can crash, freeze, exhaust or fool kit serve: each limit as a client meets it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import kit.runtime as kr
+from kit.deploy.triton import TritonOptions
+from kit.server.app import ServerConfig
+
+from .server_utils import binary_body, json_body, request, running_server
+
+RNG = np.random.default_rng(0)
+INFER = "/v2/models/lenet/infer"
+
+
+@pytest.fixture(scope="module")
+def model(lenet_export: Path) -> kr.Model:
+    return kr.load(lenet_export)
+
+
+@pytest.fixture(scope="module")
+def server(model: kr.Model):  # type: ignore[no-untyped-def]
+    config = ServerConfig(header_timeout=1.0, body_timeout=1.0, max_connections=16)
+    with running_server({"lenet": model}, config) as (url, _):
+        yield url
+
+
+def _error(status_body: tuple[int, dict[str, str], bytes]) -> tuple[int, str]:
+    status, headers, body = status_body
+    assert headers["content-type"].startswith("application/json"), body
+    return status, json.loads(body)["error"]
+
+
+def _raw(url: str, data: bytes, *, read: bool = True, wait: float = 5.0) -> bytes:
+    """Send raw bytes on a fresh connection; what the server answers before closing."""
+    host, port = url.split(":")
+    with socket.create_connection((host, int(port)), timeout=wait) as s:
+        s.sendall(data)
+        chunks = []
+        while read:
+            try:
+                chunk = s.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _status_and_error(raw: bytes) -> tuple[int, str]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"application/json" in head.lower(), raw[:300]
+    return int(head.split()[1]), json.loads(body)["error"]
+
+
+# -- 1. one request may not carry any number of rows ------------------------------------------
+
+
+def test_a_batch_over_the_limit_is_refused_before_its_tensor_is_read(server: str) -> None:
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [20_000, 1, 28, 28],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": 20_000 * 3136},
+                }
+            ]
+        }
+    ).encode()
+    # the header alone, no tensor bytes: the limit answers before any are needed
+    got = request(
+        server, "POST", INFER, header, {"Inference-Header-Content-Length": str(len(header))}
+    )
+    status, error = _error(got)
+    assert status == 400 and "20000 rows" in error and "at most 64 per request" in error
+    status, error = _error(
+        request(server, "POST", INFER, json_body(np.zeros((65, 1, 28, 28), np.float32)))
+    )
+    assert status == 400 and "at most 64" in error
+    config = json.loads(request(server, "GET", "/v2/models/lenet/config")[2])
+    assert config["max_batch_size"] == 64 == TritonOptions().max_batch_size
+
+
+def test_a_body_larger_than_any_honest_request_is_refused_unread(server: str) -> None:
+    head = (
+        f"POST {INFER} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {62_000_000}\r\n\r\n"
+    ).encode()
+    status, error = _status_and_error(_raw(server, head + b"{", wait=5))
+    assert status == 413 and "this model's limit" in error
+
+
+# -- 2. decoding does not run on the event loop ------------------------------------------------
+
+
+def test_a_large_json_body_is_decoded_off_the_event_loop(model: kr.Model) -> None:
+    config = ServerConfig(max_batch_size=4096, inline_decode_bytes=1 << 20)
+    values = ["0.5"] * (4096 * 784 - 1) + ['"not a number"']
+    body = (
+        '{"inputs": [{"name": "input", "shape": [4096, 1, 28, 28], "datatype": "FP32", '
+        f'"data": [{", ".join(values)}]}}]}}'
+    ).encode()
+    with running_server({"lenet": model}, config) as (url, _):
+        assert request(url, "GET", "/v2/health/ready")[0] == 200
+        finished: dict[str, float] = {}
+
+        def post() -> None:
+            finished["status"] = request(url, "POST", INFER, body)[0]
+            finished["post"] = time.perf_counter()
+
+        worker = threading.Thread(target=post)
+        worker.start()
+        time.sleep(0.3)  # the body is on its way and being decoded
+        asked = time.perf_counter()
+        assert request(url, "GET", "/v2/health/live")[0] == 200
+        answered = time.perf_counter()
+        worker.join(60)
+        assert finished["status"] == 400  # the string, found after a full decode
+        assert answered < finished["post"], "health waited for the decode"
+        assert answered - asked < 2.0
+        # a large valid body decoded in the worker process answers like a small one
+        x = RNG.standard_normal((2048, 1, 28, 28), dtype=np.float32)
+        status, _, resp = request(url, "POST", INFER, json_body(x))
+        assert status == 200
+        got = np.asarray(json.loads(resp)["outputs"][0]["data"], np.float32).reshape(2048, 10)
+        np.testing.assert_allclose(got, model.predict(x)["logits"], rtol=1e-5, atol=1e-5)
+
+
+# -- 3. scalars and zero-dimension tensors are a 400 -------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [[], [0, 1, 28, 28], [1, 0, 28, 28]])
+def test_scalars_and_empty_tensors_are_a_400(server: str, shape: list[int]) -> None:
+    as_json = json.dumps(
+        {"inputs": [{"name": "input", "shape": shape, "datatype": "FP32", "data": []}]}
+    )
+    assert _error(request(server, "POST", INFER, as_json.encode()))[0] == 400
+    body, headers = binary_body(np.zeros((1, 1, 28, 28), np.float32), shape=shape, size=0)
+    assert (
+        _error(
+            request(
+                server,
+                "POST",
+                INFER,
+                body[: int(headers["Inference-Header-Content-Length"])],
+                headers,
+            )
+        )[0]
+        == 400
+    )
+
+
+# -- 4. timeouts and limits on connections -----------------------------------------------------
+
+
+def test_a_client_that_stops_mid_headers_is_dropped(server: str) -> None:
+    started = time.perf_counter()
+    raw = _raw(
+        server, b"POST /v2/models/lenet/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ", wait=10
+    )
+    status, error = _status_and_error(raw)
+    assert status == 408 and "headers did not arrive within 1 s" in error
+    assert time.perf_counter() - started < 8
+
+
+def test_a_client_that_stops_mid_body_is_dropped(server: str) -> None:
+    head = f"POST {INFER} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\n".encode()
+    status, error = _status_and_error(_raw(server, head + b'{"inputs": [', wait=10))
+    assert status == 408 and "body did not arrive" in error
+
+
+def test_headers_past_the_limits_get_431(server: str) -> None:
+    big = b"GET /v2 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * (256 * 1024) + b"\r\n\r\n"
+    status, error = _status_and_error(_raw(server, big))
+    assert status == 431 and "exceed 65536 bytes" in error
+    many = b"GET /v2 HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"".join(
+        b"X-%d: 1\r\n" % i for i in range(1000)
+    )
+    status, error = _status_and_error(_raw(server, many + b"\r\n"))
+    assert status == 431 and "more than 100 headers" in error
+
+
+def test_connections_past_the_limit_get_503_and_the_server_recovers(model: kr.Model) -> None:
+    config = ServerConfig(max_connections=4, header_timeout=30)
+    with running_server({"lenet": model}, config) as (url, _):
+        host, port = url.split(":")
+        idle = [socket.create_connection((host, int(port))) for _ in range(4)]
+        try:
+            time.sleep(0.2)
+            status, error = _status_and_error(
+                _raw(url, b"GET /v2 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            )
+            assert status == 503 and "limit of 4 connections" in error
+        finally:
+            for s in idle:
+                s.close()
+        time.sleep(0.2)
+        assert request(url, "GET", "/v2/health/live")[0] == 200
+
+
+def test_a_client_hanging_up_is_one_line_not_a_traceback(
+    server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    head = f"POST {INFER} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\n\r\n".encode()
+    with caplog.at_level(logging.INFO):
+        _raw(server, head + b'{"inputs"', read=False)
+        time.sleep(0.5)
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# -- 5. the Host header ------------------------------------------------------------------------
+
+
+def test_only_loopback_host_names_are_answered_on_loopback(server: str, model: kr.Model) -> None:
+    port = server.split(":")[1]
+    for host in ("localhost", f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+        assert request(server, "GET", "/v2", headers={"Host": host})[0] == 200, host
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example"):
+        status, error = _error(
+            request(server, "GET", "/ui/models/lenet/model.onnx", headers={"Host": host})
+        )
+        assert status == 400 and "is not served here" in error and "--allow-host" in error
+    config = ServerConfig(allowed_hosts=("kit.internal",))
+    with running_server({"lenet": model}, config) as (url, _):
+        assert request(url, "GET", "/v2", headers={"Host": "kit.internal:8000"})[0] == 200
+        assert request(url, "GET", "/v2", headers={"Host": "evil.example"})[0] == 400
+
+
+def test_the_host_check_follows_the_bound_address() -> None:
+    from kit.server.config import LOOPBACK_HOSTS
+    from kit.server.limits import allowed_hosts
+
+    assert allowed_hosts("127.0.0.1", (), LOOPBACK_HOSTS) == set(LOOPBACK_HOSTS)
+    assert allowed_hosts("::1", ("a",), LOOPBACK_HOSTS) == {*LOOPBACK_HOSTS, "a"}
+    assert allowed_hosts("0.0.0.0", (), LOOPBACK_HOSTS) is None  # behind a proxy: any
+    assert allowed_hosts("0.0.0.0", ("kit.example",), LOOPBACK_HOSTS) == {"kit.example"}
+
+
+# -- 6. errors in the protocol's form, counted; the port said --------------------------------
+
+
+def test_a_failing_model_is_counted_as_500(lenet_export: Path) -> None:
+    broken = kr.load(lenet_export)
+
+    def predict(x: np.ndarray, *, validate: bool = True) -> dict[str, np.ndarray]:
+        raise RuntimeError("the accelerator fell off")
+
+    with running_server({"lenet": broken}, ServerConfig(batching=False)) as (url, _):
+        broken.predict = predict  # type: ignore[method-assign]  # after start-up's timing
+        status, error = _error(
+            request(url, "POST", INFER, json_body(np.zeros((1, 1, 28, 28), np.float32)))
+        )
+        assert status == 500 and "Inference failed: the accelerator fell off" in error
+        metrics = request(url, "GET", "/metrics")[2].decode()
+        assert 'kit_requests_total{model="lenet",status="500"} 1.0' in metrics
+
+
+def test_websocket_and_range_requests_stay_in_the_protocol(server: str) -> None:
+    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}
+    upgrade["Sec-WebSocket-Key"] = "dGhlIHNhbXBsZSBub25jZQ=="
+    status, _, body = request(server, "GET", "/nope", headers=upgrade)
+    assert status == 404 and json.loads(body)["error"].startswith("No endpoint")
+    for bad in ("bytes=999999999-", "bytes=5-1", "lines=1-2"):
+        status, _headers, body = request(server, "GET", "/", headers={"Range": bad})
+        assert status == 200 and b"<html" in body.lower()  # the whole page, never plain text
+
+
+def test_port_0_logs_the_port_it_got(shipped: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kit", "serve", str(shipped / "lenet"), "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 60
+        port = None
+        while port is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if '"listening"' in line:
+                port = json.loads(line)["port"]
+        assert isinstance(port, int) and port > 0
+        ready = False
+        while not ready and time.monotonic() < deadline:
+            try:
+                ready = request(f"127.0.0.1:{port}", "GET", "/v2/health/ready")[0] == 200
+            except OSError:
+                time.sleep(0.2)
+        assert ready
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+# -- 15. numbers only; a non-finite output says so ---------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ['"0.5"', "true", "null", "[0.5]", '{"a": 1}'])
+def test_strings_and_booleans_are_not_numbers(server: str, bad: str) -> None:
+    values = ["0.5"] * 783 + [bad]
+    body = (
+        '{"inputs": [{"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", '
+        f'"data": [{", ".join(values)}]}}]}}'
+    ).encode()
+    status, error = _error(request(server, "POST", INFER, body))
+    assert status == 400 and "list of float32 numbers" in error
+
+
+def test_an_output_that_overflows_is_an_error_not_null(server: str) -> None:
+    x = np.full((1, 1, 28, 28), 3e38, np.float32)  # finite, but lenet's sums overflow
+    status, error = _error(request(server, "POST", INFER, json_body(x)))
+    assert status == 400 and "NaN or infinite values for this input" in error
