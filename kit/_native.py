@@ -8,10 +8,15 @@ Measured effects are in docs/BENCHMARKS.md. Torch-free.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-__all__ = ["compiled_run", "keep_freed_memory"]
+__all__ = ["compiled_run", "keep_freed_memory", "native_output_to_file"]
 
 #: glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -43,3 +48,21 @@ def compiled_run(session: Any) -> Any:
     native = getattr(session, "_sess", None)
     run = getattr(native, "run", None)
     return run if callable(run) else None
+
+
+@contextlib.contextmanager
+def native_output_to_file() -> Iterator[Path]:
+    """What libraries print inside the block (converter progress, CPU probes), on file
+    descriptors 1 and 2 and on ``sys.stdout``/``sys.stderr`` alike, goes to a file instead,
+    whose path is yielded so an error can quote it."""
+    with tempfile.NamedTemporaryFile("w+", prefix="kit-native-", suffix=".log") as log:
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            for fd in (1, 2):
+                os.dup2(log.fileno(), fd)
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                yield Path(log.name)
+        finally:
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)

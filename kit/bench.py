@@ -139,10 +139,12 @@ def _peak_at(n: int, seconds: float) -> dict[str, float]:
     return peaks
 
 
-def _runners(directory: Path, factory: str | None) -> list[Runner]:
-    """Eager PyTorch and every artifact of the export (CUDA with and without IOBinding when
-    a GPU is present), from the runner registry."""
-    from .runners import RunnerOptions, make_runners
+def _runners(directory: Path, factory: str | None, notes: list[str]) -> list[Runner]:
+    """Eager PyTorch and every artifact of the export in the runtime it is made for (CUDA
+    with and without IOBinding when a GPU is present), from the runner registry; a runtime
+    not installed here is a note, not an error."""
+    from .embed.packages import RuntimeMissing
+    from .runners import HOME_RUNTIMES, RunnerOptions, make_runners
     from .runners.torch import eager_runner
     from .verify import rebuild_reference
 
@@ -151,10 +153,15 @@ def _runners(directory: Path, factory: str | None) -> list[Runner]:
         raise ArtifactError(f"Refusing to bench {directory}: {'; '.join(problems)}.")
     spec, eager = rebuild_reference(directory, manifest, factory)
     options = RunnerOptions(provider="auto", io_binding=True)
-    return [
-        eager_runner(eager, spec.name),
-        *make_runners(directory, manifest.artifacts(), options=options),
-    ]
+    artifacts = manifest.artifacts()
+    found = [eager_runner(eager, spec.name)]
+    for runtime in dict.fromkeys(HOME_RUNTIMES[a.format] for a in artifacts):
+        try:
+            found += make_runners(directory, artifacts, [runtime], options)
+        except RuntimeMissing as exc:
+            notes.append(f"not timed: {exc}")
+    notes += list(dict.fromkeys(r.note for r in found if r.note))
+    return found
 
 
 def bench(
@@ -177,7 +184,8 @@ def bench(
 
     manifest = read_manifest(directory)
     shape = tuple(manifest.model.input_shape)
-    runners = _runners(directory, factory)
+    notes: list[str] = []
+    runners = _runners(directory, factory, notes)
     macs = count_macs(directory / MODEL_FILE) if MODEL_FILE in manifest.files else 0
     before = peak_gmacs()
     rows: list[BenchRow] = []
@@ -211,6 +219,7 @@ def bench(
             name = f"limit ({precision} peak)"
             rows.append(BenchRow(name, "matrix product", b, nan, nan, nan, limit, 1.0))
     hardware = {
+        "notes": notes,
         "macs_per_sample": macs,
         "peak_gmacs": peaks,
         "peak_before": before,
@@ -243,6 +252,7 @@ def format_rows(rows: list[BenchRow], hardware: dict[str, Any]) -> str:
         f"{hardware['macs_per_sample'] / 1e6:.1f} M multiply-adds per sample; onnxruntime's "
         f"measured CPU peak here: {peaks}"
     )
+    lines += [f"note: {n}" for n in hardware.get("notes", [])]
     return "\n".join(lines)
 
 

@@ -45,6 +45,8 @@ class Runner:
         precision: The arithmetic it really runs at (``fp32``, ``int8``, ``bf16``).
         batch_sizes: The batch sizes it accepts (None: any); others run in its chunks.
         note: What a report should say about it (a static batch, a precision default).
+        advisory: Its rows warn instead of failing (a runtime's default precision, which
+            a deployment may keep but parity does not judge).
     """
 
     artifact: str
@@ -53,6 +55,7 @@ class Runner:
     precision: str = "fp32"
     batch_sizes: tuple[int, ...] | None = None
     note: str | None = None
+    advisory: bool = False
 
 
 @dataclass
@@ -174,17 +177,26 @@ def format_report(report: ParityReport) -> str:
             f"{c.mean_abs:.2e}",
             "-" if not c.needed_rtol or math.isnan(c.needed_rtol) else f"{c.needed_rtol:.1e}",
             "-" if math.isnan(c.top1_agreement) else f"{c.top1_agreement:.1%}",
-            "ok" if c.passed else f"FAIL{': ' + c.error if c.error else ''}",
+            _verdict(c),
         )
         for c in report.comparisons
     ]
     lines = [format_table(head, rows)]
     lines += [f"problem: {p}" for p in report.problems]
     lines += [f"note: {n}" for n in report.notes]
+    warned = [c for c in report.comparisons if c.warning]
+    if warned:
+        lines.append(f"warning: {len(warned)} advisory row(s) outside tolerance (see the notes)")
     n_fail = len(report.failures) + len(report.problems)
     verdict = "PASSED" if report.passed else f"FAILED ({n_fail} failure{'s' * (n_fail != 1)})"
     lines.append(f"parity {report.model} ({report.rule.describe()}): {verdict}")
     return "\n".join(lines)
+
+
+def _verdict(c: Comparison) -> str:
+    if c.warning:
+        return f"WARN: {c.warning}"
+    return "ok" if c.passed else f"FAIL{': ' + c.error if c.error else ''}"
 
 
 def to_junit(report: ParityReport) -> str:
@@ -240,8 +252,19 @@ def run_parity(
         names = _names(output_names, len(expected))
         for runner in runners:
             where = (runner.artifact, runner.runtime, label)
-            report.comparisons += _compare_run(runner.run, x, expected, names, where, judge)
+            rows = _compare_run(runner.run, x, expected, names, where, judge)
+            report.comparisons += [_advise(c) for c in rows] if runner.advisory else rows
     return report
+
+
+def _advise(c: Comparison) -> Comparison:
+    """An advisory row: outside the rule it warns, with its numbers, and does not fail."""
+    if not c.passed and c.kind in ("tolerance", "agreement"):
+        c.warning = (
+            f"outside tolerance (max|diff| {c.max_abs:.3g} against max|eager| {c.scale:.3g})"
+        )
+        c.passed, c.kind = True, None
+    return c
 
 
 def _names(given: Sequence[str] | None, count: int) -> list[str]:

@@ -47,6 +47,8 @@ class Comparison:
     passed: bool = False
     kind: str | None = None
     error: str | None = None
+    #: an advisory row outside the rule (a runtime's default precision): shown, not failed
+    warning: str | None = None
 
 
 def _figures(actual: np.ndarray, expected: np.ndarray, into: Comparison) -> np.ndarray | None:

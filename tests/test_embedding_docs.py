@@ -29,7 +29,8 @@ PNGJS = "pngjs@7.0.0"
 
 
 def _examples() -> dict[str, str]:
-    blocks = re.findall(r"```(\w+)\n(.*?)```", DOC.read_text(), flags=re.S)
+    """The first block of each kind: its info string (``python``, ``python executorch``)."""
+    blocks = re.findall(r"```(\w[\w ]*)\n(.*?)```", DOC.read_text(), flags=re.S)
     found: dict[str, str] = {}
     for language, code in blocks:
         found.setdefault(language, code)
@@ -67,7 +68,9 @@ def expected(workdir: Path) -> str:
 def test_the_guide_has_every_example() -> None:
     examples = _examples()
     assert {"python", "js", "html", "kotlin", "swift"} <= set(examples)
-    assert "UNTESTED" in examples["kotlin"] and "UNTESTED" in examples["swift"]
+    assert {"python executorch", "python litert", "python openvino"} <= set(examples)
+    for mobile in ("kotlin", "swift", "kotlin executorch", "kotlin litert"):
+        assert "UNTESTED" in examples[mobile], mobile
 
 
 def test_python_example(workdir: Path, expected: str) -> None:
@@ -159,3 +162,33 @@ def test_browser_example(chromium: Any, site: str, expected: str) -> None:
         pytest.fail(f"the example never answered; the page said: {errors}")
     assert tab.inner_text("#result") == expected and errors == []
     tab.close()
+
+
+@pytest.fixture(scope="module")
+def edge_workdir(
+    tmp_path_factory: pytest.TempPathFactory, shipped_mnist_cnn: Path, workdir: Path
+) -> Path:
+    """A copy of the shipped mnist_cnn with model.pte, model.tflite and OpenVINO IR added by
+    kit itself (``kit export exported/mnist_cnn --formats pte,tflite,openvino``)."""
+    work = tmp_path_factory.mktemp("edge")
+    shutil.copytree(shipped_mnist_cnn, work / "exported" / "mnist_cnn")
+    shutil.copyfile(workdir / "digit.png", work / "digit.png")
+    args = ["export", str(work / "exported" / "mnist_cnn"), "--formats", "pte,tflite,openvino"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    return work
+
+
+@pytest.mark.parametrize("runtime", ["executorch", "litert", "openvino"])
+def test_edge_runtime_examples(edge_workdir: Path, expected: str, runtime: str) -> None:
+    (edge_workdir / f"classify_{runtime}.py").write_text(_examples()[f"python {runtime}"])
+    done = subprocess.run(
+        [sys.executable, f"classify_{runtime}.py"],
+        cwd=edge_workdir,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    label, probability = done.stdout.split()[-2:]
+    assert label == expected and float(probability) > 0.5

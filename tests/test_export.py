@@ -162,11 +162,14 @@ def test_parse_formats() -> None:
     # in the order they are written: the ORT file is converted from the ONNX one
     assert parse_formats("ort,pt2, onnx,onnx") == ["onnx", "pt2", "ort"]
     with pytest.raises(
-        UsageError, match="Unknown format tflite; choose from onnx, torchscript, pt2, ort"
+        UsageError,
+        match="Unknown format coreml; choose from onnx, torchscript, pt2, ort, pte, tflite, openvino",
     ):
-        parse_formats("onnx,tflite")
-    with pytest.raises(UsageError, match="ort is converted from the ONNX file; add onnx"):
-        parse_formats("ort,pt2")
+        parse_formats("onnx,coreml")
+    for made_from_onnx in ("ort", "openvino"):
+        with pytest.raises(UsageError, match=f"{made_from_onnx} is converted from the ONNX file"):
+            parse_formats(f"{made_from_onnx},pt2")
+        assert parse_formats(f"{made_from_onnx},pt2", have_onnx=True)  # an export that has one
 
 
 def test_user_factory_with_input_shape(tmp_path: Path) -> None:

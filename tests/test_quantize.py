@@ -172,7 +172,7 @@ def test_parity_says_when_a_variant_is_not_checked(tmp_path: Path) -> None:
         == 0
     )
     code, text = run("parity", str(tmp_path / "tiny"), "--factory", "tests.user_nets:tiny")
-    assert code == 0 and "note: variants int8 not checked" in text
+    assert code == 0 and "note: variants onnx int8 not checked" in text
 
 
 def test_eval_reports_each_variant(quantized: Path) -> None:

@@ -44,7 +44,9 @@ __all__ = [
     "LAST_CHECKPOINT",
     "MANIFEST",
     "MODEL_FILE",
+    "OPENVINO_WEIGHTS",
     "ORT_OPS_FILE",
+    "OTHER_VARIANT_FILES",
     "PARITY_FILE",
     "PARTIAL_MARK",
     "RESUME_STATE",
@@ -65,6 +67,7 @@ __all__ = [
     "describe_files",
     "read_manifest",
     "served_name",
+    "variant_key",
     "verify_files",
     "write_manifest",
 ]
@@ -75,8 +78,13 @@ FILE_NAMES = {
     "torchscript": "model.ts",
     "pt2": "model.pt2",
     "ort": "model.ort",  # ORT mobile's format, converted from model.onnx
+    "pte": "model.pte",  # ExecuTorch, lowered to XNNPACK from the torch.export program
+    "tflite": "model.tflite",  # LiteRT (TensorFlow Lite), from litert-torch
+    "openvino": "model.xml",  # OpenVINO IR, converted from model.onnx; weights beside it
 }
 FORMATS = tuple(FILE_NAMES)
+#: OpenVINO IR keeps its weights in a second file beside ``model.xml``.
+OPENVINO_WEIGHTS = "model.bin"
 #: What ``kit export`` writes unless ``--formats`` says otherwise.
 DEFAULT_FORMATS = ("onnx", "torchscript", "pt2")
 #: The operators ``model.ort`` needs, as onnxruntime's reduced-size build reads them.
@@ -85,6 +93,8 @@ MODEL_FILE = FILE_NAMES["onnx"]
 WEIGHTS_FILE = "weights.safetensors"
 #: Cheaper variants of ``model.onnx`` (``kit quantize``), each beside it with the same facts.
 VARIANT_FILES = {"int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
+#: Cheaper variants of other formats: ``(precision, format)`` -> file (PT2E int8 for ExecuTorch).
+OTHER_VARIANT_FILES = {("int8", "pte"): "model.int8.pte"}
 #: The parity report kept beside artifacts that failed it (``--keep-failed``).
 PARITY_FILE = "parity.json"
 FAILED_SUFFIX = ".parity-failed"
@@ -111,6 +121,12 @@ CLASS_NAMES_KEY = "kit.class_names"
 BEST_CHECKPOINT = "best.safetensors"
 LAST_CHECKPOINT = "last.safetensors"
 RESUME_STATE = "resume.pt"
+
+
+def variant_key(precision: str, fmt: str = "onnx") -> str:
+    """The manifest's key of a variant: its precision for ONNX (``int8``), precision and
+    format otherwise (``int8-pte``)."""
+    return precision if fmt == "onnx" else f"{precision}-{fmt}"
 
 
 def served_name(name: str, precision: str) -> str:

@@ -79,10 +79,12 @@ class TensorRecord(msgspec.Struct, frozen=True):
 
 
 class VariantRecord(msgspec.Struct, frozen=True):
-    """A cheaper variant of ``model.onnx``: how it was made and what it measured."""
+    """A cheaper variant of ``model.onnx`` (or of another format): how it was made and what
+    it measured."""
 
     file: str
     precision: str
+    format: str = "onnx"
     method: str = ""
     calibration: str | None = None
     verified: bool = True
@@ -133,12 +135,12 @@ class Manifest(msgspec.Struct, frozen=True):
         for where, name in self.named_paths():
             if problem := _path_problem(name):
                 raise ValueError(f"field {where}: {name!r} {problem}")
-        for precision, variant in self.variants.items():
-            where = f"field variants[{precision!r}]"
+        for key, variant in self.variants.items():
+            where = f"field variants[{key!r}]"
             if variant.file not in self.files:
                 raise ValueError(f"{where}.file: {variant.file!r} is not in files")
-            if variant.precision != precision:
-                raise ValueError(f"{where}.precision: {variant.precision!r} under {precision!r}")
+            if key != _variant_key(variant):
+                raise ValueError(f"{where}: a {variant.precision} {variant.format} variant")
         if self.model.weights is not None and self.model.weights.file not in self.files:
             file = self.model.weights.file
             raise ValueError(f"field model.weights.file: {file!r} is not in files")
@@ -158,12 +160,17 @@ class Manifest(msgspec.Struct, frozen=True):
         return self.model.name
 
     @property
+    def onnx_variants(self) -> dict[str, VariantRecord]:
+        """The variants of ``model.onnx``, by precision (what kit serve and Triton serve)."""
+        return {v.precision: v for v in self.variants.values() if v.format == "onnx"}
+
+    @property
     def output_names(self) -> list[str]:
         return [o.name for o in self.outputs] or list(self.facts.outputs)
 
     def artifacts(self) -> list[ArtifactFile]:
         """Every runnable file (not weights, not operator configs), with its precision."""
-        precision = {v.file: p for p, v in self.variants.items()}
+        precision = {v.file: v.precision for v in self.variants.values()}
         found = []
         for name, record in self.files.items():
             fmt = record.format.partition("-")[0] if name in precision else record.format
@@ -179,7 +186,7 @@ class Manifest(msgspec.Struct, frozen=True):
         return msgspec.structs.replace(
             self,
             files={**self.files, record.file: file},
-            variants={**self.variants, record.precision: record},
+            variants={**self.variants, _variant_key(record): record},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -187,7 +194,12 @@ class Manifest(msgspec.Struct, frozen=True):
 
 
 #: file formats a runner can run (weights and operator configs are not)
-RUNNABLE_FORMATS = ("onnx", "torchscript", "pt2", "ort")
+RUNNABLE_FORMATS = ("onnx", "torchscript", "pt2", "ort", "pte", "tflite", "openvino")
+
+
+def _variant_key(record: VariantRecord) -> str:
+    """The contract's ``variant_key`` (repeated: the contract's names import this module)."""
+    return record.precision if record.format == "onnx" else f"{record.precision}-{record.format}"
 
 
 def _path_problem(name: str) -> str | None:

@@ -72,11 +72,11 @@ def list_cmd(as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("existing", required=False, type=click.Path(path_type=Path))
 @click.option(
     "--model",
     "-m",
     "model_name",
-    required=True,
     help="Registered name (see `kit list`) or package.module:factory.",
 )
 @click.option(
@@ -96,9 +96,16 @@ def list_cmd(as_json: bool) -> None:
     "--formats",
     default="onnx,torchscript,pt2",
     show_default=True,
-    help="Comma-separated: onnx, torchscript, pt2, and ort (ORT mobile's format, converted "
-    "from the ONNX file, with the operator config a reduced onnxruntime build needs).",
+    help="Comma-separated: onnx, torchscript, pt2; ort (ORT mobile's format, from the ONNX "
+    "file, with the operator config a reduced build needs); pte (ExecuTorch, XNNPACK), "
+    "tflite (LiteRT) and openvino (IR, from the ONNX file): these three need kit[edge].",
 )
+@click.option(
+    "--openvino-fp16",
+    is_flag=True,
+    help="Store OpenVINO IR weights as fp16 (kept fp32 otherwise, so IR computes what ONNX does).",
+)
+@factory_option
 @click.option("--opset", type=click.IntRange(min=7), help="ONNX opset (default: the exporter's).")
 @click.option(
     "--out",
@@ -133,11 +140,14 @@ def list_cmd(as_json: bool) -> None:
 @_parity_options
 # Long only by its parameter list (one per option) and its docstring (the --help text).
 def export(
-    model_name: str,
+    existing: Path | None,
+    model_name: str | None,
     weights: Path | None,
     num_classes: int | None,
     input_shape: tuple[int, ...] | None,
     formats: str,
+    openvino_fp16: bool,
+    factory: str | None,
     opset: int | None,
     out_dir: Path,
     seed: int,
@@ -173,18 +183,28 @@ def export(
       kit export --model mnist_cnn --weights runs/mnist_cnn/best.safetensors
       kit export --model mypkg.nets:tiny --input-shape 3,32,32 --formats onnx
       kit export --model mnist_cnn --formats onnx,ort   # + model.ort for phones
+      kit export --model mnist_cnn --formats onnx,pte,tflite,openvino
+      kit export exported/mnist_cnn --formats pte --precision int8   # add to an export
       kit export --model mypkg.nets:segmenter --input-shape 3,224,224 --output-names mask
     """
-    from ..export import Calibration, ExportOptions, export_network, parse_formats
+    from ..export import Calibration, ExportOptions, add_formats, export_network, parse_formats
 
+    if (existing is None) == (model_name is None):
+        raise click.UsageError(
+            "Give --model NAME to export a network, or an exported/NAME directory to add "
+            "--formats (and --precision variants) to it."
+        )
     try:
-        fmt_list = parse_formats(formats)
+        fmt_list = parse_formats(formats, have_onnx=existing is not None)
     except UsageError as exc:
         raise click.BadParameter(str(exc), param_hint="--formats") from None
     variants = _variants(precisions)
-    if variants and "onnx" not in fmt_list:
+    pte_int8 = variants == ["int8"] and "pte" in fmt_list
+    if existing is None and variants and "onnx" not in fmt_list and not pte_int8:
         raise click.BadParameter(
-            "int8 and fp16 variants need onnx in --formats.", param_hint="--precision"
+            "int8 and fp16 variants need onnx in --formats (int8 also comes as model.int8.pte "
+            "with pte).",
+            param_hint="--precision",
         )
     options = ExportOptions(
         formats=fmt_list,
@@ -196,18 +216,23 @@ def export(
         keep_failed=keep_failed,
         precisions=variants,
         calibration=Calibration(calibration_size, random_calibration, data_dir),
+        openvino_fp16=openvino_fp16,
     )
     try:
-        result = export_network(
-            model_name,
-            out_dir,
-            weights=weights,
-            num_classes=num_classes,
-            input_shape=input_shape,
-            seed=seed,
-            data_dir=data_dir,
-            options=options,
-        )
+        if existing is not None:
+            result = add_formats(existing, options, factory=factory, data_dir=data_dir)
+        else:
+            assert model_name is not None
+            result = export_network(
+                model_name,
+                out_dir,
+                weights=weights,
+                num_classes=num_classes,
+                input_shape=input_shape,
+                seed=seed,
+                data_dir=data_dir,
+                options=options,
+            )
     except ParityError as exc:
         _explain_parity_failure(exc)
         raise
@@ -291,10 +316,11 @@ def _explain_parity_failure(exc: ParityError) -> None:
     multiple=True,
     default=["python"],
     show_default=True,
-    help="Where to run the artifacts: python (every format, onnxruntime's Python API), "
+    help="Where to run the artifacts: python (ONNX, ORT, TorchScript and torch.export files), "
     "node (the ONNX and ORT files and variants in onnxruntime-node, installed into kit's "
-    "cache on first use) or browser (the same in onnxruntime-web's wasm, in a headless "
-    "system Chromium). Repeat it for several.",
+    "cache on first use), browser (the same in onnxruntime-web's wasm, in a headless "
+    "system Chromium), executorch (.pte), litert (.tflite) or openvino (IR, at f32 with a "
+    "row for the CPU's default precision). Repeat it for several.",
 )
 @factory_option
 @click.option(
@@ -356,6 +382,7 @@ def parity(
       kit parity exported/mnist_cnn --runtime browser        # as a web page runs it
       kit parity exported/mnist_cnn --endpoint http://triton:8000   # a live server's model
       kit parity exported/mnist_cnn --runtime python --runtime node
+      kit parity exported/mnist_cnn --runtime executorch --runtime litert --runtime openvino
     """
     from ..artifact import read_manifest
     from ..data import parity_samples

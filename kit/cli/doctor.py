@@ -119,6 +119,37 @@ def _embedded_checks() -> list[Check]:
     ]
 
 
+#: the edge runtimes: (check name, distribution, extra, what kit does with it)
+_EDGE = (
+    (
+        "executorch",
+        "executorch",
+        "executorch",
+        ".pte files (kit export --formats pte; --runtime executorch)",
+    ),
+    ("litert", "ai-edge-litert", "litert", ".tflite files (--formats tflite; --runtime litert)"),
+    ("openvino", "openvino", "openvino", "OpenVINO IR (--formats openvino; --runtime openvino)"),
+)
+
+
+def _edge_checks() -> list[Check]:
+    """ExecuTorch, LiteRT and OpenVINO: installed, which version, and how to get them."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    checks = []
+    for name, distribution, extra, what in _EDGE:
+        try:
+            detail, ready = f"{distribution} {version(distribution)}: {what}", True
+        except PackageNotFoundError:
+            detail, ready = f"{distribution} not installed: {what}", False
+        checks.append(
+            Check(
+                name, ready, detail, "" if ready else f"pip install 'kit[{extra}]' (or 'kit[edge]')"
+            )
+        )
+    return checks
+
+
 def _has_ort_converter() -> bool:
     return importlib.util.find_spec("onnxruntime.tools.convert_onnx_models_to_ort") is not None
 
@@ -136,8 +167,8 @@ def doctor(install: str | None, as_json: bool) -> None:
 
     Python's onnxruntime providers are tried on a one-node model (what
     get_providers() really gets, not what the build lists); Node.js, onnxruntime-node,
-    the onnxruntime-web files, a system Chromium with playwright and ORT's mobile
-    converter are looked up. Exits 1 when something this machine could use is missing
+    the onnxruntime-web files, a system Chromium with playwright, ORT's mobile converter,
+    ExecuTorch, LiteRT and OpenVINO are looked up. Exits 1 when something this machine could use is missing
     (each with how to get it); with --install, the exit status says whether the
     installation worked. kit's cache is $KIT_CACHE_DIR, else ~/.cache/kit.
 
@@ -151,7 +182,7 @@ def doctor(install: str | None, as_json: bool) -> None:
         install_web_files()
     if install in ("node", "all"):
         install_node_package()
-    checks = _onnxruntime_checks() + _embedded_checks()
+    checks = _onnxruntime_checks() + _embedded_checks() + _edge_checks()
     if as_json:
         _echo_json([asdict(c) for c in checks])
     else:

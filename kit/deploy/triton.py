@@ -237,5 +237,8 @@ def models_of(export: Path) -> list[tuple[str, Path, ModelFacts | None]]:
         raise ArtifactError(f"{export} has no {MODEL_FILE}; export with onnx in --formats.")
     return [
         (served_name(manifest.name, p), export / name, manifest.facts)
-        for p, name in [("fp32", MODEL_FILE), *((p, v.file) for p, v in manifest.variants.items())]
+        for p, name in [
+            ("fp32", MODEL_FILE),
+            *((p, v.file) for p, v in manifest.onnx_variants.items()),
+        ]
     ]

@@ -5,22 +5,17 @@ from __future__ import annotations
 
 from ..artifact import FORMATS
 from ..errors import UsageError
-from .job import (
-    Calibration,
-    ExportOptions,
-    ExportResult,
-    add_variant_from_data,
-    export_model,
-    export_network,
-    export_trained,
-)
+from .extend import add_formats, add_variant_from_data
+from .job import export_model, export_network, export_trained
 from .manifest import Provenance
+from .options import Calibration, ExportOptions, ExportResult
 
 __all__ = [
     "Calibration",
     "ExportOptions",
     "ExportResult",
     "Provenance",
+    "add_formats",
     "add_variant_from_data",
     "export_model",
     "export_network",
@@ -29,11 +24,12 @@ __all__ = [
 ]
 
 
-def parse_formats(text: str) -> list[str]:
-    """``"onnx,pt2"`` -> ``["onnx", "pt2"]``.
+def parse_formats(text: str, *, have_onnx: bool = False) -> list[str]:
+    """``"onnx,pt2"`` -> ``["onnx", "pt2"]`` (``have_onnx``: an existing export has one).
 
     Raises:
-        UsageError: an unknown or empty format list.
+        UsageError: an unknown or empty format list, or a format made from an ONNX file
+            that there is none of.
     """
     formats = [f.strip() for f in text.split(",") if f.strip()]
     unknown = [f for f in formats if f not in FORMATS]
@@ -41,6 +37,7 @@ def parse_formats(text: str) -> list[str]:
         raise UsageError(
             f"Unknown format {', '.join(unknown) or '(none)'}; choose from {', '.join(FORMATS)}."
         )
-    if "ort" in formats and "onnx" not in formats:
-        raise UsageError("ort is converted from the ONNX file; add onnx to the formats.")
-    return sorted(dict.fromkeys(formats), key=FORMATS.index)  # onnx before the ort made from it
+    for fmt in ("ort", "openvino"):
+        if fmt in formats and "onnx" not in formats and not have_onnx:
+            raise UsageError(f"{fmt} is converted from the ONNX file; add onnx to the formats.")
+    return sorted(dict.fromkeys(formats), key=FORMATS.index)  # onnx before what is made from it

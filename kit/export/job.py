@@ -9,12 +9,10 @@ what ``kit train --export`` does: a program calling them gets everything the CLI
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +23,13 @@ from architectures import ModelSpec
 
 from .._files import write_json_atomic
 from ..artifact import (
-    DEFAULT_BATCH_SIZES,
-    DEFAULT_CALIBRATION_SIZE,
-    DEFAULT_FORMATS,
     FAILED_SUFFIX,
-    FILE_NAMES,
-    MODEL_FILE,
     ORT_OPS_FILE,
     PARITY_FILE,
     WEIGHTS_FILE,
-    ArtifactFile,
     FileRecord,
-    Limits,
-    Manifest,
     MobileRecord,
     ModelFacts,
-    VariantRecord,
     describe_files,
     read_manifest,
     write_manifest,
@@ -49,10 +38,10 @@ from ..errors import ArtifactError, ParityError, first_line
 from ..models import Network, load_network, resolve_spec
 from ..outputs import flatten_outputs, output_names
 from ..parity import ParityReport
-from ..rule import Tolerance
-from ..verify.check import check_artifacts
+from .formats import check_formats, check_free_space, progress_bar, step, write_formats
 from .manifest import Provenance, build_manifest
 from .mobile import MobileFit
+from .options import Calibration, ExportOptions, ExportResult
 from .staging import move_into_place, staging_dir
 
 log = logging.getLogger(__name__)
@@ -65,60 +54,6 @@ __all__ = [
     "export_network",
     "export_trained",
 ]
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """How int8 variants are calibrated and checked: ``size`` training samples of the
-    network's data set (``data_dir``/``dataset``), or random inputs when ``random``."""
-
-    size: int = DEFAULT_CALIBRATION_SIZE
-    random: bool = False
-    data_dir: Path | None = None
-    dataset: str | None = None
-    limits: Limits = field(default_factory=Limits)
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    """How to export and check (``kit export`` options).
-
-    Attributes:
-        formats: Subset of ``FORMATS`` (``ort`` needs ``onnx``, which it is converted from).
-        opset: ONNX opset (the exporter's default when None).
-        atol: Absolute tolerance (the network's when None).
-        rtol: Relative tolerance (the network's when None).
-        batch_sizes: Random batch sizes for parity.
-        output_names: Names of the ONNX outputs (default: ``logits``, a dict's keys, or
-            ``output_0..`` for a tuple).
-        keep_failed: On a parity failure, keep the artifacts in ``OUT/NAME.parity-failed/``.
-        progress: Show a progress bar on a terminal.
-        precisions: Variants to add beside ``model.onnx`` once it lands (int8, fp16).
-        calibration: How those variants are calibrated and checked.
-    """
-
-    formats: Sequence[str] = DEFAULT_FORMATS
-    opset: int | None = None
-    atol: float | None = None
-    rtol: float | None = None
-    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES
-    output_names: Sequence[str] | None = None
-    keep_failed: bool = False
-    progress: bool = True
-    precisions: Sequence[str] = ()
-    calibration: Calibration = field(default_factory=Calibration)
-
-
-@dataclass
-class ExportResult:
-    """Where the artifacts landed, how parity went, and the variants added."""
-
-    directory: Path
-    report: ParityReport
-    manifest: Manifest
-    #: what the export found worth saying besides parity (random weights, model.ort's fit)
-    notes: list[str] = field(default_factory=list)
-    variants: dict[str, VariantRecord] = field(default_factory=dict)
 
 
 def model_facts(
@@ -182,51 +117,6 @@ def _trace_outputs(
     return _Traced(names, [tuple(t.shape[1:]) for t in tensors], classes)
 
 
-@contextlib.contextmanager
-def _step(bar: Any, name: str) -> Iterator[None]:
-    """One step of an export: shown on the progress bar, its duration logged."""
-    bar.set_postfix_str(name)
-    started = time.perf_counter()
-    yield
-    log.info("export step %s took %.2f s", name, time.perf_counter() - started)
-    bar.update()
-
-
-def _write_artifacts(
-    staging: Path,
-    model: nn.Module,
-    example: torch.Tensor,
-    facts: ModelFacts,
-    options: ExportOptions,
-    bar: Any,
-) -> tuple[int | None, MobileFit | None]:
-    """Write each format into ``staging`` (ONNX before the ORT file made from it); returns
-    the ONNX opset and the ORT file's operator fit."""
-    from .mobile import export_ort
-    from .onnx import export_onnx
-    from .program import export_program, save_program
-    from .torchscript import export_torchscript
-
-    program, opset, mobile = None, None, None
-    if {"onnx", "pt2"} & set(options.formats):
-        with _step(bar, "torch.export"):
-            program = export_program(model, example, name=facts.name)
-    for fmt in options.formats:
-        path = staging / FILE_NAMES[fmt]
-        with _step(bar, fmt):
-            if fmt == "onnx":
-                assert program is not None
-                opset = export_onnx(program, example, path, opset=options.opset, facts=facts)
-            elif fmt == "pt2":
-                assert program is not None
-                save_program(program, path)
-            elif fmt == "ort":
-                mobile = export_ort(staging / MODEL_FILE, path, staging / ORT_OPS_FILE)
-            else:
-                export_torchscript(model, example, path, name=facts.name)
-    return opset, mobile
-
-
 def _keep_failed(staging: Path, target: Path, report: ParityReport) -> Path:
     """Move a failed export to ``target`` (replacing an older one) with its report."""
     write_json_atomic(staging / PARITY_FILE, report.to_dict())
@@ -234,22 +124,6 @@ def _keep_failed(staging: Path, target: Path, report: ParityReport) -> Path:
         shutil.rmtree(target)
     staging.rename(target)
     return target
-
-
-def _check_free_space(staging: Path, model: nn.Module, copies: int) -> None:
-    """Refuse before writing when the disk cannot hold ``copies`` files of the weights.
-
-    Every format stores the weights once; a write that runs out of space part-way can abort
-    the whole process (torch's TorchScript writer does) rather than raise.
-    """
-    need = copies * sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    free = shutil.disk_usage(staging).free
-    if need > free:
-        raise ArtifactError(
-            f"{staging.parent} has {free / 2**20:.0f} MiB free, and this export writes about "
-            f"{need / 2**20:.0f} MiB ({copies} files that each hold the weights); free some "
-            "space, pass --out on another disk, or export fewer --formats."
-        )
 
 
 def _mobile_record(fit: MobileFit | None) -> MobileRecord | None:
@@ -279,38 +153,27 @@ def _stage(
     real: tuple[str, torch.Tensor] | None,
 ) -> _Staged:
     """Write every artifact into ``staging`` and check them against eager."""
-    from tqdm.auto import tqdm
-
-    formats, model = options.formats, network.model
-    steps = bool({"onnx", "pt2"} & set(formats)) + len(formats) + 1
-    show = options.progress or None
-    bar = tqdm(total=steps, desc=f"export {spec.name}", unit="step", disable=not show, leave=False)
-    opset, mobile = _write_artifacts(staging, model, example, facts, options, bar)
-    file_formats = {FILE_NAMES[f]: f for f in formats}
-    if mobile is not None:
-        file_formats[ORT_OPS_FILE] = "ort-operators"
-    if source.weights is not None:
-        _save_weights(model, staging / WEIGHTS_FILE)
-        file_formats[WEIGHTS_FILE] = "safetensors"
-    rule = Tolerance(
-        spec.atol if options.atol is None else options.atol,
-        spec.rtol if options.rtol is None else options.rtol,
+    bar = progress_bar(spec.name, options.formats, options.progress)
+    written = write_formats(
+        staging,
+        network.model,
+        example,
+        facts,
+        options.formats,
+        opset=options.opset,
+        openvino_fp16=options.openvino_fp16,
+        bar=bar,
     )
-    with _step(bar, "parity"):
-        report = check_artifacts(
-            model,
-            staging,
-            [ArtifactFile(FILE_NAMES[f], f) for f in formats],
-            name=spec.name,
-            input_shape=spec.input_shape,
-            rule=rule,
-            batch_sizes=options.batch_sizes,
-            real=real,
-            seed=source.seed,
-            output_names=facts.outputs,
+    if source.weights is not None:
+        _save_weights(network.model, staging / WEIGHTS_FILE)
+        written.files[WEIGHTS_FILE] = "safetensors"
+    with step(bar, "parity"):
+        report = check_formats(
+            staging, network.model, spec, options, real, source.seed, facts.outputs
         )
     bar.close()
-    return _Staged(describe_files(staging, file_formats), opset, mobile, report)
+    files = describe_files(staging, written.files)
+    return _Staged(files, written.opset, written.mobile, report)
 
 
 def _save_weights(model: nn.Module, path: Path) -> None:
@@ -363,7 +226,7 @@ def export_model(
     traced = _trace_outputs(spec, network.model, example, options.output_names)
     facts = model_facts(spec, traced.names, traced.classes, network)
     with staging_dir(out_root, spec.name) as staging:
-        _check_free_space(
+        check_free_space(
             staging, network.model, len(options.formats) + (source.weights is not None)
         )
         staged = _stage(staging, network, example, spec, facts, source, options, real)
@@ -390,43 +253,12 @@ def export_model(
     notes = [n for n in (source.random_weights_note(spec.name),) if n]
     notes += [staged.mobile.summary()] if staged.mobile else []
     result = ExportResult(out_root / spec.name, staged.report, manifest, notes)
-    for precision in options.precisions:
-        result.variants[precision] = add_variant_from_data(
-            result.directory, spec, precision, options.calibration
-        )
-    if result.variants:
+    if options.precisions:
+        from .extend import add_variants
+
+        result.variants = add_variants(result.directory, spec, network, options)
         result.manifest = read_manifest(result.directory)
     return result
-
-
-def add_variant_from_data(
-    directory: Path,
-    spec: ModelSpec,
-    precision: str,
-    calibration: Calibration,
-    max_fp32: int | None = None,
-) -> VariantRecord:
-    """The ``precision`` variant of an export, calibrated on the network's own training
-    data and checked on its test split (``kit quantize``)."""
-    from ..data import calibration_sets
-    from ..variants import add_variant
-
-    samples, held_out = calibration_sets(
-        spec,
-        dataset=calibration.dataset,
-        data_dir=calibration.data_dir,
-        size=calibration.size,
-        random=calibration.random,
-    )
-    return add_variant(
-        directory,
-        precision,
-        samples,
-        held_out,
-        limits=calibration.limits,
-        verified=not calibration.random,
-        max_fp32=max_fp32,
-    )
 
 
 def export_network(

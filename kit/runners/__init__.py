@@ -27,6 +27,8 @@ __all__ = [
     "RunnerOptions",
     "artifact_label",
     "backend",
+    "covered_formats",
+    "in_chunks",
     "make_runners",
     "register",
     "runtimes",
@@ -84,6 +86,19 @@ _BUILTIN = {
     "python": ("kit.runners.onnxruntime", "kit.runners.torch"),
     "node": ("kit.runners.js",),
     "browser": ("kit.runners.js",),
+    "executorch": ("kit.runners.executorch",),
+    "litert": ("kit.runners.litert",),
+    "openvino": ("kit.runners.openvino",),
+}
+#: the runtime each file format is checked in when an export is made
+HOME_RUNTIMES = {
+    "onnx": "python",
+    "ort": "python",
+    "torchscript": "python",
+    "pt2": "python",
+    "pte": "executorch",
+    "tflite": "litert",
+    "openvino": "openvino",
 }
 
 
@@ -104,6 +119,11 @@ def _selected(runtime: str) -> list[Backend]:
     for module in _BUILTIN.get(runtime, ()):  # imported only when asked for (torch is heavy)
         importlib.import_module(module)
     return [b for b in _BACKENDS.values() if b.runtime == runtime]
+
+
+def covered_formats(runtimes: Sequence[str]) -> set[str]:
+    """The file formats some backend of ``runtimes`` runs."""
+    return {f for runtime in runtimes for b in _selected(runtime) for f in b.formats}
 
 
 def backend(name: str) -> Backend:

@@ -215,15 +215,15 @@ def precision_file(directory: Path, manifest: Manifest, precision: str) -> Path:
         if MODEL_FILE not in manifest.files:
             raise ArtifactError(f"{directory} has no {MODEL_FILE}; export with onnx in --formats.")
         return directory / MODEL_FILE
-    if precision not in manifest.variants:
-        known = ", ".join(["fp32", *manifest.variants])
+    if precision not in manifest.onnx_variants:
+        known = ", ".join(["fp32", *manifest.onnx_variants])
         if precision not in VARIANT_FILES:
             raise UsageError(f"Unknown precision {precision!r}; {directory} has {known}.")
         raise ArtifactError(
             f"{directory} has no {precision} variant (it has {known}); run kit quantize "
             f"{directory} --precision {precision}."
         )
-    return directory / manifest.variants[precision].file
+    return directory / manifest.onnx_variants[precision].file
 
 
 def load(

@@ -90,7 +90,7 @@ def _load_export(
 ) -> dict[str, Model]:
     manifest = open_export(folder)  # every sha256 once, for every precision
     loaded = {}
-    for precision in ["fp32", *manifest.variants]:
+    for precision in ["fp32", *manifest.onnx_variants]:
         path = precision_file(folder, manifest, precision)
         model = load(path, providers=providers, threads=threads, warmup=False)
         model.precision = precision

@@ -31,7 +31,7 @@ from ..errors import ArtifactError, UsageError, first_line
 from ..models import load_network, read_state_dict, resolve_spec
 from ..parity import ParityReport, Runner, random_inputs, run_parity
 from ..rule import Agreement, Tolerance
-from ..runners import RunnerOptions, make_runners
+from ..runners import HOME_RUNTIMES, RunnerOptions, artifact_label, covered_formats, make_runners
 from ..runners.endpoint import connect, metadata_problems
 from ..runners.torch import eager_run
 
@@ -78,13 +78,15 @@ class Check:
         provider: str = "auto",
         limits: dict[str, Limits] | None = None,
     ) -> ParityReport:
-        """Every artifact in every runtime; variants (``limits`` by precision) by agreement.
+        """Every artifact in every runtime; variants (``limits`` by artifact label, ``onnx
+        int8``) by agreement.
 
         Raises:
             ProviderError: ``provider`` names a provider that cannot run here.
             RuntimeMissing: a runtime asked for cannot run here.
         """
         options = RunnerOptions(provider=provider, inputs=[x for _, x in inputs])
+        self._elsewhere(artifacts, covered_formats(runtimes))
         try:
             runners = make_runners(directory, artifacts, runtimes, options)
         except UsageError:  # a provider or a runtime that cannot run here
@@ -100,26 +102,38 @@ class Check:
         self._variants([r for r in runners if r.precision != "fp32"], inputs, limits or {})
         return self.report
 
+    def _elsewhere(self, artifacts: Sequence[ArtifactFile], covered: set[str]) -> None:
+        """A note naming the files no runtime of this run can run, and where they run."""
+        elsewhere: dict[str, list[str]] = {}
+        for a in artifacts:
+            if a.format not in covered:
+                elsewhere.setdefault(HOME_RUNTIMES.get(a.format, "?"), []).append(a.name)
+        if elsewhere:
+            where = "; ".join(
+                f"{', '.join(n)} in {r} (--runtime {r})" for r, n in elsewhere.items()
+            )
+            self.report.notes.append(f"not checked in this run: {where}")
+
     def _variants(
         self, runners: list[Runner], inputs: list[tuple[str, np.ndarray]], limits: dict[str, Limits]
     ) -> None:
-        precisions = list(dict.fromkeys(r.precision for r in runners))
-        if not precisions:
+        artifacts = list(dict.fromkeys(r.artifact for r in runners))
+        if not artifacts:
             return
         real = [(label, x) for label, x in inputs if not label.startswith("random")]
         if not real or len(real[-1][1]) < MIN_VARIANT_SAMPLES:
             self.report.notes.append(
-                f"variants {', '.join(precisions)} not checked: they are judged by top-1 "
+                f"variants {', '.join(artifacts)} not checked: they are judged by top-1 "
                 f"agreement on at least {MIN_VARIANT_SAMPLES} real samples; pass --data-dir"
             )
             return
-        for precision in precisions:
-            rule = Agreement(limits.get(precision, Limits()).min_agreement)
+        for artifact in artifacts:
+            rule = Agreement(limits.get(artifact, Limits()).min_agreement)
             self.report.notes.append(
-                f"the {precision} variant is judged by {rule.describe()} (its limit), not by "
+                f"the {artifact} variant is judged by {rule.describe()} (its limit), not by "
                 "atol/rtol"
             )
-            mine = [r for r in runners if r.precision == precision]
+            mine = [r for r in runners if r.artifact == artifact]
             run_parity(self.reference, mine, real[-1:], report=self.report, rule=rule)
 
 
@@ -147,11 +161,13 @@ def check_artifacts(
     real: Real = None,
     seed: int = 0,
     output_names: Sequence[str] | None = None,
+    runtimes: Sequence[str] = ("python",),
 ) -> ParityReport:
-    """Parity of the ``artifacts`` in ``directory`` against the eager ``model`` in Python
-    (an export checks its files with this before anything lands)."""
+    """Parity of the ``artifacts`` in ``directory`` against the eager ``model`` in each of
+    ``runtimes`` (an export checks its files with this before anything lands)."""
     inputs = parity_inputs(input_shape, batch_sizes, seed, real)
-    return Check(model, name, rule, output_names).run(directory, artifacts, inputs)
+    check = Check(model, name, rule, output_names)
+    return check.run(directory, artifacts, inputs, runtimes=runtimes)
 
 
 def saved_spec(manifest: Manifest, factory: str | None = None) -> ModelSpec:
@@ -231,7 +247,10 @@ def verify_saved(
     inputs = parity_inputs(spec.input_shape, batch_sizes, 0, real)
     if endpoint is not None:
         return _check_endpoint(check, manifest, endpoint, inputs, has_real=real is not None)
-    limits = {p: v.limits for p, v in manifest.variants.items()}
+    limits = {
+        artifact_label(ArtifactFile(v.file, v.format, v.precision)): v.limits
+        for v in manifest.variants.values()
+    }
     artifacts = manifest.artifacts()
     return check.run(
         directory, artifacts, inputs, runtimes=runtimes, provider=provider, limits=limits
@@ -259,7 +278,7 @@ def _check_endpoint(
     if report.problems:
         return report
     precision = next(
-        (p for p in manifest.variants if remote.model == served_name(manifest.name, p)), None
+        (p for p in manifest.onnx_variants if remote.model == served_name(manifest.name, p)), None
     )
     if precision is None:
         runner = remote.runner()
@@ -272,7 +291,7 @@ def _check_endpoint(
             "samples; pass --data-dir"
         )
     else:
-        rule = Agreement(manifest.variants[precision].limits.min_agreement)
+        rule = Agreement(manifest.onnx_variants[precision].limits.min_agreement)
         runner = remote.runner(f"endpoint {precision}", precision)
         run_parity(check.reference, [runner], inputs[-1:], report=report, rule=rule)
     return report

@@ -216,7 +216,7 @@ def explain_export(
     export against the eager ``model`` on ``x``."""
 
     found = [localise(directory / MODEL_FILE, model, x, rule=rule)]
-    for precision, record in manifest.variants.items() if variants else ():
+    for precision, record in manifest.onnx_variants.items() if variants else ():
         artifact = f"{precision} variant ({record.file})"
         path = directory / record.file
         found.append(localise(path, model, x, rule=rule, artifact=artifact, variant=True))

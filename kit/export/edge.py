@@ -1,0 +1,171 @@
+"""The formats of the runtimes PyTorch models ship to on devices: ExecuTorch (``model.pte``,
+lowered to XNNPACK), LiteRT (``model.tflite``, via litert-torch) and OpenVINO (IR
+``model.xml`` + ``model.bin``, converted from ``model.onnx``).
+
+``.pte`` and ``.tflite`` have a static batch of one, as apps on phones run them; each is
+checked at the batch it accepts. OpenVINO's IR keeps fp32 weights unless asked
+(``openvino.save_model`` compresses them to fp16 by default) and carries the model's facts in
+its ``rt_info``. Each writer needs its runtime's extra (``pip install 'kit[edge]'``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._native import native_output_to_file
+from ..artifact import FACTS_KEY, ModelFacts
+from ..embed.packages import RuntimeMissing
+from ..errors import ArtifactError, first_line
+
+__all__ = ["EXTRAS", "export_openvino", "export_pte", "export_tflite", "quantize_pte", "require"]
+
+#: the module each edge format needs, and the extra that installs it
+EXTRAS = {
+    "pte": ("executorch.exir", "executorch", "ExecuTorch"),
+    "tflite": ("litert_torch", "litert", "LiteRT (litert-torch)"),
+    "openvino": ("openvino", "openvino", "OpenVINO"),
+}
+
+
+def require(fmt: str) -> Any:
+    """The module ``fmt`` is written with.
+
+    Raises:
+        RuntimeMissing: it is not installed (the sentence names the extra).
+    """
+    module, extra, name = EXTRAS[fmt]
+    if fmt == "openvino":
+        from ..runners.openvino import import_openvino
+
+        return import_openvino()
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise RuntimeMissing(
+            f"{name} is not installed, so kit cannot write or run {fmt} files: "
+            f"pip install 'kit[{extra}]' (or 'kit[edge]' for all three)."
+        ) from None
+
+
+def _lower(program: Any, path: Path) -> None:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    path.write_bytes(lowered.to_executorch().buffer)
+
+
+def export_pte(model: nn.Module, example: torch.Tensor, path: Path, *, name: str) -> None:
+    """``model`` captured at ``example``'s static shape and lowered to XNNPACK as ``path``.
+
+    Raises:
+        RuntimeMissing: ExecuTorch is not installed.
+        ArtifactError: the network cannot be lowered.
+    """
+    require("pte")
+    try:
+        with native_output_to_file():
+            _lower(torch.export.export(model, (example,)), path)
+    except Exception as exc:  # the exporter and the lowering raise many types
+        raise ArtifactError(
+            f"ExecuTorch could not lower {name} to XNNPACK: {first_line(exc)}; leave pte out "
+            "of --formats."
+        ) from exc
+    path.chmod(0o644)
+
+
+def quantize_pte(
+    model: nn.Module, example: torch.Tensor, calibration: np.ndarray, path: Path, *, name: str
+) -> None:
+    """``model`` quantized to int8 with PT2E and ExecuTorch's XNNPACK quantizer (per-channel
+    symmetric weights), calibrated one sample at a time on ``calibration``, lowered as
+    ``path``.
+
+    Raises:
+        RuntimeMissing: ExecuTorch is not installed.
+        ArtifactError: quantization or lowering failed.
+    """
+    require("pte")
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    try:
+        with native_output_to_file(), torch.no_grad():
+            graph = torch.export.export(model, (example,)).module()
+            quantizer = XNNPACKQuantizer().set_global(
+                get_symmetric_quantization_config(is_per_channel=True)
+            )
+            prepared = prepare_pt2e(graph, quantizer)
+            for i in range(len(calibration)):
+                prepared(torch.from_numpy(calibration[i : i + 1]))
+            quantized = convert_pt2e(prepared)
+            _lower(torch.export.export(quantized, (example,)), path)
+    except Exception as exc:  # torchao and the lowering raise many types
+        raise ArtifactError(
+            f"ExecuTorch could not quantize {name} to int8: {first_line(exc)}."
+        ) from exc
+    path.chmod(0o644)
+
+
+def export_tflite(model: nn.Module, example: torch.Tensor, path: Path, *, name: str) -> None:
+    """``model`` converted by litert-torch at ``example``'s static shape, as ``path``.
+
+    Raises:
+        RuntimeMissing: litert-torch is not installed.
+        ArtifactError: the network cannot be converted.
+    """
+    litert_torch = require("tflite")
+    try:
+        with native_output_to_file():
+            litert_torch.convert(model, (example,)).export(str(path))
+    except Exception as exc:  # the converter raises many types
+        raise ArtifactError(
+            f"litert-torch could not convert {name}: {first_line(exc)}; leave tflite out of --formats."
+        ) from exc
+    path.chmod(0o644)
+
+
+def export_openvino(
+    onnx_path: Path, xml: Path, facts: ModelFacts, *, fp16_weights: bool = False
+) -> Sequence[Path]:
+    """``onnx_path`` as OpenVINO IR (``xml`` and its ``.bin``), the facts in its rt_info,
+    weights kept fp32 unless ``fp16_weights``.
+
+    Raises:
+        RuntimeMissing: OpenVINO is not installed.
+        ArtifactError: the model cannot be converted.
+    """
+    ov = require("openvino")
+    try:
+        model = ov.Core().read_model(str(onnx_path))  # the ONNX frontend; no telemetry
+        model.set_rt_info(facts.to_json(), ["kit", FACTS_KEY])
+        ov.save_model(model, str(xml), compress_to_fp16=fp16_weights)
+    except Exception as exc:  # OpenVINO raises its own types
+        raise ArtifactError(
+            f"OpenVINO could not convert {onnx_path.name}: {_openvino_reason(exc)}; leave "
+            "openvino out of --formats."
+        ) from exc
+    written = [xml, xml.with_suffix(".bin")]
+    for path in written:
+        path.chmod(0o644)
+    return written
+
+
+def _openvino_reason(exc: Exception) -> str:
+    """OpenVINO's own words, led by the operations it has no rule for when that is why
+    (its first line only says which source file checked)."""
+    for line in str(exc).splitlines():
+        if "No conversion rule found for operations:" in line:
+            ops = line.split(":", 1)[1].strip()
+            return f"OpenVINO has no operator {ops}, which the model uses"
+    return first_line(exc)

@@ -1,0 +1,76 @@
+"""What an export is asked to do, and what it produced."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..artifact import (
+    DEFAULT_BATCH_SIZES,
+    DEFAULT_CALIBRATION_SIZE,
+    DEFAULT_FORMATS,
+    Limits,
+    Manifest,
+    VariantRecord,
+)
+from ..parity import ParityReport
+
+__all__ = ["Calibration", "ExportOptions", "ExportResult"]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How int8 variants are calibrated and checked: ``size`` training samples of the
+    network's data set (``data_dir``/``dataset``), or random inputs when ``random``."""
+
+    size: int = DEFAULT_CALIBRATION_SIZE
+    random: bool = False
+    data_dir: Path | None = None
+    dataset: str | None = None
+    limits: Limits = field(default_factory=Limits)
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to export and check (``kit export`` options).
+
+    Attributes:
+        formats: Subset of ``FORMATS`` (``ort`` needs ``onnx``, which it is converted from).
+        opset: ONNX opset (the exporter's default when None).
+        atol: Absolute tolerance (the network's when None).
+        rtol: Relative tolerance (the network's when None).
+        batch_sizes: Random batch sizes for parity.
+        output_names: Names of the ONNX outputs (default: ``logits``, a dict's keys, or
+            ``output_0..`` for a tuple).
+        keep_failed: On a parity failure, keep the artifacts in ``OUT/NAME.parity-failed/``.
+        progress: Show a progress bar on a terminal.
+        precisions: Variants to add once the export lands: int8 (``model.int8.onnx``, and
+            ``model.int8.pte`` when pte is among the formats) and fp16.
+        calibration: How those variants are calibrated and checked.
+        openvino_fp16: Compress OpenVINO IR weights to fp16 (kept fp32 by default).
+    """
+
+    formats: Sequence[str] = DEFAULT_FORMATS
+    opset: int | None = None
+    atol: float | None = None
+    rtol: float | None = None
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES
+    output_names: Sequence[str] | None = None
+    keep_failed: bool = False
+    progress: bool = True
+    precisions: Sequence[str] = ()
+    calibration: Calibration = field(default_factory=Calibration)
+    openvino_fp16: bool = False
+
+
+@dataclass
+class ExportResult:
+    """Where the artifacts landed, how parity went, and the variants added."""
+
+    directory: Path
+    report: ParityReport
+    manifest: Manifest
+    #: what the export found worth saying besides parity (random weights, model.ort's fit)
+    notes: list[str] = field(default_factory=list)
+    variants: dict[str, VariantRecord] = field(default_factory=dict)
