@@ -171,6 +171,7 @@ def bench(
     seconds: float = 1.0,
     progress: bool = True,
     factory: str | None = None,
+    cold_runs: int = 3,
 ) -> tuple[list[BenchRow], dict[str, Any]]:
     """Benchmark every artifact of ``directory`` at each batch size.
 
@@ -219,6 +220,7 @@ def bench(
             name = f"limit ({precision} peak)"
             rows.append(BenchRow(name, "matrix product", b, nan, nan, nan, limit, 1.0))
     hardware = {
+        "cold_start": _cold(directory, runners, cold_runs),
         "notes": notes,
         "macs_per_sample": macs,
         "peak_gmacs": peaks,
@@ -226,6 +228,19 @@ def bench(
         "peak_after": after,
     }
     return rows, hardware
+
+
+def _cold(directory: Path, runners: list[Runner], runs: int) -> list[dict[str, Any]]:
+    """Cold start of every artifact in the runtimes timed here (none when ``runs`` is 0)."""
+    if runs <= 0:
+        return []
+    from .cold import cold_starts
+
+    installed = {r.runtime.split()[0] for r in runners}
+    home = {"torch": "python", "CPUExecutionProvider": "python", "CUDAExecutionProvider": "python"}
+    installed = {home.get(r, r) for r in installed} | {"python"}
+    found = cold_starts(directory, runs=runs, installed=installed)
+    return [{**asdict(c), "total_s": c.total_s} for c in found]
 
 
 def _kind(artifact: str) -> str:
@@ -252,8 +267,20 @@ def format_rows(rows: list[BenchRow], hardware: dict[str, Any]) -> str:
         f"{hardware['macs_per_sample'] / 1e6:.1f} M multiply-adds per sample; onnxruntime's "
         f"measured CPU peak here: {peaks}"
     )
+    lines += _cold_lines(hardware.get("cold_start", []))
     lines += [f"note: {n}" for n in hardware.get("notes", [])]
     return "\n".join(lines)
+
+
+def _cold_lines(cold: list[dict[str, Any]]) -> list[str]:
+    if not cold:
+        return []
+    head = ("cold start", "runtime", "import s", "load s", "first s", "total s")
+    keys = ("import_s", "load_s", "first_s", "total_s")
+    table = [(c["artifact"], c["runtime"], *(f"{c[k]:.3f}" for k in keys)) for c in cold]
+    runs = cold[0]["runs"]
+    note = f"(median of {runs} fresh processes each: import, load, first inference)"
+    return ["", format_table(head, table, last_free=False), note]
 
 
 def plot_rows(rows: list[BenchRow], path: Path, title: str) -> None:

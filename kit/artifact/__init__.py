@@ -17,6 +17,8 @@ from .manifest import (
     Manifest,
     MobileRecord,
     ModelRecord,
+    ReferenceRecord,
+    ReferenceSet,
     TensorRecord,
     VariantRecord,
     WeightsRecord,
@@ -29,6 +31,7 @@ from .manifest import (
 __all__ = [
     "BATCH_AXIS",
     "BEST_CHECKPOINT",
+    "BUNDLED_PTE",
     "CLASS_NAMES_KEY",
     "DEFAULT_ATOL",
     "DEFAULT_BATCH_SIZES",
@@ -49,6 +52,9 @@ __all__ = [
     "OTHER_VARIANT_FILES",
     "PARITY_FILE",
     "PARTIAL_MARK",
+    "PERF_DATA_FILE",
+    "REFERENCE_BYTES",
+    "REFERENCE_SET",
     "RESUME_STATE",
     "SINGLE_OUTPUT",
     "VARIANT_FILES",
@@ -61,6 +67,8 @@ __all__ = [
     "MobileRecord",
     "ModelFacts",
     "ModelRecord",
+    "ReferenceRecord",
+    "ReferenceSet",
     "TensorRecord",
     "VariantRecord",
     "WeightsRecord",
@@ -95,6 +103,15 @@ WEIGHTS_FILE = "weights.safetensors"
 VARIANT_FILES = {"int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
 #: Cheaper variants of other formats: ``(precision, format)`` -> file (PT2E int8 for ExecuTorch).
 OTHER_VARIANT_FILES = {("int8", "pte"): "model.int8.pte"}
+#: Reference data kept in an export: at most this many bytes, or four samples, whichever
+#: is more (ONNX's test-data layout, ``test_data_set_N/input_0.pb``, ``output_K.pb``).
+REFERENCE_BYTES = 2 << 20
+#: The ONNX test-data layout's names.
+REFERENCE_SET = "test_data_set_{}"
+#: perf_analyzer's input data, written beside each model of a Triton repository.
+PERF_DATA_FILE = "perf_analyzer_data.json"
+#: An ExecuTorch program with the reference samples inside (``BundledProgram``).
+BUNDLED_PTE = "model.bundled.pte"
 #: The parity report kept beside artifacts that failed it (``--keep-failed``).
 PARITY_FILE = "parity.json"
 FAILED_SUFFIX = ".parity-failed"

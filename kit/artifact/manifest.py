@@ -24,6 +24,8 @@ __all__ = [
     "Manifest",
     "MobileRecord",
     "ModelRecord",
+    "ReferenceRecord",
+    "ReferenceSet",
     "TensorRecord",
     "VariantRecord",
     "WeightsRecord",
@@ -106,6 +108,26 @@ class MobileRecord(msgspec.Struct, frozen=True):
     operators_file: str
 
 
+class ReferenceSet(msgspec.Struct, frozen=True):
+    """One reference sample set in ONNX's test-data layout (``test_data_set_N/``): its
+    inputs (``input_0.pb``) and eager's outputs for them (``output_K.pb``)."""
+
+    directory: str
+    inputs: str
+    batch: int
+    real: bool = False
+
+
+class ReferenceRecord(msgspec.Struct, frozen=True):
+    """The samples parity used, kept with eager's outputs, and the rule that judges them."""
+
+    sets: tuple[ReferenceSet, ...]
+    atol: float
+    rtol: float
+    rule: str
+    size: int
+
+
 class ArtifactFile(msgspec.Struct, frozen=True):
     """A runnable file of an export: its name, format (onnx, pt2, ...) and precision."""
 
@@ -130,6 +152,9 @@ class Manifest(msgspec.Struct, frozen=True):
     variants: dict[str, VariantRecord] = {}
     training: dict[str, Any] | None = None
     mobile: MobileRecord | None = None
+    reference: ReferenceRecord | None = None
+    #: the runtime versions this export was made to load in (``kit export --target``)
+    targets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for where, name in self.named_paths():
@@ -153,6 +178,10 @@ class Manifest(msgspec.Struct, frozen=True):
             found.append(("model.weights.file", self.model.weights.file))
         if self.mobile is not None:
             found.append(("mobile.operators_file", self.mobile.operators_file))
+        if self.reference is not None:
+            found += [
+                (f"reference.sets[{i}]", s.directory) for i, s in enumerate(self.reference.sets)
+            ]
         return found
 
     @property

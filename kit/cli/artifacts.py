@@ -136,6 +136,12 @@ def list_cmd(as_json: bool) -> None:
     help="Comma-separated: fp32 (model.onnx, always written), int8, fp16: variants as "
     "kit quantize makes them, calibrated on --data-dir's (or the bundled) training data.",
 )
+@click.option(
+    "--target",
+    metavar="RUNTIME==VERSION",
+    help="Write an ONNX file that loads in this runtime: onnxruntime==1.16.3, triton==24.01 "
+    "(opset and IR version chosen for it, still checked against eager), or refuse saying why.",
+)
 @_calibration_options
 @_parity_options
 # Long only by its parameter list (one per option) and its docstring (the --help text).
@@ -148,6 +154,7 @@ def export(
     formats: str,
     openvino_fp16: bool,
     factory: str | None,
+    target: str | None,
     opset: int | None,
     out_dir: Path,
     seed: int,
@@ -185,6 +192,7 @@ def export(
       kit export --model mnist_cnn --formats onnx,ort   # + model.ort for phones
       kit export --model mnist_cnn --formats onnx,pte,tflite,openvino
       kit export exported/mnist_cnn --formats pte --precision int8   # add to an export
+      kit export --model mnist_cnn --target onnxruntime==1.16.3     # for an older runtime
       kit export --model mypkg.nets:segmenter --input-shape 3,224,224 --output-names mask
     """
     from ..export import Calibration, ExportOptions, add_formats, export_network, parse_formats
@@ -217,7 +225,16 @@ def export(
         precisions=variants,
         calibration=Calibration(calibration_size, random_calibration, data_dir),
         openvino_fp16=openvino_fp16,
+        target=target,
     )
+    if target is not None:
+        if existing is not None:
+            raise click.BadParameter(
+                "sets how model.onnx is written; export again with --model.", param_hint="--target"
+            )
+        from ..compat import export_limits, parse_target
+
+        export_limits(parse_target(target))  # refuse before exporting anything
     try:
         if existing is not None:
             result = add_formats(existing, options, factory=factory, data_dir=data_dir)
@@ -259,8 +276,15 @@ def _print_export(result: Any, as_json: bool) -> None:
     for precision, record in result.variants.items():
         click.echo(_variant_line(precision, record), err=True)
     click.echo(f"wrote {result.directory}/")
+    reference = {n: f for n, f in files.items() if f.format == "reference"}
     for name, info in files.items():
-        click.echo(f"  {name:<32} {info.size / 1e6:9.1f} MB  sha256 {info.sha256[:16]}")
+        if name not in reference:
+            click.echo(f"  {name:<32} {info.size / 1e6:9.1f} MB  sha256 {info.sha256[:16]}")
+    if reference:
+        sets = len({n.split("/")[0] for n in reference})
+        size = sum(f.size for f in reference.values()) / 1e6
+        label = f"test_data_set_0..{sets - 1}/"
+        click.echo(f"  {label:<32} {size:9.1f} MB  reference data: {len(reference)} tensors")
     manifest_size = (result.directory / MANIFEST).stat().st_size
     click.echo(f"  {MANIFEST:<32} {manifest_size / 1e6:9.1f} MB")
 
@@ -346,6 +370,12 @@ def _explain_parity_failure(exc: ParityError) -> None:
     help="Also write the report as JUnit XML (one test case per comparison) for CI.",
 )
 @click.option(
+    "--reference",
+    is_flag=True,
+    help="Judge every file against the reference data the export keeps (its inputs and "
+    "eager's outputs) instead of a rebuilt eager network: no PyTorch needed for ONNX files.",
+)
+@click.option(
     "--explain",
     is_flag=True,
     help="Compare model.onnx and every variant with eager layer by layer and name where "
@@ -360,6 +390,7 @@ def parity(
     model_name: str | None,
     samples: int,
     junit: Path | None,
+    reference: bool,
     explain: bool,
     atol: float | None,
     rtol: float | None,
@@ -381,31 +412,29 @@ def parity(
       kit parity exported/mnist_cnn --runtime node           # as a Node.js app runs it
       kit parity exported/mnist_cnn --runtime browser        # as a web page runs it
       kit parity exported/mnist_cnn --endpoint http://triton:8000   # a live server's model
+      kit parity exported/mnist_cnn --reference              # against its own reference data
       kit parity exported/mnist_cnn --runtime python --runtime node
       kit parity exported/mnist_cnn --runtime executorch --runtime litert --runtime openvino
     """
-    from ..artifact import read_manifest
-    from ..data import parity_samples
     from ..parity import to_junit
-    from ..verify import explain_saved, saved_spec, verify_saved
+    from ..verify import explain_saved, verify_reference
 
     if model_name and not endpoint:
         raise click.BadParameter(
             "names a model on --endpoint; give --endpoint too.", param_hint="--model-name"
         )
-    spec = saved_spec(read_manifest(artifact_dir), factory)
-    real = parity_samples(spec, data_dir, samples)
-    report = verify_saved(
-        artifact_dir,
-        atol=atol,
-        rtol=rtol,
-        batch_sizes=batch_sizes,
-        real=real,
-        provider=provider,
-        runtimes=runtimes,
-        endpoint=(endpoint, model_name) if endpoint else None,
-        factory=factory,
-    )
+    if reference and endpoint:
+        raise click.BadParameter(
+            "checks local files; leave out --endpoint.", param_hint="--reference"
+        )
+    real = None
+    if reference:
+        report = verify_reference(artifact_dir, runtimes=runtimes, provider=provider)
+    else:
+        report, real = _verify_eager(
+            artifact_dir, factory, data_dir, samples, atol, rtol, batch_sizes, provider, runtimes,
+            (endpoint, model_name) if endpoint else None,
+        )  # fmt: skip
     if junit is not None:
         _write_text(junit, to_junit(report))
     found = (
@@ -420,6 +449,39 @@ def parity(
         if hint := report.relax_hint():
             click.echo(hint, err=True)
         sys.exit(1)
+
+
+def _verify_eager(
+    artifact_dir: Path,
+    factory: str | None,
+    data_dir: Path | None,
+    samples: int,
+    atol: float | None,
+    rtol: float | None,
+    batch_sizes: tuple[int, ...],
+    provider: str,
+    runtimes: tuple[str, ...],
+    endpoint: tuple[str, str | None] | None,
+) -> tuple[Any, Any]:
+    """``kit parity`` against a rebuilt eager network: the report and the real samples."""
+    from ..artifact import read_manifest
+    from ..data import parity_samples
+    from ..verify import saved_spec, verify_saved
+
+    spec = saved_spec(read_manifest(artifact_dir), factory)
+    real = parity_samples(spec, data_dir, samples)
+    report = verify_saved(
+        artifact_dir,
+        atol=atol,
+        rtol=rtol,
+        batch_sizes=batch_sizes,
+        real=real,
+        provider=provider,
+        runtimes=runtimes,
+        endpoint=endpoint,
+        factory=factory,
+    )
+    return report, real
 
 
 @cli.command()
@@ -532,6 +594,14 @@ def quantize(
     help="Timing per artifact and batch size.",
 )
 @click.option("--plot", type=click.Path(path_type=Path), help="Write a PNG chart here.")
+@click.option(
+    "--cold-runs",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Fresh processes timed per artifact for its cold start (import, load, first "
+    "inference); 0 leaves cold start out.",
+)
 @factory_option
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 def bench(
@@ -539,6 +609,7 @@ def bench(
     batch_sizes: tuple[int, ...],
     seconds: float,
     plot: Path | None,
+    cold_runs: int,
     factory: str | None,
     as_json: bool,
 ) -> None:
@@ -558,7 +629,7 @@ def bench(
     from ..bench import format_rows, plot_rows, rows_as_dicts
 
     rows, hardware = run_bench(
-        artifact_dir, batch_sizes=batch_sizes, seconds=seconds, factory=factory
+        artifact_dir, batch_sizes=batch_sizes, seconds=seconds, factory=factory, cold_runs=cold_runs
     )
     if plot is not None:
         plot_rows(rows, plot, title=f"{artifact_dir.name}: images per second")

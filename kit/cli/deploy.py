@@ -125,7 +125,9 @@ def triton(
     max_batch_size, dynamic_batching, instance_group, and the model's facts (mean, std,
     class names) as parameters. Each config is parsed back with Triton's own ModelConfig
     protobuf and compared with its ONNX file before it lands; a model already in the
-    repository is replaced whole, the others are left alone.
+    repository is replaced whole, the others are left alone. Beside each model goes
+    perf_analyzer's input data from the export's reference data (inputs, and eager's outputs
+    as validation_data): perf_analyzer -m NAME --input-data REPO/NAME/perf_analyzer_data.json.
 
     \b
       kit triton exported/mnist_cnn exported/lenet --repo models/
@@ -134,7 +136,13 @@ def triton(
           --kserve alexnet.yaml --storage-uri gs://my-bucket/models
     """
     from ..deploy.kserve import KServeOptions, write_inference_service
-    from ..deploy.triton import TritonOptions, model_config, models_of, write_model
+    from ..deploy.triton import (
+        TritonOptions,
+        model_config,
+        models_of,
+        perf_analyzer_data,
+        write_model,
+    )
     from ..errors import UsageError
 
     if kserve is not None and not storage_uri:
@@ -154,6 +162,7 @@ def triton(
     )
     models: list[tuple[str, Path, Any]] = []
     seen: dict[str, Path] = {}
+    perf = {export: perf_analyzer_data(export) for export in exports}
     for export in exports:
         for name, onnx_path, facts in models_of(export):
             if name in seen:
@@ -166,8 +175,10 @@ def triton(
     for name, onnx_path, facts in models:  # every model checked before anything is written
         model_config(name, onnx_path, facts, options)
     for name, onnx_path, facts in models:
-        written = write_model(repo, name, onnx_path, facts, options)
-        click.echo(f"wrote {written}/  (config.pbtxt checked against {onnx_path.name})")
+        data = perf[seen[name]]
+        written = write_model(repo, name, onnx_path, facts, options, data)
+        also = ", perf_analyzer_data.json from its reference data" if data else ""
+        click.echo(f"wrote {written}/  (config.pbtxt checked against {onnx_path.name}{also})")
     if kserve is not None:
         assert storage_uri is not None
         service = KServeOptions(storage_uri, cpu=cpu_request, memory=memory, gpus=gpu_count)

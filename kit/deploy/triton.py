@@ -22,7 +22,15 @@ import onnx
 from google.protobuf import text_format
 from onnx import helper
 
-from ..artifact import FACTS_KEY, MODEL_FILE, ModelFacts, read_manifest, served_name, verify_files
+from ..artifact import (
+    FACTS_KEY,
+    MODEL_FILE,
+    PERF_DATA_FILE,
+    ModelFacts,
+    read_manifest,
+    served_name,
+    verify_files,
+)
 from ..datatypes import PROTOCOL_DATATYPES
 from ..errors import ArtifactError, UsageError
 from ..server.config import ServerConfig
@@ -32,6 +40,7 @@ __all__ = [
     "TritonOptions",
     "check_config",
     "model_config",
+    "perf_analyzer_data",
     "write_model",
 ]
 
@@ -176,9 +185,15 @@ def check_config(text: str, onnx_path: Path, name: str) -> list[str]:
 
 
 def write_model(
-    repo: Path, name: str, onnx_path: Path, facts: ModelFacts | None, options: TritonOptions
+    repo: Path,
+    name: str,
+    onnx_path: Path,
+    facts: ModelFacts | None,
+    options: TritonOptions,
+    perf_data: dict[str, Any] | None = None,
 ) -> Path:
-    """``repo/name/`` with its config and ``1/model.onnx``, replacing an older one whole.
+    """``repo/name/`` with its config and ``1/model.onnx``, replacing an older one whole;
+    with ``perf_data``, perf_analyzer's input data beside them.
 
     Raises:
         ArtifactError: the config disagrees with the ONNX file, or the repository cannot
@@ -199,6 +214,8 @@ def write_model(
         (staging / VERSION_DIR).mkdir()
         shutil.copyfile(onnx_path, staging / VERSION_DIR / MODEL_FILE)
         (staging / CONFIG_FILE).write_text(text)
+        if perf_data is not None:
+            (staging / PERF_DATA_FILE).write_text(json.dumps(perf_data))
         staging.chmod(0o755)
         _swap(staging, repo / name)
     finally:
@@ -221,6 +238,31 @@ def _swap(staging: Path, target: Path) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def perf_analyzer_data(export: Path, samples: int = 16) -> dict[str, Any] | None:
+    """perf_analyzer's ``--input-data`` JSON from an export's reference data: up to
+    ``samples`` inputs (one sample each, without the batch axis) and, as ``validation_data``,
+    eager's outputs for them (perf_analyzer compares outputs exactly: what a model computes
+    on another provider or precision differs in its last bits). None without reference data."""
+    from ..runtime.reference import reference_sets
+
+    manifest = read_manifest(export)
+    if manifest.reference is None:
+        return None
+    data: list[dict[str, Any]] = []
+    expected: list[dict[str, Any]] = []
+    for _, _, x, outputs in reference_sets(export, manifest):
+        for i in range(min(len(x), samples - len(data))):
+            data.append({manifest.inputs[0].name: _content(x[i])})
+            expected.append(
+                {n: _content(y[i]) for n, y in zip(manifest.output_names, outputs, strict=False)}
+            )
+    return {"data": data, "validation_data": expected}
+
+
+def _content(x: np.ndarray) -> dict[str, Any]:
+    return {"content": x.reshape(-1).tolist(), "shape": list(x.shape)}
 
 
 def models_of(export: Path) -> list[tuple[str, Path, ModelFacts | None]]:

@@ -31,9 +31,11 @@ __all__ = [
     "cache_dir",
     "find_browser",
     "install_node_package",
+    "install_onnxruntime",
     "install_web_files",
     "node_modules",
     "node_version",
+    "onnxruntime_dir",
     "web_dir",
 ]
 
@@ -206,3 +208,51 @@ def find_browser() -> str | None:
     if explicit := os.environ.get("KIT_CHROMIUM"):
         return explicit if Path(explicit).is_file() else None
     return next((path for name in _BROWSERS if (path := shutil.which(name))), None)
+
+
+def onnxruntime_dir(version: str) -> Path:
+    """Where ``onnxruntime==version`` lives in kit's cache, for this Python."""
+    py = f"{sys.version_info.major}{sys.version_info.minor}"
+    return cache_dir() / f"onnxruntime-{version}-py{py}"
+
+
+def install_onnxruntime(version: str, *, quiet: bool = False) -> Path:
+    """A pinned onnxruntime (and a numpy it was built for) installed apart from kit's own,
+    with pip, into kit's cache on first use: what ``--runtime onnxruntime==X`` runs in.
+
+    Raises:
+        RuntimeMissing: pip cannot reach the package index, or the version has no wheel for
+            this Python and platform.
+    """
+    target = onnxruntime_dir(version)
+    if (target / "onnxruntime").is_dir():
+        return target
+    if not quiet:
+        print(
+            f"kit: installing onnxruntime {version} into {target} (first use) ...", file=sys.stderr
+        )
+    major_minor = tuple(int(v) for v in version.split(".")[:2])
+    numpy = "numpy<2" if major_minor < (1, 19) else "numpy"  # built against numpy 1 until 1.19
+    _fill_atomically(
+        target, lambda into: _pip_install(into, [f"onnxruntime=={version}", numpy], version)
+    )
+    return target
+
+
+def _pip_install(into: Path, packages: list[str], version: str) -> None:
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    command += ["--no-input", "--only-binary=:all:", "--target", str(into), *packages]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode == 0:
+        return
+    text = done.stderr or done.stdout
+    python = f"Python {sys.version_info.major}.{sys.version_info.minor}"
+    if "No matching distribution" in text or "Could not find a version" in text:
+        raise RuntimeMissing(
+            f"onnxruntime {version} has no wheel for {python} on this platform (or no such "
+            "release); pick a version pip can install here."
+        )
+    tail = " | ".join(text.strip().splitlines()[-2:])
+    raise RuntimeMissing(
+        f"Cannot install onnxruntime {version} with pip (is the package index reachable?): {tail}"
+    )

@@ -169,3 +169,45 @@ def _openvino_reason(exc: Exception) -> str:
             ops = line.split(":", 1)[1].strip()
             return f"OpenVINO has no operator {ops}, which the model uses"
     return first_line(exc)
+
+
+def bundle_pte(pte: Path, out: Path, directory: Path, record: Any, cases: int = 8) -> None:
+    """``pte`` with up to ``cases`` reference samples (one each, its static batch) and eager's
+    outputs inside, as an ExecuTorch ``BundledProgram`` (checked on the device by ExecuTorch's
+    own bundled-program runner).
+
+    Raises:
+        ArtifactError: ExecuTorch could not bundle them.
+    """
+    require("pte")
+    from executorch.devtools.bundled_program.config import MethodTestCase, MethodTestSuite
+    from executorch.devtools.bundled_program.core import BundledProgram
+    from executorch.devtools.bundled_program.serialize import (
+        serialize_from_bundled_program_to_flatbuffer,
+    )
+
+    from ..runtime.reference import read_tensor
+
+    tests: list[Any] = []
+    for s in record.sets:
+        folder = directory / s.directory
+        x = read_tensor(folder / "input_0.pb")
+        ys = [read_tensor(p) for p in sorted(folder.glob("output_*.pb"))]
+        for i in range(min(len(x), cases - len(tests))):
+            sample = [torch.from_numpy(x[i : i + 1])]
+            tests.append(
+                MethodTestCase(
+                    inputs=sample, expected_outputs=[torch.from_numpy(y[i : i + 1]) for y in ys]
+                )
+            )
+    try:
+        with native_output_to_file():
+            bundled = BundledProgram(
+                None, [MethodTestSuite("forward", tests)], pte_file_path=str(pte)
+            )
+            out.write_bytes(serialize_from_bundled_program_to_flatbuffer(bundled))
+    except Exception as exc:  # the bundler raises many types
+        raise ArtifactError(
+            f"ExecuTorch could not bundle the reference samples: {first_line(exc)}."
+        ) from exc
+    out.chmod(0o644)

@@ -87,6 +87,8 @@ def add_formats(
     report = ParityReport(export.spec.name, rule)
     if new:
         report = _add_files(export, new, options, data_dir)
+    if read_manifest(directory).reference is None or "pte" in new:
+        _add_reference(_Export.open(directory, factory), options, data_dir)
     result = ExportResult(directory, report, read_manifest(directory))
     if options.precisions:
         result.variants = add_variants(directory, export.spec, export.network, options)
@@ -128,6 +130,35 @@ def _add_files(
         shutil.rmtree(staging, ignore_errors=True)
     write_manifest(export.directory, _listed(manifest, files, written))
     return report
+
+
+def _add_reference(export: _Export, options: ExportOptions, data_dir: Path | None) -> None:
+    """Reference data (and a bundled .pte) for an export that lacks them, written beside
+    its files; the manifest lists them last."""
+    from ..data import parity_samples
+    from ..verify.check import parity_inputs
+    from .reference import add_reference
+
+    manifest, spec = export.manifest, export.spec
+    real = parity_samples(spec, data_dir)
+    inputs = parity_inputs(spec.input_shape, options.batch_sizes, manifest.model.seed, real)
+    rule = Tolerance(manifest.facts.atol, manifest.facts.rtol)
+    staging = Path(tempfile.mkdtemp(dir=export.directory, prefix=".add-"))
+    try:
+        pte = FILE_NAMES["pte"]
+        if pte in manifest.files:
+            os.link(export.directory / pte, staging / pte)  # bundled with the samples
+        added = add_reference(
+            staging, export.network.model, spec.name, inputs, rule, manifest.output_names
+        )
+        for name in added.files:
+            target = export.directory / name
+            target.parent.mkdir(exist_ok=True)
+            os.replace(staging / name, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    updated = manifest.with_files(added.files)
+    write_manifest(export.directory, msgspec.structs.replace(updated, reference=added.record))
 
 
 def _listed(manifest: Manifest, files: dict[str, Any], written: Written) -> Manifest:

@@ -68,6 +68,7 @@ def write_formats(
     formats: Sequence[str],
     *,
     opset: int | None = None,
+    ir_version: int | None = None,
     onnx_source: Path | None = None,
     openvino_fp16: bool = False,
     bar: Any,
@@ -89,7 +90,9 @@ def write_formats(
         path = staging / FILE_NAMES[fmt]
         with step(bar, fmt):
             if fmt == "onnx":
-                written.opset = export_onnx(program, example, path, opset=opset, facts=facts)  # type: ignore[arg-type]
+                assert program is not None
+                args = (program, example, path)
+                written.opset = export_onnx(*args, opset=opset, facts=facts, ir_version=ir_version)
             elif fmt == "pt2":
                 save_program(program, path)  # type: ignore[arg-type]
             elif fmt == "torchscript":

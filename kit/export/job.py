@@ -38,10 +38,12 @@ from ..errors import ArtifactError, ParityError, first_line
 from ..models import Network, load_network, resolve_spec
 from ..outputs import flatten_outputs, output_names
 from ..parity import ParityReport
+from ..verify.check import parity_inputs
 from .formats import check_formats, check_free_space, progress_bar, step, write_formats
 from .manifest import Provenance, build_manifest
 from .mobile import MobileFit
 from .options import Calibration, ExportOptions, ExportResult
+from .reference import add_reference
 from .staging import move_into_place, staging_dir
 
 log = logging.getLogger(__name__)
@@ -153,6 +155,12 @@ def _stage(
     real: tuple[str, torch.Tensor] | None,
 ) -> _Staged:
     """Write every artifact into ``staging`` and check them against eager."""
+    opset, ir_version = options.opset, None
+    if options.target is not None:
+        from ..compat import export_limits, parse_target
+
+        highest, ir_version = export_limits(parse_target(options.target))
+        opset = min(opset or highest, highest)
     bar = progress_bar(spec.name, options.formats, options.progress)
     written = write_formats(
         staging,
@@ -160,7 +168,8 @@ def _stage(
         example,
         facts,
         options.formats,
-        opset=options.opset,
+        opset=opset,
+        ir_version=ir_version,
         openvino_fp16=options.openvino_fp16,
         bar=bar,
     )
@@ -238,11 +247,17 @@ def export_model(
                     staging, out_root / f"{spec.name}{FAILED_SUFFIX}", staged.report
                 )
             raise
+        inputs = parity_inputs(spec.input_shape, options.batch_sizes, source.seed, real)
+        reference = add_reference(
+            staging, network.model, spec.name, inputs, staged.report.rule, facts.outputs
+        )
         manifest = build_manifest(
             facts,
             source,
             output_shapes=traced.shapes,
-            files=staged.files,
+            files={**staged.files, **reference.files},
+            reference=reference.record,
+            targets=(options.target,) if options.target else (),
             opset=staged.opset,
             parity=staged.report.to_dict(),
             mobile=_mobile_record(staged.mobile),

@@ -8,6 +8,7 @@ and writer are the artifact contract's (:mod:`kit.artifact`); this module assemb
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import platform
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from ..artifact import (
     MobileRecord,
     ModelFacts,
     ModelRecord,
+    ReferenceRecord,
     TensorRecord,
     WeightsRecord,
 )
@@ -47,12 +49,11 @@ def library_versions() -> dict[str, str]:
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
-    try:
-        import onnxscript
+    from importlib.metadata import PackageNotFoundError, version
 
-        versions["onnxscript"] = onnxscript.__version__
-    except ImportError:
-        pass
+    for name in ("onnxscript", "executorch", "ai-edge-litert", "litert-torch", "openvino"):
+        with contextlib.suppress(PackageNotFoundError):
+            versions[name] = version(name)
     return versions
 
 
@@ -95,6 +96,8 @@ def build_manifest(
     parity: dict[str, Any],
     mobile: MobileRecord | None = None,
     training: dict[str, Any] | None = None,
+    reference: ReferenceRecord | None = None,
+    targets: tuple[str, ...] = (),
 ) -> Manifest:
     """The manifest of one export: the model, its facts, tensors, files and parity."""
     weights = None
@@ -125,4 +128,6 @@ def build_manifest(
         parity=parity,
         training=training,
         mobile=mobile,
+        reference=reference,
+        targets=targets,
     )

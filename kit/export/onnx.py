@@ -21,14 +21,16 @@ def export_onnx(
     *,
     opset: int | None,
     facts: ModelFacts,
+    ir_version: int | None = None,
 ) -> int | None:
     """Write ``program`` to ``path`` as ONNX with a dynamic ``batch`` axis.
 
     The input is named ``input``, the outputs ``facts.outputs`` (one per tensor the
     network returns, each with the same dynamic batch axis); ``facts`` (input shape, mean/std,
     class names, weights' sha256, kit version) go into ``metadata_props`` so a runtime
-    needs nothing else. The file is checked with the full ONNX checker (which runs strict
-    shape inference) before this returns.
+    needs nothing else. ``ir_version`` caps the file's IR version for an older runtime. The
+    file is checked with the full ONNX checker (which runs strict shape inference) before
+    this returns.
 
     Returns:
         The ONNX opset the file uses.
@@ -58,6 +60,8 @@ def export_onnx(
     batch_dim = graph.inputs[0].shape[0] if graph.inputs[0].shape is not None else None
     if batch_dim is not None and not isinstance(batch_dim, int):
         onnx_program.rename_axes({batch_dim: BATCH_AXIS})
+    if ir_version is not None and onnx_program.model.ir_version > ir_version:
+        onnx_program.model.ir_version = ir_version  # an older runtime's (kit export --target)
     onnx_program.model.metadata_props[FACTS_KEY] = facts.to_json()
     onnx_program.model.producer_name = "kit"
     onnx_program.save(path, external_data=False)

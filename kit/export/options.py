@@ -49,6 +49,8 @@ class ExportOptions:
             ``model.int8.pte`` when pte is among the formats) and fp16.
         calibration: How those variants are calibrated and checked.
         openvino_fp16: Compress OpenVINO IR weights to fp16 (kept fp32 by default).
+        target: A runtime the ONNX file must load in (``onnxruntime==1.16.3``,
+            ``triton==24.01``): its opset and IR version are chosen for it.
     """
 
     formats: Sequence[str] = DEFAULT_FORMATS
@@ -62,6 +64,7 @@ class ExportOptions:
     precisions: Sequence[str] = ()
     calibration: Calibration = field(default_factory=Calibration)
     openvino_fp16: bool = False
+    target: str | None = None
 
 
 @dataclass

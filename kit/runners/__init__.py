@@ -81,14 +81,18 @@ class Backend:
 
 
 _BACKENDS: dict[str, Backend] = {}
-#: the modules that register kit's own backends, by the --runtime that selects them
-_BUILTIN = {
-    "python": ("kit.runners.onnxruntime", "kit.runners.torch"),
-    "node": ("kit.runners.js",),
-    "browser": ("kit.runners.js",),
-    "executorch": ("kit.runners.executorch",),
-    "litert": ("kit.runners.litert",),
-    "openvino": ("kit.runners.openvino",),
+#: the modules that register kit's own backends, by the --runtime that selects them, each
+#: with the formats it runs: only those a call needs are imported (torch is heavy)
+_BUILTIN: dict[str, dict[str, tuple[str, ...]]] = {
+    "python": {
+        "kit.runners.onnxruntime": ("onnx", "ort"),
+        "kit.runners.torch": ("torchscript", "pt2"),
+    },
+    "node": {"kit.runners.js": ("onnx", "ort")},
+    "browser": {"kit.runners.js": ("onnx", "ort")},
+    "executorch": {"kit.runners.executorch": ("pte",)},
+    "litert": {"kit.runners.litert": ("tflite",)},
+    "openvino": {"kit.runners.openvino": ("openvino",)},
 }
 #: the runtime each file format is checked in when an export is made
 HOME_RUNTIMES = {
@@ -109,21 +113,35 @@ def register(backend: Backend) -> Backend:
 
 
 def runtimes() -> list[str]:
-    """Every ``--runtime`` name runners can be made for."""
+    """Every ``--runtime`` name runners can be made for (and ``onnxruntime==X.Y.Z``)."""
     return sorted(set(_BUILTIN) | {b.runtime for b in _BACKENDS.values()})
 
 
-def _selected(runtime: str) -> list[Backend]:
+def _selected(runtime: str, formats: Sequence[str] | None = None) -> list[Backend]:
+    """The backends of ``runtime`` (those running one of ``formats``, when given), their
+    modules imported on first use."""
+    if runtime not in runtimes() and runtime.startswith("onnxruntime=="):
+        from .pinned import backend_for
+
+        backend_for(runtime)
     if runtime not in runtimes():
-        raise UsageError(f"Unknown runtime {runtime!r}; choose from {', '.join(runtimes())}.")
-    for module in _BUILTIN.get(runtime, ()):  # imported only when asked for (torch is heavy)
-        importlib.import_module(module)
-    return [b for b in _BACKENDS.values() if b.runtime == runtime]
+        known = ", ".join([*runtimes(), "onnxruntime==X.Y.Z"])
+        raise UsageError(f"Unknown runtime {runtime!r}; choose from {known}.")
+    for module, runs in _BUILTIN.get(runtime, {}).items():
+        if formats is None or set(runs) & set(formats):
+            importlib.import_module(module)
+    found = [b for b in _BACKENDS.values() if b.runtime == runtime]
+    return [b for b in found if formats is None or set(b.formats) & set(formats)]
 
 
 def covered_formats(runtimes: Sequence[str]) -> set[str]:
-    """The file formats some backend of ``runtimes`` runs."""
-    return {f for runtime in runtimes for b in _selected(runtime) for f in b.formats}
+    """The file formats some backend of ``runtimes`` runs (no backend imported for it)."""
+    covered = set()
+    for runtime in runtimes:
+        _selected(runtime, ())  # validates the name, registers a pinned onnxruntime
+        covered |= {f for runs in _BUILTIN.get(runtime, {}).values() for f in runs}
+        covered |= {f for b in _BACKENDS.values() if b.runtime == runtime for f in b.formats}
+    return covered
 
 
 def backend(name: str) -> Backend:
@@ -159,7 +177,7 @@ def make_runners(
     options = options or RunnerOptions()
     made: list[Runner] = []
     for runtime in dict.fromkeys(runtimes):
-        for b in _selected(runtime):
+        for b in _selected(runtime, [a.format for a in artifacts]):
             wanted = [a for a in artifacts if a.format in b.formats]
             if wanted:
                 b.ready()

@@ -21,12 +21,12 @@ from ..embed.packages import install_node_package
 from ..parity import Runner
 from . import Backend, RunnerOptions, artifact_label, register
 
-__all__: list[str] = []
+__all__ = ["prefetched"]
 
 RunAll = Callable[[Path, Sequence[np.ndarray]], list[list[np.ndarray]]]
 
 
-def _prefetched(
+def prefetched(
     run_all: RunAll, failure: type[Exception], path: Path, inputs: Sequence[np.ndarray]
 ) -> Callable[[np.ndarray], list[np.ndarray]]:
     answers: dict[int, list[np.ndarray]] = {}
@@ -47,7 +47,7 @@ def _prefetched(
 
 def _maker(label: str, run_all: RunAll, failure: type[Exception]) -> Any:
     def make(path: Path, artifact: ArtifactFile, options: RunnerOptions) -> list[Runner]:
-        run = _prefetched(run_all, failure, path, options.inputs)
+        run = prefetched(run_all, failure, path, options.inputs)
         return [Runner(artifact_label(artifact), label, run, precision=artifact.precision)]
 
     return make

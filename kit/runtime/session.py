@@ -31,6 +31,7 @@ from ..artifact import (
 from ..errors import ArtifactError, ProviderError, UsageError, first_line
 from .preprocess import prepare_images
 from .providers import create_session
+from .reference import SelfCheck
 from .validate import InputCheck
 
 __all__ = ["Model", "Prediction", "load", "open_export", "precision_file"]
@@ -91,6 +92,8 @@ class Model:
         self.class_names: list[str] = list(self.facts.class_names) if self.facts else []
         self.provider: str = session.get_providers()[0]
         self.precision = "fp32"  # set by load() from the manifest
+        #: the export directory and its manifest, when loaded from one (for self_check)
+        self.export: tuple[Path, Manifest] | None = None
         self.io_binding = (
             self.provider != "CPUExecutionProvider" if io_binding is None else io_binding
         )
@@ -179,6 +182,44 @@ class Model:
         """Class name of ``index`` (the index itself when the model has no names)."""
         return self.class_names[index] if index < len(self.class_names) else str(index)
 
+    def self_check(self) -> SelfCheck:
+        """Run the export's reference inputs through this model and compare them with the
+        eager outputs shipped beside it, by the rule its manifest records (a variant by
+        top-1 agreement at its limit, on the real samples). Needs neither torch nor kit's
+        exporter: what a deployment host can run before it serves.
+
+        Returns:
+            The check, every row of it passed.
+
+        Raises:
+            ArtifactError: a sample disagrees (the message names the sample set, the
+                output and the difference), or there is no reference data to check with.
+        """
+        from .reference import judge, reference_sets
+
+        if self.export is None:
+            raise ArtifactError(
+                f"{self.path} was loaded as a file; load its export directory to self-check it."
+            )
+        directory, manifest = self.export
+        sets = reference_sets(directory, manifest)
+        agreement = None
+        if self.precision != "fp32":
+            agreement = manifest.onnx_variants[self.precision].limits.min_agreement
+            if not any(real for _, real, _, _ in sets):
+                raise ArtifactError(
+                    f"{directory}'s reference data holds no real samples, and the "
+                    f"{self.precision} variant is judged by top-1 agreement on real samples."
+                )
+
+        def run(x: np.ndarray) -> list[np.ndarray]:
+            outputs = self.predict(x)
+            return [outputs[name] for name in self.output_names]
+
+        check = judge(self.path.name, manifest, sets, run, agreement)
+        check.raise_for_failures()
+        return check
+
     def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
         """Run zeros through the model once per batch size (allocations, cuDNN choices)."""
         if not self.check.fixed:
@@ -252,8 +293,10 @@ def load(
             default, ``providers=None``, falls back to the CPU).
     """
     p = Path(path)
+    export = None
     if p.is_dir():
-        p = precision_file(p, open_export(p), precision)
+        export = (p, open_export(p))
+        p = precision_file(p, export[1], precision)
     elif precision != "fp32":
         raise UsageError("precision picks a file of an export directory; pass the directory.")
     if not p.is_file():
@@ -268,7 +311,7 @@ def load(
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
         raise ArtifactError(f"onnxruntime cannot load {p}: {first_line(exc)}.") from None
     model = Model(session, p, io_binding=io_binding)
-    model.precision = precision
+    model.precision, model.export = precision, export
     if warmup:
         model.warmup()
     log.info("loaded %s on %s", model.name, model.provider)

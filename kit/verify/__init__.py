@@ -10,13 +10,21 @@ import numpy as np
 
 from ..artifact import read_manifest
 from ..parity import ParityReport, random_inputs
-from .check import Real, check_artifacts, rebuild_reference, saved_spec, verify_saved
+from .check import (
+    Real,
+    check_artifacts,
+    rebuild_reference,
+    saved_spec,
+    verify_reference,
+    verify_saved,
+)
 
 __all__ = [
     "check_artifacts",
     "explain_saved",
     "rebuild_reference",
     "saved_spec",
+    "verify_reference",
     "verify_saved",
 ]
 

@@ -29,7 +29,7 @@ from ..artifact import (
 )
 from ..errors import ArtifactError, UsageError, first_line
 from ..models import load_network, read_state_dict, resolve_spec
-from ..parity import ParityReport, Runner, random_inputs, run_parity
+from ..parity import ParityReport, RunFn, Runner, random_inputs, run_parity
 from ..rule import Agreement, Tolerance
 from ..runners import HOME_RUNTIMES, RunnerOptions, artifact_label, covered_formats, make_runners
 from ..runners.endpoint import connect, metadata_problems
@@ -41,6 +41,7 @@ __all__ = [
     "parity_inputs",
     "rebuild_reference",
     "saved_spec",
+    "verify_reference",
     "verify_saved",
 ]
 
@@ -61,10 +62,11 @@ def parity_inputs(
 
 
 class Check:
-    """One parity run of a directory's artifacts against an eager network."""
+    """One parity run of a directory's artifacts against a reference: the eager network,
+    or (``kit parity --reference``) the outputs an export keeps beside it."""
 
-    def __init__(self, model: nn.Module, name: str, rule: Tolerance, output_names: Any) -> None:
-        self.reference = _memo(eager_run(model, name))
+    def __init__(self, reference: RunFn, name: str, rule: Tolerance, output_names: Any) -> None:
+        self.reference = _memo(reference)
         self.report = ParityReport(model=name, rule=rule)
         self.output_names = output_names
 
@@ -166,7 +168,7 @@ def check_artifacts(
     """Parity of the ``artifacts`` in ``directory`` against the eager ``model`` in each of
     ``runtimes`` (an export checks its files with this before anything lands)."""
     inputs = parity_inputs(input_shape, batch_sizes, seed, real)
-    check = Check(model, name, rule, output_names)
+    check = Check(eager_run(model, name), name, rule, output_names)
     return check.run(directory, artifacts, inputs, runtimes=runtimes)
 
 
@@ -243,7 +245,7 @@ def verify_saved(
     if problems:  # nothing runs that is not what export wrote
         return ParityReport(model=manifest.name, rule=rule, problems=problems)
     spec, model = rebuild_reference(directory, manifest, factory)
-    check = Check(model, spec.name, rule, manifest.output_names)
+    check = Check(eager_run(model, spec.name), spec.name, rule, manifest.output_names)
     inputs = parity_inputs(spec.input_shape, batch_sizes, 0, real)
     if endpoint is not None:
         return _check_endpoint(check, manifest, endpoint, inputs, has_real=real is not None)
@@ -294,4 +296,40 @@ def _check_endpoint(
         rule = Agreement(manifest.onnx_variants[precision].limits.min_agreement)
         runner = remote.runner(f"endpoint {precision}", precision)
         run_parity(check.reference, [runner], inputs[-1:], report=report, rule=rule)
+    return report
+
+
+def verify_reference(
+    directory: Path, *, runtimes: Sequence[str] = ("python",), provider: str = "auto"
+) -> ParityReport:
+    """Every file and variant of an export against the reference data kept inside it (no
+    eager network rebuilt, no torch for the ONNX runtimes), by the rule its manifest records.
+
+    Raises:
+        ArtifactError: no readable manifest, or no reference data.
+    """
+    from ..runtime.reference import reference_sets
+
+    manifest = read_manifest(directory)
+    record = manifest.reference
+    rule = Tolerance(manifest.facts.atol, manifest.facts.rtol)
+    if record is not None:
+        rule = Tolerance(record.atol, record.rtol)
+    problems = verify_files(directory, manifest.files)
+    if problems:
+        return ParityReport(model=manifest.name, rule=rule, problems=problems)
+    sets = reference_sets(directory, manifest)
+    kept = {id(x): outputs for _, _, x, outputs in sets}
+    check = Check(lambda x: kept[id(x)], manifest.name, rule, manifest.output_names)
+    limits = {
+        artifact_label(ArtifactFile(v.file, v.format, v.precision)): v.limits
+        for v in manifest.variants.values()
+    }
+    inputs = [(label, x) for label, _, x, _ in sets]
+    report = check.run(
+        directory, manifest.artifacts(), inputs, runtimes=runtimes, provider=provider, limits=limits
+    )
+    report.notes.append(
+        f"judged against the reference data kept in {directory.name} ({len(sets)} sets), not a rebuilt eager network"
+    )
     return report

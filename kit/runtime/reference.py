@@ -1,0 +1,184 @@
+"""Reading an export's reference data without onnx or torch, and checking the artifact
+against it: ``kit.runtime.load(directory).self_check()``.
+
+A ``.pb`` file of ONNX's test-data layout is one ``TensorProto``; the few fields it uses
+(dims, data_type, raw_data or float_data, name) are read here from the protobuf wire format
+directly, so the runtime apps embed needs nothing beyond numpy and onnxruntime.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..artifact import Manifest
+from ..errors import ArtifactError
+from ..rule import Agreement, Comparison, Tolerance
+
+__all__ = ["SelfCheck", "read_tensor", "reference_sets"]
+
+#: TensorProto.DataType -> numpy (little-endian, as raw_data is)
+_DTYPES = {
+    1: "<f4",
+    2: "u1",
+    3: "i1",
+    6: "<i4",
+    7: "<i8",
+    9: "?",
+    10: "<f2",
+    11: "<f8",
+}
+
+
+def _varint(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if at >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        byte = data[at]
+        value |= (byte & 0x7F) << shift
+        at, shift = at + 1, shift + 7
+        if not byte & 0x80:
+            return value, at
+
+
+def _fields(data: bytes) -> list[tuple[int, int, int | bytes]]:
+    """``(field, wire type, value)`` of one protobuf message (varints and byte strings)."""
+    found: list[tuple[int, int, int | bytes]] = []
+    at = 0
+    while at < len(data):
+        key, at = _varint(data, at)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, at = _varint(data, at)
+            found.append((field, wire, value))
+        elif wire == 2:
+            size, at = _varint(data, at)
+            if at + size > len(data):
+                raise ValueError("truncated field")
+            found.append((field, wire, data[at : at + size]))
+            at += size
+        elif wire in (1, 5):
+            width = 8 if wire == 1 else 4
+            found.append((field, wire, data[at : at + width]))
+            at += width
+        else:
+            raise ValueError(f"wire type {wire}")
+    return found
+
+
+def read_tensor(path: Path) -> np.ndarray:
+    """The array in a ``TensorProto`` file.
+
+    Raises:
+        ArtifactError: not a tensor kit wrote (external data, an unknown type, a bad size).
+    """
+    try:
+        fields = _fields(path.read_bytes())
+        dims: list[int] = []
+        dtype, raw, floats = 1, b"", b""
+        for field, wire, value in fields:
+            if field == 1:  # dims: packed or one varint each
+                dims += list(_packed(value)) if wire == 2 else [int(value)]  # type: ignore[arg-type]
+            elif field == 2:
+                dtype = int(value)  # type: ignore[arg-type]
+            elif field == 9:
+                raw = value  # type: ignore[assignment]
+            elif field == 4:
+                floats += value if isinstance(value, bytes) else b""
+        array = np.frombuffer(raw or floats, dtype=_DTYPES[dtype])
+        return array.reshape(dims).copy()
+    except (OSError, ValueError, KeyError) as exc:
+        raise ArtifactError(f"{path} is not a tensor of kit's reference data ({exc}).") from None
+
+
+def _packed(data: bytes) -> list[int]:
+    values, at = [], 0
+    while at < len(data):
+        value, at = _varint(data, at)
+        values.append(value)
+    return values
+
+
+def reference_sets(
+    directory: Path, manifest: Manifest
+) -> list[tuple[str, bool, np.ndarray, list[np.ndarray]]]:
+    """``(label, real, inputs, eager outputs)`` of each reference set of an export.
+
+    Raises:
+        ArtifactError: the export has no reference data.
+    """
+    record = manifest.reference
+    if record is None:
+        raise ArtifactError(
+            f"{directory} has no reference data (exported before kit kept it); add it with "
+            f"kit export {directory}."
+        )
+    found = []
+    for s in record.sets:
+        folder = directory / s.directory
+        outputs = sorted(folder.glob("output_*.pb"), key=lambda p: int(p.stem.split("_")[1]))
+        found.append(
+            (
+                s.inputs,
+                s.real,
+                read_tensor(folder / "input_0.pb"),
+                [read_tensor(p) for p in outputs],
+            )
+        )
+    return found
+
+
+@dataclass
+class SelfCheck:
+    """Every reference set and output against the artifact, by the export's recorded rule
+    (a variant by top-1 agreement at its limit, on the real samples)."""
+
+    artifact: str
+    rule: str
+    rows: list[Comparison]
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.rows)
+
+    def raise_for_failures(self) -> None:
+        """Raise naming the sample set, the output and the difference of the first failure.
+
+        Raises:
+            ArtifactError: a row failed.
+        """
+        for row in self.rows:
+            if not row.passed:
+                why = row.error or f"max|diff| {row.max_abs:.3g} against max|eager| {row.scale:.3g}"
+                raise ArtifactError(
+                    f"{self.artifact} disagrees with its reference data on {row.inputs}, output "
+                    f"{row.output}: {why} ({self.rule})."
+                )
+
+
+def judge(
+    artifact: str,
+    manifest: Manifest,
+    sets: list[tuple[str, bool, np.ndarray, list[np.ndarray]]],
+    run: object,
+    agreement: float | None,
+) -> SelfCheck:
+    """Run ``run`` (a batch in, its outputs out) on every set and judge each output."""
+    assert manifest.reference is not None
+    tolerance = Tolerance(manifest.reference.atol, manifest.reference.rtol)
+    rule = tolerance if agreement is None else Agreement(agreement)
+    rows = []
+    for label, real, x, expected in sets:
+        if agreement is not None and not real:
+            continue  # a variant is judged on the real samples only
+        actual = run(x)  # type: ignore[operator]
+        for name, a, e in zip(manifest.output_names, actual, expected, strict=False):
+            rows.append(
+                rule.judge(
+                    np.asarray(a), e, Comparison(artifact, "onnxruntime", label, len(x), name)
+                )
+            )
+    return SelfCheck(artifact, rule.describe(), rows)
