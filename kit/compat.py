@@ -23,6 +23,8 @@ __all__ = [
     "check_export",
     "check_file",
     "export_limits",
+    "oldest_readers",
+    "onnx_versions",
     "parse_target",
 ]
 
@@ -166,6 +168,40 @@ def _newer_ops(proto: object, opset: int, max_opset: int) -> list[str]:
         if since > max_opset:
             found.add(f"{node.op_type} (opset {since})")
     return sorted(found)
+
+
+def oldest_readers(ir_version: int, opset: int) -> tuple[str | None, str | None]:
+    """The oldest onnxruntime (``major.minor``) and Triton release (``YY.MM``) whose
+    onnxruntime reads an ONNX file of this IR version and ai.onnx opset, by kit's tables
+    (None where no release in them does)."""
+    ort = next(
+        (
+            f"{v[0]}.{v[1]}"
+            for v, (o, ir) in sorted(ORT_READS.items())
+            if o >= opset and ir >= ir_version
+        ),
+        None,
+    )
+    triton = next(
+        (
+            release
+            for release, version in sorted(TRITON_ORT.items())
+            if (reads := OrtTarget(release, version).reads)
+            and reads[0] >= opset
+            and reads[1] >= ir_version
+        ),
+        None,
+    )
+    return ort, triton
+
+
+def onnx_versions(path: Path) -> tuple[int, int]:
+    """(IR version, ai.onnx opset) of the ONNX file at ``path`` (its graph, no weights)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return int(proto.ir_version), int(opset)
 
 
 def export_limits(target: OrtTarget) -> tuple[int, int]:

@@ -13,7 +13,7 @@ from .errors import ArtifactError, DataError
 from .models import load_network, resolve_spec
 from .train import evaluate, pick_device
 
-__all__ = ["evaluate_eager", "evaluate_exported"]
+__all__ = ["evaluate_eager", "evaluate_exported", "top1"]
 
 
 def evaluate_eager(
@@ -71,11 +71,11 @@ def evaluate_exported(
     spec, reference = rebuild_reference(artifact_dir, manifest, factory)
     data = load_dataset(dataset or spec.recipe.dataset, spec, data_dir=data_dir)
     images, labels = arrays(data.test)
-    eager = _top1(eager_run(reference, spec.name), images)
+    eager = top1(eager_run(reference, spec.name), images)
     onnx_files = [a for a in manifest.artifacts() if a.format == "onnx"]
     result: dict[str, Any] = {"model": spec.name, "data": data.description}
     for runner in make_runners(artifact_dir, onnx_files, options=_cpu()):
-        scores = _scores(_top1(runner.run, images), labels, eager)
+        scores = _scores(top1(runner.run, images), labels, eager)
         if runner.precision == "fp32":
             result |= {"runtime": f"onnxruntime {runner.runtime}", **scores}
         else:
@@ -89,7 +89,8 @@ def _cpu() -> Any:
     return RunnerOptions(provider="cpu")
 
 
-def _top1(run: Any, images: np.ndarray, size: int = 500) -> np.ndarray:
+def top1(run: Any, images: np.ndarray, size: int = 500) -> np.ndarray:
+    """The top-1 class ``run`` gives each image, ``size`` images at a time."""
     with torch.no_grad():
         return np.concatenate(
             [

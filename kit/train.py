@@ -258,7 +258,7 @@ def _make_optimizer(cfg: TrainConfig, model: nn.Module, steps: int) -> tuple[Any
 
 
 class Reports(Protocol):
-    """What a run leaves for people, written through the caller (``kit.report.RunFiles``)."""
+    """What a run leaves for people, written through the caller (``kit.runfiles.RunFiles``)."""
 
     def epoch_done(self, result: TrainResult) -> None:
         """After each epoch's checkpoint (main process only)."""
@@ -509,7 +509,7 @@ def train(
         resume: Continue from ``cfg.out/resume.pt`` if it exists.
         progress: Show a progress bar per epoch (rank 0 only).
         reports: Writes what people read (metrics files, curves) after each epoch and at
-            the end; ``kit train`` passes :class:`kit.report.RunFiles`.
+            the end; ``kit train`` passes :class:`kit.runfiles.RunFiles`.
         on_epoch_end: Called with (epoch, metrics) after each epoch's checkpoint.
 
     Returns:

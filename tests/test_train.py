@@ -18,7 +18,7 @@ from kit.artifact import BEST_CHECKPOINT, LAST_CHECKPOINT, MANIFEST, RESUME_STAT
 from kit.cli import cli
 from kit.data import DataBundle, load_dataset
 from kit.errors import TrainingError, UsageError
-from kit.report import RunFiles
+from kit.runfiles import RunFiles
 from kit.train import TrainConfig, train
 
 

@@ -55,6 +55,7 @@ __all__ = [
     "PERF_DATA_FILE",
     "REFERENCE_BYTES",
     "REFERENCE_SET",
+    "RESULTS_DIR",
     "RESUME_STATE",
     "SINGLE_OUTPUT",
     "VARIANT_FILES",
@@ -112,6 +113,9 @@ REFERENCE_SET = "test_data_set_{}"
 PERF_DATA_FILE = "perf_analyzer_data.json"
 #: An ExecuTorch program with the reference samples inside (``BundledProgram``).
 BUNDLED_PTE = "model.bundled.pte"
+#: Where parity, bench, eval, quantize and check save their results in an export, for
+#: ``kit report`` (not in the manifest: evidence about the files, never part of them).
+RESULTS_DIR = "results"
 #: The parity report kept beside artifacts that failed it (``--keep-failed``).
 PARITY_FILE = "parity.json"
 FAILED_SUFFIX = ".parity-failed"

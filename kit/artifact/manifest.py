@@ -135,6 +135,11 @@ class ArtifactFile(msgspec.Struct, frozen=True):
     format: str
     precision: str = "fp32"
 
+    @property
+    def label(self) -> str:
+        """How reports name it: its format, with the precision of a variant (``onnx int8``)."""
+        return self.format if self.precision == "fp32" else f"{self.format} {self.precision}"
+
 
 class Manifest(msgspec.Struct, frozen=True):
     """What an export wrote, how to rebuild its eager reference, and how it verified."""

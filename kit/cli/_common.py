@@ -140,6 +140,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
       kit serve exported/                       # Open Inference Protocol (Triton/KServe v2),
                                                 # and a page at / to draw digits on
       kit doctor                                # the runtimes this machine can check in
+      kit report exported/mnist_cnn --run       # one page: ready to ship?
       kit triton exported/mnist_cnn --repo models/  # a Triton model repository
       kit parity exported/mnist_cnn --endpoint http://triton:8000  # the live model vs eager
 
@@ -167,3 +168,26 @@ def _shipped_model() -> Path:
     """The reference mnist_cnn that ships in the repository's exported/."""
     here = Path(__file__).resolve().parents[2] / "exported" / "mnist_cnn"
     return here if here.is_dir() else DEFAULT_EXPORT_DIR / "mnist_cnn"
+
+
+def _save_result(directory: Path, kind: str, data: dict[str, Any], args: list[str]) -> None:
+    """Keep a command's result beside the export for ``kit report`` (a note when the
+    folder cannot be written: the command's own answer stands)."""
+    from ..errors import first_line
+    from ..report import kit_command
+    from ..results import save_result
+
+    try:
+        save_result(directory, kind, data, kit_command(args))
+    except (OSError, KitError) as exc:
+        click.echo(f"note: not saved for kit report: {first_line(exc)}", err=True)
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write a file the user asked for, whole or not at all (one sentence when it cannot)."""
+    from .._files import write_text_atomic
+
+    try:
+        write_text_atomic(path, text)
+    except OSError as exc:
+        raise UsageError(f"Cannot write {path}: {exc.strerror}.") from None

@@ -9,7 +9,7 @@ from typing import Any
 import click
 import msgspec
 
-from ..artifact import DEFAULT_CALIBRATION_SIZE, MANIFEST, Limits
+from ..artifact import DEFAULT_BATCH_SIZES, DEFAULT_CALIBRATION_SIZE, MANIFEST, Limits
 from ..errors import ParityError, UsageError
 from ._common import (
     DEFAULT_EXPORT_DIR,
@@ -17,7 +17,9 @@ from ._common import (
     _int_list,
     _parity_options,
     _report_out,
+    _save_result,
     _shape,
+    _write_text,
     cli,
     factory_option,
     provider_option,
@@ -309,15 +311,6 @@ def _variants(text: str) -> list[str]:
     return [p for p in dict.fromkeys(asked) if p != "fp32"]
 
 
-def _write_text(path: Path, text: str) -> None:
-    from .._files import write_text_atomic
-
-    try:
-        write_text_atomic(path, text)
-    except OSError as exc:
-        raise UsageError(f"Cannot write {path}: {exc.strerror}.") from None
-
-
 def _explain_parity_failure(exc: ParityError) -> None:
     """The whole comparison table on stderr, and where --keep-failed left the files."""
     from ..parity import format_report
@@ -417,6 +410,7 @@ def parity(
       kit parity exported/mnist_cnn --runtime executorch --runtime litert --runtime openvino
     """
     from ..parity import to_junit
+    from ..report import parity_kind
     from ..verify import explain_saved, verify_reference
 
     if model_name and not endpoint:
@@ -437,6 +431,10 @@ def parity(
         )  # fmt: skip
     if junit is not None:
         _write_text(junit, to_junit(report))
+    if not endpoint:
+        kind = parity_kind(runtimes, provider, reference)
+        given = _parity_args(artifact_dir, locals())  # the options as the user gave them
+        _save_result(artifact_dir, kind, report.to_dict(), given)
     found = (
         []
         if endpoint
@@ -449,6 +447,23 @@ def parity(
         if hint := report.relax_hint():
             click.echo(hint, err=True)
         sys.exit(1)
+
+
+def _parity_args(artifact_dir: Path, given: dict[str, Any]) -> list[str]:
+    """The ``kit parity`` arguments that reproduce a run (what its saved result says)."""
+    args = ["parity", str(artifact_dir)]
+    if tuple(given["runtimes"]) != ("python",):
+        args += [a for runtime in dict.fromkeys(given["runtimes"]) for a in ("--runtime", runtime)]
+    if given["provider"] != "auto":
+        args += ["--provider", given["provider"]]
+    for flag in ("atol", "rtol", "data_dir", "factory"):
+        if given[flag] is not None:
+            args += [f"--{flag.replace('_', '-')}", str(given[flag])]
+    if given["samples"] != 256:
+        args += ["--samples", str(given["samples"])]
+    if tuple(given["batch_sizes"]) != DEFAULT_BATCH_SIZES:
+        args += ["--batch-sizes", ",".join(map(str, given["batch_sizes"]))]
+    return args + (["--reference"] if given["reference"] else [])
 
 
 def _verify_eager(
@@ -560,6 +575,12 @@ def quantize(
     limits = Limits(max_accuracy_drop / 100, min_agreement / 100)
     calibration = Calibration(calibration_size, random_calibration, data_dir, dataset, limits)
     record = add_variant_from_data(artifact_dir, spec, precision, calibration, max_fp32_layers)
+    _save_result(
+        artifact_dir,
+        f"quantize-{precision}",
+        msgspec.to_builtins(record),
+        ["quantize", str(artifact_dir), "--precision", precision],
+    )
     if as_json:
         _echo_json(msgspec.to_builtins(record))
         return
@@ -633,6 +654,9 @@ def bench(
     )
     if plot is not None:
         plot_rows(rows, plot, title=f"{artifact_dir.name}: images per second")
+    args = ["bench", str(artifact_dir), "--batch-sizes", ",".join(map(str, batch_sizes))]
+    args += ["--seconds", f"{seconds:g}", "--cold-runs", str(cold_runs)]
+    _save_result(artifact_dir, "bench", {"rows": rows_as_dicts(rows), **hardware}, args)
     if as_json:
         _echo_json({"rows": rows_as_dicts(rows), **hardware})
         return

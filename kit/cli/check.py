@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .._table import format_table
-from ._common import _echo_json, cli
+from ._common import _echo_json, _save_result, cli
 
 
 @cli.command()
@@ -40,6 +40,8 @@ def check(artifact_dir: Path, targets: tuple[str, ...], as_json: bool) -> None:
     from ..compat import check_export, parse_target
 
     findings = check_export(artifact_dir, [parse_target(t) for t in targets])
+    args = ["check", str(artifact_dir), *(a for t in targets for a in ("--target", t))]
+    _save_result(artifact_dir, "check", {"findings": [f.__dict__ for f in findings]}, args)
     if as_json:
         _echo_json([f.__dict__ for f in findings])
     else:

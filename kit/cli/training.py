@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ._common import DEFAULT_EXPORT_DIR, _echo_json, cli, factory_option
+from ._common import DEFAULT_EXPORT_DIR, _echo_json, _save_result, cli, factory_option
 
 
 @cli.command()
@@ -108,7 +108,7 @@ def train(
     """
     from ..data import load_dataset
     from ..models import resolve_spec
-    from ..report import RunFiles, format_metrics
+    from ..runfiles import RunFiles, format_metrics
     from ..train import TrainConfig
     from ..train import train as run_training
 
@@ -212,6 +212,12 @@ def eval_cmd(
 
     if artifact_dir is not None:
         result = evaluate_exported(artifact_dir, data_dir, dataset=dataset, factory=factory)
+        args = ["eval", str(artifact_dir)]
+        args += ["--dataset", dataset] if dataset else []
+        args += ["--data-dir", str(data_dir)] if data_dir else []
+        _save_result(
+            artifact_dir, "eval", result, args + (["--factory", factory] if factory else [])
+        )
     else:
         assert model_name is not None
         if weights is None:

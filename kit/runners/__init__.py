@@ -154,11 +154,7 @@ def backend(name: str) -> Backend:
 
 def artifact_label(artifact: ArtifactFile) -> str:
     """How reports name an artifact: its format, with the precision of a variant."""
-    return (
-        artifact.format
-        if artifact.precision == "fp32"
-        else f"{artifact.format} {artifact.precision}"
-    )
+    return artifact.label
 
 
 def make_runners(

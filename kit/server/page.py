@@ -4,13 +4,16 @@ file, so the page can run the very file the server runs."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Route
 
 from ..embed.packages import PAGE_DIR, WEB_FILES, web_dir
+from ..report import CSP, build_report, render_report
 from .protocol import ProtocolError
 
 __all__ = ["page_routes"]
@@ -45,6 +48,10 @@ async def _ort_file(request: Request) -> Response:
     return _WholeFile(path, media_type=kind)
 
 
+def _report_page(directory: Path) -> str:
+    return render_report(build_report(directory))
+
+
 def page_routes(model_path: Callable[[Request], Any]) -> list[Route]:
     """The page's routes; ``model_path(request)`` is the served model's ONNX file (or
     raises the protocol's 404)."""
@@ -52,9 +59,16 @@ def page_routes(model_path: Callable[[Request], Any]) -> list[Route]:
     async def model_file(request: Request) -> Response:
         return _WholeFile(model_path(request), media_type="application/octet-stream")
 
+    async def report(request: Request) -> Response:
+        """The served model's ``kit report``, built from its export folder on request."""
+        directory = Path(model_path(request)).parent
+        page = await run_in_threadpool(_report_page, directory)
+        return HTMLResponse(page, headers={"Content-Security-Policy": CSP})
+
     return [
         Route("/", _page),
         Route("/ui/page.js", _script),
         Route("/ui/ort/{file}", _ort_file),
         Route("/ui/models/{model}/model.onnx", model_file),
+        Route("/report/{model}", report),
     ]

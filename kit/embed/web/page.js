@@ -246,7 +246,9 @@ async function main() {
   $('model').innerHTML = names.map((n) => `<option>${asText(n)}</option>`).join('');
   state.name = names.includes('mnist_cnn') ? 'mnist_cnn' : names[0];
   $('model').value = state.name;
-  $('model').addEventListener('change', (e) => { state.name = e.target.value; clearPad(); loadModel(state.name).catch((err) => say(String(err.message), true)); });
+  const linkReport = () => { $('report').href = `/report/${encodeURIComponent(state.name)}`; };
+  linkReport();
+  $('model').addEventListener('change', (e) => { state.name = e.target.value; linkReport(); clearPad(); loadModel(state.name).catch((err) => say(String(err.message), true)); });
   await loadOrt();
   await loadModel(state.name);
   document.body.dataset.ready = 'true';

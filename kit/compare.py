@@ -1,0 +1,181 @@
+"""``kit report --compare``: two versions of a model on the same test set.
+
+Top-1 agreement between them, accuracy of each and the delta, per-class accuracy and the
+confusion-matrix difference, speed from each export's saved ``kit bench``, and which files
+changed. The gate (``--min-agreement``, ``--max-accuracy-drop``) is what CI acts on.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .artifact import MODEL_FILE, ArtifactFile, Limits, Manifest, read_manifest, verify_files
+from .data import arrays, load_dataset
+from .errors import ArtifactError, UsageError
+from .evaluate import top1
+from .results import load_results
+
+__all__ = ["compare_exports"]
+
+
+def compare_exports(
+    a: Path,
+    b: Path,
+    *,
+    limits: Limits | None = None,
+    data_dir: Path | None = None,
+    dataset: str | None = None,
+    factory: str | None = None,
+) -> dict[str, Any]:
+    """Compare the exports ``a`` (the version in use) and ``b`` (its update) on A's test set.
+
+    Raises:
+        ArtifactError: either is not a complete, untampered export with a model.onnx.
+        UsageError: they do not take the same input or predict the same classes.
+    """
+    from .verify import saved_spec
+
+    limits = limits or Limits()
+    first, second = _checked(a), _checked(b)
+    _same_task(first, second)
+    spec = saved_spec(first, factory)
+    data = load_dataset(dataset or spec.recipe.dataset, spec, data_dir=data_dir)
+    images, labels = arrays(data.test)
+    pred_a, pred_b = _predict(a, images), _predict(b, images)
+    names = list(first.facts.class_names or [str(i) for i in range(first.facts.num_classes)])
+    accuracy_a, accuracy_b = float((pred_a == labels).mean()), float((pred_b == labels).mean())
+    agreement = float((pred_a == pred_b).mean())
+    found = {
+        "kit_compare": 1,
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data": data.description,
+        "samples": len(labels),
+        "a": {"name": first.model.name, "directory": str(a), "accuracy": accuracy_a},
+        "b": {"name": second.model.name, "directory": str(b), "accuracy": accuracy_b},
+        "agreement": agreement,
+        "disagreements": int((pred_a != pred_b).sum()),
+        "accuracy_delta": accuracy_b - accuracy_a,
+        "classes": _per_class(pred_a, pred_b, labels, names),
+        "confusion_difference": _confusion(pred_b, labels, len(names))
+        - _confusion(pred_a, labels, len(names)),
+        "speed": _speed(a, b),
+        "files": _files(first, second),
+    }
+    found["confusion_difference"] = found["confusion_difference"].tolist()
+    found["gate"] = _gate(agreement, accuracy_a - accuracy_b, limits)
+    return found
+
+
+def _checked(directory: Path) -> Manifest:
+    manifest = read_manifest(directory)
+    if problems := verify_files(directory, manifest.files):
+        raise ArtifactError(f"Refusing to compare {directory}: {'; '.join(problems)}.")
+    if MODEL_FILE not in manifest.files:
+        raise ArtifactError(f"{directory} has no {MODEL_FILE} to compare; export it with onnx.")
+    return manifest
+
+
+def _same_task(first: Manifest, second: Manifest) -> None:
+    shape_a, shape_b = tuple(first.facts.input_shape), tuple(second.facts.input_shape)
+    if shape_a != shape_b or first.facts.num_classes != second.facts.num_classes:
+        raise UsageError(
+            f"{first.model.name} takes {shape_a} and predicts {first.facts.num_classes} classes, "
+            f"{second.model.name} takes {shape_b} and predicts {second.facts.num_classes}: not "
+            "two versions of one model."
+        )
+
+
+def _predict(directory: Path, images: np.ndarray) -> np.ndarray:
+    from .runners import RunnerOptions, make_runners
+
+    onnx = ArtifactFile(MODEL_FILE, "onnx")
+    (runner,) = make_runners(directory, [onnx], options=RunnerOptions(provider="cpu"))
+    return top1(runner.run, images)
+
+
+def _confusion(pred: np.ndarray, labels: np.ndarray, classes: int) -> np.ndarray:
+    """Counts by (true class, predicted class)."""
+    flat = labels.astype(np.int64) * classes + pred.astype(np.int64)
+    return np.bincount(flat, minlength=classes * classes).reshape(classes, classes)
+
+
+def _per_class(
+    pred_a: np.ndarray, pred_b: np.ndarray, labels: np.ndarray, names: list[str]
+) -> list[dict[str, Any]]:
+    found = []
+    for k, name in enumerate(names):
+        mask = labels == k
+        n = int(mask.sum())
+        acc_a = float((pred_a[mask] == k).mean()) if n else None
+        acc_b = float((pred_b[mask] == k).mean()) if n else None
+        delta = None if acc_a is None or acc_b is None else acc_b - acc_a
+        found.append(
+            {"name": name, "samples": n, "accuracy_a": acc_a, "accuracy_b": acc_b, "delta": delta}
+        )
+    return found
+
+
+def _speed(a: Path, b: Path) -> dict[str, Any]:
+    """Images per second of the rows both exports' saved ``kit bench`` timed."""
+    saved_a, saved_b = load_results(a)[0].get("bench"), load_results(b)[0].get("bench")
+    if saved_a is None or saved_b is None:
+        which = " and ".join(str(d) for d, s in ((a, saved_a), (b, saved_b)) if s is None)
+        return {"rows": [], "why": f"not measured: run kit bench on {which} first"}
+    rows_a = {_key(r): r for r in saved_a.data.get("rows", []) if isinstance(r, dict)}
+    rows = []
+    for r in saved_b.data.get("rows", []):
+        before = rows_a.get(_key(r)) if isinstance(r, dict) else None
+        speed_a, speed_b = (before or {}).get("images_per_s"), r.get("images_per_s")
+        if isinstance(speed_a, float) and isinstance(speed_b, float) and speed_a > 0:
+            rows.append(
+                {
+                    **dict(zip(("artifact", "runtime", "batch"), _key(r), strict=True)),
+                    "a": speed_a,
+                    "b": speed_b,
+                    "change": speed_b / speed_a - 1,
+                }
+            )
+    why = (
+        f"A measured {saved_a.created}, B {saved_b.created}: speeds from different runs "
+        "compare only on the same machine under the same load"
+    )
+    return {"rows": rows, "why": why}
+
+
+def _key(row: dict[str, Any]) -> tuple[str, str, int]:
+    return str(row.get("artifact")), str(row.get("runtime")), int(row.get("batch") or 0)
+
+
+def _files(first: Manifest, second: Manifest) -> list[dict[str, Any]]:
+    found = []
+    for name in dict.fromkeys([*first.files, *second.files]):
+        ra, rb = first.files.get(name), second.files.get(name)
+        if ra is None or rb is None:
+            change = "only in B" if ra is None else "only in A"
+        else:
+            change = "same" if ra.sha256 == rb.sha256 else "changed"
+        size_a, size_b = ra.size if ra else None, rb.size if rb else None
+        found.append({"name": name, "change": change, "size_a": size_a, "size_b": size_b})
+    return found
+
+
+def _gate(agreement: float, drop: float, limits: Limits) -> dict[str, Any]:
+    reasons = []
+    if agreement < limits.min_agreement:
+        reasons.append(
+            f"top-1 agreement {agreement:.2%} is below the {limits.min_agreement:.2%} asked for"
+        )
+    if drop > limits.max_accuracy_drop:
+        reasons.append(
+            f"accuracy drops {drop:.2%}, more than the {limits.max_accuracy_drop:.2%} allowed"
+        )
+    return {
+        "passed": not reasons,
+        "reasons": reasons,
+        "min_agreement": limits.min_agreement,
+        "max_accuracy_drop": limits.max_accuracy_drop,
+    }
