@@ -22,7 +22,7 @@ from . import __version__
 from ._files import write_text_atomic
 from .artifact import RESULTS_DIR, read_manifest
 
-__all__ = ["MAX_RESULT_BYTES", "Saved", "load_results", "save_result"]
+__all__ = ["MAX_RESULT_BYTES", "Saved", "load_results", "save_result", "seconds_since"]
 
 #: A result file larger than this is not read (kit's own stay far below it).
 MAX_RESULT_BYTES = 4 << 20
@@ -54,17 +54,22 @@ class Saved(msgspec.Struct, frozen=True):
 
     def age_s(self, now: datetime | None = None) -> float | None:
         """Seconds since it was saved (None when ``created`` is not a time)."""
-        try:
-            then = datetime.fromisoformat(self.created)
-        except ValueError:
-            return None
-        if then.tzinfo is None:
-            then = then.replace(tzinfo=UTC)
-        return ((now or datetime.now(UTC)) - then).total_seconds()
+        return seconds_since(self.created, now)
 
     def stale_files(self, files: dict[str, str]) -> list[str]:
         """The files (name -> sha256 now) that changed or appeared since it was saved."""
         return sorted(n for n, digest in files.items() if self.files.get(n) != digest)
+
+
+def seconds_since(created: str, now: datetime | None = None) -> float | None:
+    """Seconds from the ISO 8601 time ``created`` (UTC when it names no zone) to ``now``;
+    None when ``created`` is not a time."""
+    try:
+        then = datetime.fromisoformat(created)
+    except ValueError:
+        return None
+    then = then if then.tzinfo else then.replace(tzinfo=UTC)
+    return ((now or datetime.now(UTC)) - then).total_seconds()
 
 
 def save_result(directory: Path, kind: str, data: dict[str, Any], command: str) -> Path:
@@ -119,7 +124,7 @@ def _read(path: Path) -> tuple[Saved | None, str | None]:
         return None, f"{where} is {info.st_size} bytes, more than a result kit writes; not read"
     try:
         saved = msgspec.json.decode(path.read_bytes(), type=Saved)
-    except (msgspec.DecodeError, msgspec.ValidationError, OSError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, OSError, RecursionError) as exc:
         return None, f"{where} is not a result kit saved ({exc}); not read"
     if f"{saved.kind}.json" != path.name or not _KIND.match(saved.kind):
         return None, f"{where} says it is a {saved.kind!r} result; not read"

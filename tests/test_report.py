@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -145,10 +146,12 @@ def test_hostile_results_are_named_and_escaped(export: Path, tmp_path: Path) -> 
     (folder / "bench.json").write_bytes(b" " * (MAX_RESULT_BYTES + 1))
     (folder / "check.json").symlink_to(tmp_path)
     (folder / "parity-x.json").write_text(json.dumps({"kind": "bench"}))
+    deep = b"[" * 100_000 + b"]" * 100_000
+    (folder / "parity-deep.json").write_bytes(b'{"kind": "parity-deep", "data": ' + deep + b"}")
     script = "</script><script>alert(1)</script>"
     save_result(export, "parity-node", _failed_parity(script), f"kit parity {script}")
     report = build_report(export)
-    assert len(report["problems"]) == 4, report["problems"]
+    assert len(report["problems"]) == 5, report["problems"]
     page = render_report(report)
     assert "<script>alert" not in page
     assert page.count("<script") == 1  # the report's JSON, which no browser runs
@@ -281,3 +284,25 @@ def _timeless(data: Any) -> Any:
     if isinstance(data, list):
         return [_timeless(v) for v in data]
     return data
+
+
+def test_served_page_follows_saved_results(kit_server: str, shipped_mnist_cnn: Path) -> None:
+    """kit serve renders a page once and again only when a result changes."""
+
+    def page() -> str:
+        with urllib.request.urlopen(f"{kit_server}/report/mnist_cnn", timeout=30) as answer:
+            assert "default-src 'none'" in answer.headers["Content-Security-Policy"]
+            return str(answer.read().decode())
+
+    for _ in range(2):  # a page is also rendered again each minute (its ages)
+        minute = time.time() // 60
+        first, again = page(), page()
+        if time.time() // 60 == minute:
+            break
+    assert again == first
+    path = save_result(shipped_mnist_cnn, "eval", {"accuracy": 0.5}, "kit eval served-test")
+    try:
+        changed = page()
+        assert "kit eval served-test" in changed and "50.00%" in changed
+    finally:
+        path.unlink()

@@ -191,3 +191,27 @@ def _write_text(path: Path, text: str) -> None:
         write_text_atomic(path, text)
     except OSError as exc:
         raise UsageError(f"Cannot write {path}: {exc.strerror}.") from None
+
+
+def limit_options(drop_help: str, agreement_help: str) -> Any:
+    """``--max-accuracy-drop`` and ``--min-agreement`` in points and percent (quantize's
+    limits for a variant, ``report --compare``'s gate for an update)."""
+    from ..artifact import Limits
+
+    def add(f: Any) -> Any:
+        f = click.option(
+            "--min-agreement",
+            type=click.FloatRange(0, 100),
+            default=Limits().min_agreement * 100,
+            show_default=True,
+            help=agreement_help,
+        )(f)
+        return click.option(
+            "--max-accuracy-drop",
+            type=click.FloatRange(min=0),
+            default=Limits().max_accuracy_drop * 100,
+            show_default=True,
+            help=drop_help,
+        )(f)
+
+    return add

@@ -22,6 +22,7 @@ from ._common import (
     _write_text,
     cli,
     factory_option,
+    limit_options,
     provider_option,
 )
 
@@ -515,19 +516,9 @@ def _verify_eager(
 )
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where that data set lives.")
 @_calibration_options
-@click.option(
-    "--max-accuracy-drop",
-    type=click.FloatRange(min=0),
-    default=Limits().max_accuracy_drop * 100,
-    show_default=True,
-    help="Accuracy points the variant may lose on the test set.",
-)
-@click.option(
-    "--min-agreement",
-    type=click.FloatRange(0, 100),
-    default=Limits().min_agreement * 100,
-    show_default=True,
-    help="Percent of test samples whose top-1 class must match model.onnx's.",
+@limit_options(
+    "Accuracy points the variant may lose on the test set.",
+    "Percent of test samples whose top-1 class must match model.onnx's.",
 )
 @click.option(
     "--max-fp32-layers",

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from ..artifact import RESULTS_DIR, Limits
-from ._common import _echo_json, _write_text, cli, factory_option
+from ._common import _echo_json, _write_text, cli, factory_option, limit_options
 
 #: ``kit bench`` as ``--run`` runs it: short timings and one cold start, for a first look
 BENCH_ARGS = ["--seconds", "0.25", "--cold-runs", "1"]
@@ -41,19 +41,9 @@ BENCH_ARGS = ["--seconds", "0.25", "--cold-runs", "1"]
     help="First run what the report lacks and this machine can run: parity in each "
     "installed runtime, kit eval, and a short kit bench (each saves its result).",
 )
-@click.option(
-    "--min-agreement",
-    type=click.FloatRange(0, 100),
-    default=Limits().min_agreement * 100,
-    show_default=True,
-    help="--compare: percent of test samples both versions must classify alike.",
-)
-@click.option(
-    "--max-accuracy-drop",
-    type=click.FloatRange(min=0),
-    default=Limits().max_accuracy_drop * 100,
-    show_default=True,
-    help="--compare: accuracy points B may lose against A.",
+@limit_options(
+    "--compare: accuracy points B may lose against A.",
+    "--compare: percent of test samples both versions must classify alike.",
 )
 @click.option(
     "--data-dir", type=click.Path(path_type=Path), help="--compare: where the test data lives."

@@ -20,7 +20,7 @@ import msgspec
 from ..artifact import FILE_NAMES, FORMATS, ArtifactFile, Manifest, read_manifest, verify_files
 from ..compat import oldest_readers, onnx_versions
 from ..errors import first_line
-from ..results import Saved, load_results
+from ..results import Saved, load_results, seconds_since
 from .columns import Column, columns_for
 
 __all__ = ["REPORT_VERSION", "build_report", "kit_command"]
@@ -77,8 +77,13 @@ def kit_command(args: list[str]) -> str:
     return shlex.join(["kit", *args])
 
 
-def build_report(directory: Path, *, now: datetime | None = None) -> dict[str, Any]:
+def build_report(
+    directory: Path, *, now: datetime | None = None, verify: bool = True
+) -> dict[str, Any]:
     """The report of the export in ``directory`` as JSON-ready data.
+
+    ``verify=False`` skips hashing every file against the manifest (kit serve verified them
+    when it started, and a page request must not cost a pass over every file).
 
     Raises:
         ArtifactError: ``directory`` is not an export (no readable manifest).
@@ -89,24 +94,8 @@ def build_report(directory: Path, *, now: datetime | None = None) -> dict[str, A
     where = str(directory)
     digests = {name: record.sha256 for name, record in manifest.files.items()}
     evidence = _parity_evidence(manifest, results, where, unreadable)
-    rows = _rows(manifest)
-    labels = {c.runtime for e in evidence for c in e.parity.comparisons}
-    columns = columns_for(labels, _pinned_versions(manifest, results))
-    missing = {c.key: c.missing() for c in columns}
-    matrix = {
-        "columns": [{"key": c.key, "title": c.title} for c in columns],
-        "rows": [
-            {
-                **row,
-                "cells": {
-                    c.key: _cell(row, c, missing[c.key], evidence, manifest, digests, where, now)
-                    for c in columns
-                },
-            }
-            for row in rows
-        ],
-    }
-    problems = verify_files(directory, manifest.files)
+    matrix = _matrix(manifest, results, evidence, digests, where, now)
+    problems = verify_files(directory, manifest.files) if verify else []
     report = {
         "kit_report": REPORT_VERSION,
         "model": manifest.model.name,
@@ -125,12 +114,29 @@ def build_report(directory: Path, *, now: datetime | None = None) -> dict[str, A
     return report
 
 
-def _age(created: str, now: datetime) -> float | None:
-    try:
-        then = datetime.fromisoformat(created)
-    except ValueError:
-        return None
-    return (now - (then if then.tzinfo else then.replace(tzinfo=UTC))).total_seconds()
+def _matrix(
+    manifest: Manifest,
+    results: dict[str, Saved],
+    evidence: list[_Evidence],
+    digests: dict[str, str],
+    where: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """Every file (and format not exported) by every runtime column, each cell judged."""
+    labels = {c.runtime for e in evidence for c in e.parity.comparisons}
+    columns = columns_for(labels, _pinned_versions(manifest, results))
+    missing = {c.key: c.missing() for c in columns}
+
+    def cells(row: dict[str, Any]) -> dict[str, Any]:
+        return {
+            c.key: _cell(row, c, missing[c.key], evidence, manifest, digests, where, now)
+            for c in columns
+        }
+
+    return {
+        "columns": [{"key": c.key, "title": c.title} for c in columns],
+        "rows": [{**row, "cells": cells(row)} for row in _rows(manifest)],
+    }
 
 
 def _parity_evidence(
@@ -239,11 +245,8 @@ def _judged(
     real = [c for c in rows if not c.inputs.startswith("random")]
     top1 = [c.top1_agreement for c in (real or rows) if c.top1_agreement is not None]
     worst = max((c.max_abs for c in rows if c.max_abs is not None), default=None)
-    ratios = [
-        c.max_abs / (e.parity.atol + e.parity.rtol * c.scale)
-        for c in rows
-        if c.max_abs is not None and c.scale is not None
-    ]
+    bounds = [(c.max_abs, e.parity.atol + e.parity.rtol * (c.scale or 0.0)) for c in rows]
+    ratios = [found / bound for found, bound in bounds if found is not None and bound > 0]
     cell: dict[str, Any] = {
         "status": status,
         "runtime": rows[0].runtime,
@@ -254,14 +257,13 @@ def _judged(
         "checks": len(rows),
         "source": e.source,
         "created": e.created,
-        "age_s": _age(e.created, now),
+        "age_s": seconds_since(e.created, now),
         "command": e.command,
     }
     if failed:
         first = failed[0]
-        cell["why"] = (
-            first.error or f"{first.inputs}: max|diff| {first.max_abs:.3g} outside the rule"
-        )
+        found = "?" if first.max_abs is None else f"{first.max_abs:.3g}"
+        cell["why"] = first.error or f"{first.inputs}: max|diff| {found} outside the rule"
     elif status == "warn":
         cell["why"] = next(c.warning for c in rows if c.warning)
     if e.files is not None and e.files.get(row["file"]) != digests.get(row["file"]):
@@ -536,7 +538,7 @@ def _sources(
         {
             "kind": "export",
             "created": manifest.created,
-            "age_s": _age(manifest.created, now),
+            "age_s": seconds_since(manifest.created, now),
             "command": "kit export (the manifest's parity report and variants)",
             "changed": [],
         }

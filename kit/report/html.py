@@ -255,50 +255,6 @@ def _speed_html(speed: dict[str, Any]) -> str:
             f'{title}<p class="cell not-run" data-status="not-run">Not measured: '
             f"{escape(speed['why'])}. <code>{escape(speed['command'])}</code></p></section>"
         )
-    series: dict[str, list[tuple[float, float]]] = {}
-    for r in speed["rows"]:
-        if r["images_per_s"]:
-            series.setdefault(f"{r['artifact']} / {r['runtime']}", []).append(
-                (r["batch"], r["images_per_s"])
-            )
-    chart = line_chart(
-        [(label, pts, label.startswith("limit")) for label, pts in series.items()],
-        x_label="batch size",
-        y_label="images per second",
-    )
-    rows = [
-        (
-            escape(r["artifact"]),
-            escape(r["runtime"]),
-            str(r["batch"]),
-            _num(r["p50_ms"]),
-            _num(r["p99_ms"]),
-            _num(r["images_per_s"], ",.0f"),
-            _pct(r["peak_share"]) if r["peak_share"] is not None else "—",
-        )
-        for r in speed["rows"]
-    ]
-    table = _table(
-        ("artifact", "runtime", "batch", "p50 ms", "p99 ms", "images/s", "of peak"),
-        rows,
-        {2, 3, 4, 5, 6},
-    )
-    cold = (
-        _table(
-            ("cold start", "runtime", "import s", "load s", "first inference s", "total s"),
-            [
-                (
-                    escape(c["artifact"]),
-                    escape(c["runtime"]),
-                    *(_num(c[k]) for k in ("import_s", "load_s", "first_s", "total_s")),
-                )
-                for c in speed["cold_start"]
-            ],
-            {2, 3, 4, 5},
-        )
-        if speed["cold_start"]
-        else "<p>Cold start not measured (<code>--cold-runs 0</code>).</p>"
-    )
     peaks = ", ".join(f"{k} {v:.1f} GMAC/s" for k, v in speed["peak_gmacs"].items())
     stale = (
         f'<p class="cell stale">Stale: {escape(", ".join(speed["changed"]))} changed since.</p>'
@@ -309,10 +265,54 @@ def _speed_html(speed: dict[str, Any]) -> str:
         f"{title}{stale}<p>{speed['macs_per_sample'] / 1e6:.1f} M multiply-adds per sample; "
         f"onnxruntime's measured matrix-product peak on that machine: {escape(peaks)}. Measured "
         f"{escape(age_text(speed['age_s']))} by <code>{escape(speed['command'])}</code>.</p>"
-        f"{chart}{table}{cold}"
+        + _speed_chart(speed["rows"])
+        + _speed_table(speed["rows"])
+        + _cold_table(speed["cold_start"])
         + "".join(f"<p class=muted>note: {escape(n)}</p>" for n in speed["notes"])
         + "</section>"
     )
+
+
+def _speed_chart(rows: list[dict[str, Any]]) -> str:
+    """Images per second by batch size, a line per artifact and runtime; the peak dashed."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        if r["images_per_s"]:
+            label = f"{r['artifact']} / {r['runtime']}"
+            series.setdefault(label, []).append((r["batch"], r["images_per_s"]))
+    return line_chart(
+        [(label, points, label.startswith("limit")) for label, points in series.items()],
+        x_label="batch size",
+        y_label="images per second",
+    )
+
+
+def _speed_table(rows: list[dict[str, Any]]) -> str:
+    body = [
+        (
+            escape(r["artifact"]),
+            escape(r["runtime"]),
+            str(r["batch"]),
+            _num(r["p50_ms"]),
+            _num(r["p99_ms"]),
+            _num(r["images_per_s"], ",.0f"),
+            _pct(r["peak_share"]) if r["peak_share"] is not None else "—",
+        )
+        for r in rows
+    ]
+    head = ("artifact", "runtime", "batch", "p50 ms", "p99 ms", "images/s", "of peak")
+    return _table(head, body, {2, 3, 4, 5, 6})
+
+
+def _cold_table(cold: list[dict[str, Any]]) -> str:
+    if not cold:
+        return "<p>Cold start not measured (<code>--cold-runs 0</code>).</p>"
+    keys = ("import_s", "load_s", "first_s", "total_s")
+    body = [
+        (escape(c["artifact"]), escape(c["runtime"]), *(_num(c[k]) for k in keys)) for c in cold
+    ]
+    head = ("cold start", "runtime", "import s", "load s", "first inference s", "total s")
+    return _table(head, body, {2, 3, 4, 5})
 
 
 def _loads_html(rows: list[dict[str, Any]]) -> str:
@@ -392,53 +392,56 @@ def render_compare(compare: dict[str, Any]) -> str:
         *(f'<p class="reason">{escape(r)}</p>' for r in gate["reasons"]),
         f"<p class=muted>A: {escape(a['directory'])} · B: {escape(b['directory'])} · "
         f"{escape(compare['data'])} · generated {escape(compare['generated'])}</p></header>",
-        '<section id="agreement"><h2>Agreement and accuracy</h2>',
-        _table(
-            ("", "A", "B", "Δ (B − A)"),
-            [
-                (
-                    "accuracy",
-                    _pct(a["accuracy"]),
-                    _pct(b["accuracy"]),
-                    _pct(compare["accuracy_delta"], signed=True),
-                ),
-                (
-                    "top-1 agreement A vs B",
-                    _pct(compare["agreement"]),
-                    "",
-                    f"{compare['disagreements']} of {compare['samples']} samples differ",
-                ),
-            ],
-            {1, 2},
-        ),
-        f"<p>Gate: agreement at least {gate['min_agreement']:.2%}, accuracy drop at most "
-        f"{gate['max_accuracy_drop']:.2%}.</p></section>",
-        '<section id="classes"><h2>Per class</h2>',
-        _table(
-            ("class", "accuracy A", "accuracy B", "Δ", "samples"),
-            [
-                (
-                    escape(c["name"]),
-                    _pct(c["accuracy_a"]),
-                    _pct(c["accuracy_b"]),
-                    _pct(c["delta"], signed=True),
-                    str(c["samples"]),
-                )
-                for c in compare["classes"]
-            ],
-            {1, 2, 3, 4},
-        ),
-        "<p>Confusion difference (B − A), true class by predicted class: blue where B predicts "
-        "that pair more often, red less often. On the diagonal (correct answers) red is a loss; "
-        "off it, blue is a new mistake.</p>",
-        confusion_difference(
-            compare["confusion_difference"], [c["name"] for c in compare["classes"]]
-        ),
-        "</section>",
+        _agreement_html(compare),
+        _classes_html(compare["classes"], compare["confusion_difference"]),
         _speed_delta_html(compare["speed"]),
         _changed_html(compare["files"]),
     ]
-    return _page(f"kit compare: {a['name']} → {b['name']}", state, body, compare)
+    return _page(
+        f"kit compare: {compare['a']['name']} → {compare['b']['name']}", state, body, compare
+    )
+
+
+def _agreement_html(compare: dict[str, Any]) -> str:
+    a, b, gate = compare["a"], compare["b"], compare["gate"]
+    differ = f"{compare['disagreements']} of {compare['samples']} samples differ"
+    rows = [
+        (
+            "accuracy",
+            _pct(a["accuracy"]),
+            _pct(b["accuracy"]),
+            _pct(compare["accuracy_delta"], signed=True),
+        ),
+        ("top-1 agreement A vs B", _pct(compare["agreement"]), "", differ),
+    ]
+    return (
+        '<section id="agreement"><h2>Agreement and accuracy</h2>'
+        + _table(("", "A", "B", "Δ (B − A)"), rows, {1, 2})
+        + f"<p>Gate: agreement at least {gate['min_agreement']:.2%}, accuracy drop at most "
+        f"{gate['max_accuracy_drop']:.2%}.</p></section>"
+    )
+
+
+def _classes_html(classes: list[dict[str, Any]], difference: list[list[int]]) -> str:
+    rows = [
+        (
+            escape(c["name"]),
+            _pct(c["accuracy_a"]),
+            _pct(c["accuracy_b"]),
+            _pct(c["delta"], signed=True),
+            str(c["samples"]),
+        )
+        for c in classes
+    ]
+    return (
+        '<section id="classes"><h2>Per class</h2>'
+        + _table(("class", "accuracy A", "accuracy B", "Δ", "samples"), rows, {1, 2, 3, 4})
+        + "<p>Confusion difference (B − A), true class by predicted class: blue where B "
+        "predicts that pair more often, red less often. On the diagonal (correct answers) red "
+        "is a loss; off it, blue is a new mistake.</p>"
+        + confusion_difference(difference, [c["name"] for c in classes])
+        + "</section>"
+    )
 
 
 def _speed_delta_html(speed: dict[str, Any]) -> str:

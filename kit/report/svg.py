@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from html import escape
 
 __all__ = ["confusion_difference", "line_chart"]
@@ -26,12 +27,31 @@ def _si(value: float) -> str:
     return f"{value:g}"
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """Where a log-log plot sits in its picture, and its axes' ranges (log10)."""
+
+    left: float
+    top: float
+    width: float
+    height: float
+    x_range: tuple[float, float]
+    y_range: tuple[float, float]
+
+    def at(self, x: float, y: float) -> str:
+        """``"px,py"``: the point (x, y) in the picture."""
+        (x0, x1), (y0, y1) = self.x_range, self.y_range
+        px = self.left + (math.log10(x) - x0) / ((x1 - x0) or 1) * self.width
+        py = self.top + self.height - (math.log10(y) - y0) / ((y1 - y0) or 1) * self.height
+        return f"{px:.1f},{py:.1f}"
+
+
 def line_chart(
     series: Sequence[tuple[str, Sequence[tuple[float, float]], bool]],
     *,
     x_label: str,
     y_label: str,
-    width: int = 760,
+    width: int = 860,
     height: int = 380,
 ) -> str:
     """Log-log lines, one per ``(label, points, dashed)``, with a legend on the right."""
@@ -39,50 +59,56 @@ def line_chart(
     if not points:
         return ""
     xs, ys = sorted({p[0] for p in points}), [p[1] for p in points]
-    left, top, plot_w, plot_h = 64, 16, width - 64 - 250, height - 16 - 48
+    height = max(height, 40 + 16 * len(series))  # room for every legend line
     y_ticks = _log_ticks(min(ys), max(ys))
-    x_low, x_high = math.log10(xs[0]), math.log10(xs[-1]) if len(xs) > 1 else math.log10(xs[0]) + 1
-    y_low, y_high = math.log10(y_ticks[0]), math.log10(y_ticks[-1])
-
-    def at(x: float, y: float) -> tuple[float, float]:
-        px = left + (math.log10(x) - x_low) / ((x_high - x_low) or 1) * plot_w
-        py = top + plot_h - (math.log10(y) - y_low) / ((y_high - y_low) or 1) * plot_h
-        return round(px, 1), round(py, 1)
-
-    parts = [
+    x_range = (math.log10(xs[0]), math.log10(xs[-1]) if len(xs) > 1 else math.log10(xs[0]) + 1)
+    y_range = (math.log10(y_ticks[0]), math.log10(y_ticks[-1]))
+    frame = _Frame(64, 16, width - 64 - 320, height - 16 - 48, x_range, y_range)
+    return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'role="img" aria-label="{escape(y_label)} by {escape(x_label)}" class="chart">',
-        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>',
-    ]
+        f'role="img" aria-label="{escape(y_label)} by {escape(x_label)}" class="chart">'
+        + _axes(frame, xs, y_ticks, x_label, y_label)
+        + _lines(frame, series)
+        + "</svg>"
+    )
+
+
+def _axes(frame: _Frame, xs: list[float], y_ticks: list[float], x_label: str, y_label: str) -> str:
+    left, top, w, h = frame.left, frame.top, frame.width, frame.height
+    parts = [f'<rect x="{left}" y="{top}" width="{w}" height="{h}" fill="none" stroke="#999"/>']
     for t in y_ticks:
-        _, py = at(xs[0], t)
+        py = frame.at(xs[0], t).split(",")[1]
         parts.append(
-            f'<line x1="{left}" x2="{left + plot_w}" y1="{py}" y2="{py}" stroke="#eee"/>'
-            f'<text x="{left - 6}" y="{py + 4}" text-anchor="end">{_si(t)}</text>'
+            f'<line x1="{left}" x2="{left + w}" y1="{py}" y2="{py}" stroke="#eee"/>'
+            f'<text x="{left - 6}" y="{float(py) + 4}" text-anchor="end">{_si(t)}</text>'
         )
     for x in xs:
-        px, _ = at(x, y_ticks[0])
-        parts.append(f'<text x="{px}" y="{top + plot_h + 16}" text-anchor="middle">{x:g}</text>')
+        px = frame.at(x, y_ticks[0]).split(",")[0]
+        parts.append(f'<text x="{px}" y="{top + h + 16}" text-anchor="middle">{x:g}</text>')
     parts.append(
-        f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle">{escape(x_label)}</text>'
-        f'<text x="14" y="{top + plot_h / 2}" text-anchor="middle" '
-        f'transform="rotate(-90 14 {top + plot_h / 2})">{escape(y_label)}</text>'
+        f'<text x="{left + w / 2}" y="{top + h + 40}" text-anchor="middle">{escape(x_label)}</text>'
+        f'<text x="14" y="{top + h / 2}" text-anchor="middle" '
+        f'transform="rotate(-90 14 {top + h / 2})">{escape(y_label)}</text>'
     )
+    return "".join(parts)
+
+
+def _lines(frame: _Frame, series: Sequence[tuple[str, Sequence[tuple[float, float]], bool]]) -> str:
+    parts = []
+    legend_x = frame.left + frame.width + 12
     for i, (label, pts, dashed) in enumerate(series):
         color = _PALETTE[i % len(_PALETTE)]
-        path = " ".join(f"{at(x, y)[0]},{at(x, y)[1]}" for x, y in pts if x > 0 and y > 0)
+        path = " ".join(frame.at(x, y) for x, y in pts if x > 0 and y > 0)
         dash = ' stroke-dasharray="6 4"' if dashed else ""
+        ly = frame.top + 12 + i * 16
         parts.append(
             f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"{dash}>'
             f"<title>{escape(label)}</title></polyline>"
+            f'<line x1="{legend_x}" x2="{legend_x + 20}" y1="{ly - 4}" y2="{ly - 4}" '
+            f'stroke="{color}" stroke-width="2"{dash}/>'
+            f'<text x="{legend_x + 26}" y="{ly}">{escape(label[:48])}</text>'
         )
-        ly = top + 12 + i * 16
-        parts.append(
-            f'<line x1="{left + plot_w + 12}" x2="{left + plot_w + 32}" y1="{ly - 4}" '
-            f'y2="{ly - 4}" stroke="{color}" stroke-width="2"{dash}/>'
-            f'<text x="{left + plot_w + 38}" y="{ly}">{escape(label[:38])}</text>'
-        )
-    return "".join(parts) + "</svg>"
+    return "".join(parts)
 
 
 def confusion_difference(difference: Sequence[Sequence[int]], labels: Sequence[str]) -> str:

@@ -3,6 +3,8 @@ file, so the page can run the very file the server runs."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Route
 
+from ..artifact import MANIFEST, RESULTS_DIR
 from ..embed.packages import PAGE_DIR, WEB_FILES, web_dir
 from ..report import CSP, build_report, render_report
 from .protocol import ProtocolError
@@ -48,8 +51,31 @@ async def _ort_file(request: Request) -> Response:
     return _WholeFile(path, media_type=kind)
 
 
-def _report_page(directory: Path) -> str:
-    return render_report(build_report(directory))
+class _Reports:
+    """Each model's report page, rendered one at a time and kept until its manifest or
+    saved results change (or a minute passes, so its ages stay true): a client asking again
+    and again costs one render, never a pass over every file per request."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pages: dict[Path, tuple[tuple[Any, ...], str]] = {}
+
+    def page(self, directory: Path) -> str:
+        key = _state(directory)
+        with self._lock:
+            kept = self._pages.get(directory)
+            if kept is None or kept[0] != key:
+                # kit serve verified every file when it started
+                kept = key, render_report(build_report(directory, verify=False))
+                self._pages[directory] = kept
+            return kept[1]
+
+
+def _state(directory: Path) -> tuple[Any, ...]:
+    """What a report page depends on: the manifest, the saved results, the minute."""
+    paths = [directory / MANIFEST, *sorted((directory / RESULTS_DIR).glob("*.json"))]
+    stats = [(p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in paths if p.is_file()]
+    return (int(time.time() // 60), *stats)
 
 
 def page_routes(model_path: Callable[[Request], Any]) -> list[Route]:
@@ -59,10 +85,12 @@ def page_routes(model_path: Callable[[Request], Any]) -> list[Route]:
     async def model_file(request: Request) -> Response:
         return _WholeFile(model_path(request), media_type="application/octet-stream")
 
+    reports = _Reports()
+
     async def report(request: Request) -> Response:
-        """The served model's ``kit report``, built from its export folder on request."""
+        """The served model's ``kit report``, built from its export folder."""
         directory = Path(model_path(request)).parent
-        page = await run_in_threadpool(_report_page, directory)
+        page = await run_in_threadpool(reports.page, directory)
         return HTMLResponse(page, headers={"Content-Security-Policy": CSP})
 
     return [
