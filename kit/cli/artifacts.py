@@ -397,7 +397,8 @@ def parity(
     Checks every file's sha256 against manifest.json, rebuilds the eager network from the
     manifest (the weights file, or the seed it was drawn from), and compares TorchScript,
     torch.export and ONNX (onnxruntime CPU, and CUDA when a GPU is present) on seeded
-    random batches and optional real samples. Use it in CI:
+    random batches and optional real samples; the report (not with --endpoint) is saved in
+    DIR/results/ for kit report. Use it in CI:
 
     \b
       kit parity exported/alexnet --json > parity.json
@@ -551,6 +552,7 @@ def quantize(
     within the limits. When int8 misses them, the layers whose quantization costs most
     (each scored on the same test data) are kept in fp32, one per try, and the manifest
     records which; if that does not help, exit 1 with what was tried, nothing written.
+    What it measured is also saved in DIR/results/ for kit report.
 
     \b
       kit quantize exported/mnist_cnn
@@ -631,7 +633,8 @@ def bench(
     every variant (and CUDA, with and without IOBinding, when a GPU is present) on the same
     random batch at each batch size. The last rows are the physical limit: the network's
     multiply-adds (counted from the ONNX graph) divided by the fp32 and int8 matrix-product
-    peak onnxruntime reaches on this machine, measured in the same run.
+    peak onnxruntime reaches on this machine, measured in the same run. The rows are saved
+    in DIR/results/ for kit report.
 
     \b
       kit bench exported/mnist_cnn

@@ -30,7 +30,8 @@ def check(artifact_dir: Path, targets: tuple[str, ...], as_json: bool) -> None:
     against what that onnxruntime release reads, naming the operators newer than it;
     model.ort and model.pte by the version that wrote them. The tables are kit's, with their
     sources (docs/DESIGN.md); prove a verdict in that very version with
-    kit parity DIR --runtime onnxruntime==X.
+    kit parity DIR --runtime onnxruntime==X. The findings are saved in DIR/results/ for
+    kit report.
 
     \b
       kit check exported/mnist_cnn --target onnxruntime==1.16.3

@@ -204,7 +204,8 @@ def eval_cmd(
       kit eval exported/vgg16 --dataset imagefolder --data-dir DIR
 
     An exported model runs through onnxruntime (kit.runtime); its top-1 agreement with the
-    eager network rebuilt from the manifest is reported too.
+    eager network rebuilt from the manifest is reported too, and saved in DIR/results/
+    for kit report.
     """
     if (artifact_dir is None) == (model_name is None):
         raise click.UsageError("Give either an exported directory or --model with --weights.")
