@@ -98,6 +98,19 @@ PY
 echo "== kit bench: every artifact, CUDA with and without IOBinding, against the CPU peak"
 "$PY" -m kit bench "$OUT/mnist_variants" --batch-sizes 1,64 --seconds 1
 
+echo "== kit report: the CUDA column filled by parity on the CUDA provider"
+"$PY" -m kit parity "$OUT/mnist_variants" --provider cuda > /dev/null || true  # judged below
+"$PY" -m kit report "$OUT/mnist_variants" --json > "$OUT/report.json" || true
+"$PY" - "$OUT/report.json" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+rows = [row for row in report["matrix"]["rows"] if row["file"]]
+for row in rows:
+    cell = row["cells"]["onnxruntime-cuda"]
+    print(f"{row['artifact']:12} onnxruntime CUDA: {cell['status']:8} {cell.get('runtime') or cell['why']}")
+sys.exit(0 if rows[0]["cells"]["onnxruntime-cuda"]["status"] == "pass" else 1)
+PY
+
 echo "== serving through the CUDA provider: 32 concurrent batch-1 clients, alexnet"
 mkdir -p "$OUT/serve" && ln -sfn "$OUT/exported/alexnet" "$OUT/serve/alexnet" && ln -sfn "$PWD/exported/mnist_cnn" "$OUT/serve/mnist_cnn"
 "$PY" scripts/bench_server.py --models-dir "$OUT/serve" --model alexnet --clients 32 --seconds 10 --provider cuda
