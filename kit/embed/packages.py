@@ -12,6 +12,7 @@ import base64
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -36,6 +37,8 @@ __all__ = [
     "node_modules",
     "node_version",
     "onnxruntime_dir",
+    "pinned_label",
+    "pinned_version",
     "web_dir",
 ]
 
@@ -208,6 +211,17 @@ def find_browser() -> str | None:
     if explicit := os.environ.get("KIT_CHROMIUM"):
         return explicit if Path(explicit).is_file() else None
     return next((path for name in _BROWSERS if (path := shutil.which(name))), None)
+
+
+def pinned_label(version: str) -> str:
+    """How reports name ``onnxruntime==version`` run from kit's cache."""
+    return f"onnxruntime {version} (cpu, kit's cache)"
+
+
+def pinned_version(label: str) -> str | None:
+    """The version in a :func:`pinned_label` (None for any other runtime's label)."""
+    found = re.fullmatch(r"onnxruntime (\S+) \(cpu, kit's cache\)", label)
+    return found[1] if found else None
 
 
 def onnxruntime_dir(version: str) -> Path:

@@ -187,6 +187,19 @@ def add_variants(
     return made
 
 
+def _calibration_sets(spec: ModelSpec, calibration: Calibration) -> tuple[Any, Any]:
+    """The training samples ``calibration`` names, and the held-out split to judge on."""
+    from ..data import calibration_sets
+
+    return calibration_sets(
+        spec,
+        dataset=calibration.dataset,
+        data_dir=calibration.data_dir,
+        size=calibration.size,
+        random=calibration.random,
+    )
+
+
 def add_variant_from_data(
     directory: Path,
     spec: ModelSpec,
@@ -196,16 +209,9 @@ def add_variant_from_data(
 ) -> VariantRecord:
     """The ``precision`` variant of ``model.onnx``, calibrated on the network's own training
     data and checked on its test split (``kit quantize``)."""
-    from ..data import calibration_sets
     from ..variants import add_variant
 
-    samples, held_out = calibration_sets(
-        spec,
-        dataset=calibration.dataset,
-        data_dir=calibration.data_dir,
-        size=calibration.size,
-        random=calibration.random,
-    )
+    samples, held_out = _calibration_sets(spec, calibration)
     return add_variant(
         directory,
         precision,
@@ -227,16 +233,9 @@ def add_pte_int8(
     Raises:
         KitError: it misses the limits (nothing is written).
     """
-    from ..data import calibration_sets
     from .edge import quantize_pte
 
-    samples, held_out = calibration_sets(
-        spec,
-        dataset=calibration.dataset,
-        data_dir=calibration.data_dir,
-        size=calibration.size,
-        random=calibration.random,
-    )
+    samples, held_out = _calibration_sets(spec, calibration)
     name = OTHER_VARIANT_FILES[("int8", "pte")]
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
     os.close(fd)

@@ -19,6 +19,7 @@ import msgspec
 
 from ..artifact import FILE_NAMES, FORMATS, ArtifactFile, Manifest, read_manifest, verify_files
 from ..compat import oldest_readers, onnx_versions
+from ..embed.packages import pinned_version
 from ..errors import first_line
 from ..results import Saved, load_results, seconds_since
 from .columns import Column, columns_for
@@ -124,7 +125,9 @@ def _matrix(
 ) -> dict[str, Any]:
     """Every file (and format not exported) by every runtime column, each cell judged."""
     labels = {c.runtime for e in evidence for c in e.parity.comparisons}
-    columns = columns_for(labels, _pinned_versions(manifest, results))
+    targets = [t.partition("==")[2] for t in manifest.targets if t.startswith("onnxruntime==")]
+    pinned = [v for label in labels if (v := pinned_version(label))]
+    columns = columns_for(labels, targets + pinned)
     missing = {c.key: c.missing() for c in columns}
 
     def cells(row: dict[str, Any]) -> dict[str, Any]:
@@ -177,16 +180,6 @@ def _rows(manifest: Manifest) -> list[dict[str, Any]]:
         if f not in have
     ]
     return rows
-
-
-def _pinned_versions(manifest: Manifest, results: dict[str, Saved]) -> list[str]:
-    """The pinned onnxruntime releases with results, or named by ``kit export --target``."""
-    found = [t.partition("==")[2] for t in manifest.targets if t.startswith("onnxruntime==")]
-    for kind in results:
-        for part in kind.removeprefix("parity-").split("+"):
-            if part.startswith("onnxruntime=="):
-                found.append(part.partition("==")[2].removesuffix("-reference"))
-    return found
 
 
 def _cell(
@@ -524,8 +517,7 @@ def _proven(
         if e.files is not None and e.files.get(artifact.name) != digests.get(artifact.name):
             continue
         for c in e.parity.comparisons:
-            if c.artifact == artifact.label and "kit's cache" in c.runtime:
-                version = c.runtime.split()[1]
+            if c.artifact == artifact.label and (version := pinned_version(c.runtime)):
                 entry = found.setdefault(version, {"onnxruntime": version, "passed": True})
                 entry["passed"] = entry["passed"] and c.passed
     return list(found.values())

@@ -7,7 +7,13 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..embed.packages import ORT_JS_VERSION, find_browser, node_version, onnxruntime_dir
+from ..embed.packages import (
+    ORT_JS_VERSION,
+    find_browser,
+    node_version,
+    onnxruntime_dir,
+    pinned_version,
+)
 
 __all__ = ["Column", "columns_for", "parity_kind", "pinned_column"]
 
@@ -33,11 +39,6 @@ class Column:
     matches: Callable[[str], bool]
     missing: Callable[[], str | None]
     provider: str = "auto"
-
-    @property
-    def kind(self) -> str:
-        """The name its results are saved under (``parity-node``)."""
-        return parity_kind((self.runtime,), self.provider)
 
     def command(self, directory: str) -> list[str]:
         """The ``kit`` arguments that fill this column for the export in ``directory``."""
@@ -186,7 +187,7 @@ def pinned_column(version: str) -> Column:
         f"onnxruntime {version} (pinned)",
         f"onnxruntime=={version}",
         ("onnx",),
-        _starts(f"onnxruntime {version} "),
+        lambda label: pinned_version(label) == version,
         missing,
     )
 

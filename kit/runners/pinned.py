@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifact import ArtifactFile
-from ..embed.packages import install_onnxruntime
+from ..embed.packages import install_onnxruntime, pinned_label
 from ..errors import KitError
 from ..parity import Runner
 from . import Backend, RunnerOptions, artifact_label, register
@@ -87,7 +87,7 @@ def backend_for(runtime: str) -> Backend | None:
         from .js import prefetched
 
         run = prefetched(lambda p, b: run_pinned(version, p, b), PinnedError, path, options.inputs)
-        label = f"onnxruntime {version} (cpu, kit's cache)"
+        label = pinned_label(version)
         return [Runner(artifact_label(artifact), label, run, precision=artifact.precision)]
 
     def ready() -> None:

@@ -16,7 +16,6 @@ from starlette.routing import Route
 
 from ..artifact import MANIFEST, RESULTS_DIR
 from ..embed.packages import PAGE_DIR, WEB_FILES, web_dir
-from ..report import CSP, build_report, render_report
 from .protocol import ProtocolError
 
 __all__ = ["page_routes"]
@@ -65,6 +64,8 @@ class _Reports:
         with self._lock:
             kept = self._pages.get(directory)
             if kept is None or kept[0] != key:
+                from ..report import build_report, render_report
+
                 # kit serve verified every file when it started
                 kept = key, render_report(build_report(directory, verify=False))
                 self._pages[directory] = kept
@@ -91,6 +92,8 @@ def page_routes(model_path: Callable[[Request], Any]) -> list[Route]:
         """The served model's ``kit report``, built from its export folder."""
         directory = Path(model_path(request)).parent
         page = await run_in_threadpool(reports.page, directory)
+        from ..report import CSP
+
         return HTMLResponse(page, headers={"Content-Security-Policy": CSP})
 
     return [
