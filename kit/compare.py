@@ -120,34 +120,37 @@ def _per_class(
 
 
 def _speed(a: Path, b: Path) -> dict[str, Any]:
-    """Images per second of the rows both exports' saved ``kit bench`` timed."""
-    saved_a, saved_b = load_results(a)[0].get("bench"), load_results(b)[0].get("bench")
-    if saved_a is None or saved_b is None:
-        which = " and ".join(str(d) for d, s in ((a, saved_a), (b, saved_b)) if s is None)
-        return {"rows": [], "why": f"not measured: run kit bench on {which} first"}
-    rows_a = {_key(r): r for r in saved_a.data.get("rows", []) if isinstance(r, dict)}
+    """Images per second of the rows both exports' saved ``kit bench`` timed (only timings
+    kit made on this machine: a folder's own claims are not compared)."""
+    saved = {d: load_results(d)[0].get("bench") for d in (a, b)}
+    missing = [str(d) for d, r in saved.items() if r is None or not r.here]
+    if missing:
+        return {
+            "rows": [],
+            "why": f"not measured here: run kit bench on {' and '.join(missing)} first",
+        }
+    bench_a, bench_b = saved[a], saved[b]
+    assert bench_a is not None and bench_b is not None
+    rows_a = {(r.artifact, r.runtime, r.batch): r for r in bench_a.data.rows}
     rows = []
-    for r in saved_b.data.get("rows", []):
-        before = rows_a.get(_key(r)) if isinstance(r, dict) else None
-        speed_a, speed_b = (before or {}).get("images_per_s"), r.get("images_per_s")
-        if isinstance(speed_a, float) and isinstance(speed_b, float) and speed_a > 0:
+    for r in bench_b.data.rows:
+        before = rows_a.get((r.artifact, r.runtime, r.batch))
+        if before is not None and before.images_per_s and r.images_per_s:
             rows.append(
                 {
-                    **dict(zip(("artifact", "runtime", "batch"), _key(r), strict=True)),
-                    "a": speed_a,
-                    "b": speed_b,
-                    "change": speed_b / speed_a - 1,
+                    "artifact": r.artifact,
+                    "runtime": r.runtime,
+                    "batch": r.batch,
+                    "a": before.images_per_s,
+                    "b": r.images_per_s,
+                    "change": r.images_per_s / before.images_per_s - 1,
                 }
             )
     why = (
-        f"A measured {saved_a.created}, B {saved_b.created}: speeds from different runs "
-        "compare only on the same machine under the same load"
+        f"A measured {bench_a.saved.created}, B {bench_b.saved.created}: speeds from different "
+        "runs compare only on the same machine under the same load"
     )
     return {"rows": rows, "why": why}
-
-
-def _key(row: dict[str, Any]) -> tuple[str, str, int]:
-    return str(row.get("artifact")), str(row.get("runtime")), int(row.get("batch") or 0)
 
 
 def _files(first: Manifest, second: Manifest) -> list[dict[str, Any]]:

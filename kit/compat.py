@@ -73,12 +73,17 @@ class OrtTarget:
     """A runtime that reads ONNX files with some onnxruntime release."""
 
     label: str  # how the user named it: ``triton==24.01``
-    version: str  # the onnxruntime inside: ``1.16.3``
+    version: str  # the onnxruntime inside: ``1.16.3`` (for ``executorch==X``, X)
+
+    @property
+    def runtime(self) -> str:
+        """The runtime it names: ``onnxruntime``, ``onnxruntime-node``, ``triton``, ``executorch``."""
+        return self.label.partition("==")[0]
 
     @property
     def reads(self) -> tuple[int, int] | None:
         """(highest opset, highest IR version), None when kit's table does not know."""
-        found = _VERSION.match(self.version)
+        found = _VERSION.fullmatch(self.version)
         assert found is not None
         return ORT_READS.get((int(found[1]), int(found[2])))
 
@@ -89,8 +94,8 @@ def parse_target(text: str) -> OrtTarget:
     Raises:
         UsageError: not one of those forms, or a Triton release kit does not know.
     """
-    name, _, version = text.strip().partition("==")
-    if name in (*_ORT_NAMES, "executorch") and _VERSION.match(version):
+    name, _, version = text.partition("==")
+    if name in (*_ORT_NAMES, "executorch") and _VERSION.fullmatch(version):
         return OrtTarget(text, version)
     if name == "triton":
         if version not in TRITON_ORT:
@@ -211,6 +216,12 @@ def export_limits(target: OrtTarget) -> tuple[int, int]:
         UsageError: kit's table does not know the target, or it reads only opsets older
             than torch's exporter writes.
     """
+    if target.runtime == "executorch":
+        raise UsageError(
+            f"--target {target.label} names ExecuTorch, which reads .pte files, not ONNX: kit "
+            "export --target chooses how model.onnx is written for an onnxruntime or Triton "
+            f"release. Check a .pte with kit check DIR --target {target.label}."
+        )
     reads = target.reads
     if reads is None:
         raise UsageError(
@@ -251,7 +262,10 @@ def check_export(directory: Path, targets: list[OrtTarget]) -> list[Finding]:
         raise ArtifactError(f"Refusing to check {directory}: {'; '.join(problems)}.")
     found = []
     for target in targets:
-        executorch = target.label.startswith("executorch==")
+        executorch = target.runtime == "executorch"
+        if executorch and not any(a.format == "pte" for a in manifest.artifacts()):
+            why = f"this export has no .pte file for ExecuTorch (kit export {directory} --formats pte)"
+            found.append(Finding("-", target.label, None, why))
         for artifact in manifest.artifacts():
             if executorch and artifact.format == "pte":
                 found.append(
@@ -269,7 +283,7 @@ def check_export(directory: Path, targets: list[OrtTarget]) -> list[Finding]:
 
 
 def _written_by(name: str, target: OrtTarget, writer: str | None, first: str) -> Finding:
-    runtime = target.label.partition("==")[0]
+    runtime = target.runtime
     if writer is None:
         return Finding(name, target.label, None, "its manifest does not say which version wrote it")
     if _at_least(target.version, writer) and _at_least(target.version, first):

@@ -29,6 +29,7 @@ __all__ = [
     "load_network",
     "load_weights",
     "parse_shape",
+    "registered_spec",
     "resolve_spec",
 ]
 
@@ -52,20 +53,30 @@ def parse_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
+def registered_spec(name: str, input_shape: tuple[int, ...] | None = None) -> ModelSpec:
+    """The spec of a network kit registers (never an import: what a file names comes here).
+
+    Raises:
+        UnknownModelError: ``name`` is not registered.
+    """
+    spec = get_spec(name)
+    if input_shape is not None and tuple(input_shape) != spec.input_shape:
+        spec = dataclasses.replace(spec, input_shape=tuple(input_shape))
+    return spec
+
+
 def resolve_spec(name: str, input_shape: tuple[int, ...] | None = None) -> ModelSpec:
-    """The spec of a registered name, or one made for a user's ``module:factory``.
+    """The spec of a registered name, or one made for a user's ``module:factory``: a name
+    the user gave (``--model``, ``--factory``), never one a file holds.
 
     Raises:
         UsageError: unknown name, or a factory without ``input_shape``.
     """
     if ":" not in name:
         try:
-            spec = get_spec(name)
+            return registered_spec(name, input_shape)
         except UnknownModelError as exc:
             raise UsageError(str(exc)) from None
-        if input_shape is not None and tuple(input_shape) != spec.input_shape:
-            spec = dataclasses.replace(spec, input_shape=tuple(input_shape))
-        return spec
     try:
         factory = load_factory(name)
     except UnknownModelError as exc:

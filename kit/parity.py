@@ -80,7 +80,11 @@ class ParityReport:
 
     @property
     def passed(self) -> bool:
-        return not self.problems and all(c.passed for c in self.comparisons)
+        """No problem, at least one comparison, and every comparison passed (nothing
+        checked is no pass)."""
+        return (
+            not self.problems and bool(self.comparisons) and all(c.passed for c in self.comparisons)
+        )
 
     @property
     def failures(self) -> list[Comparison]:

@@ -19,6 +19,15 @@ SHIPPED = ROOT / "exported"
 SHIPPED_MODELS = ("lenet", "mnist_cnn")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def signing_key_of_this_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tests sign results with a key of their own (kit's config folder in a temporary
+    directory), never the user's; processes they start inherit it."""
+    folder = tmp_path_factory.mktemp("kit-config")
+    os.environ["KIT_CONFIG_DIR"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     if not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file():

@@ -49,7 +49,7 @@ def test_a_dict_exports_one_named_output_per_key_with_a_dynamic_batch(segmenter:
 
 def test_parity_compares_every_output(segmenter: Path) -> None:
     code, text = run("parity", str(segmenter), "--json", "--batch-sizes", "2,5")
-    assert code == 1 and "pass --factory tests.user_nets:segmenter" in text  # never imported
+    assert code == 2 and "pass --factory tests.user_nets:segmenter" in text  # never imported
     factory = ("--factory", "tests.user_nets:segmenter")
     code, text = run("parity", str(segmenter), *factory, "--json", "--batch-sizes", "2,5")
     assert code == 0, text

@@ -25,7 +25,7 @@ from kit.results import MAX_RESULT_BYTES, load_results, save_result
 from kit.rule import Comparison, Tolerance
 from kit.runtime.providers import cuda_available
 
-STATUSES = {"pass", "warn", "fail", "stale", "not-run", "n/a"}
+STATUSES = {"pass", "warn", "fail", "stale", "carried", "not-run", "n/a"}
 
 
 def _kit(*args: str, code: int = 0) -> Any:
@@ -79,9 +79,11 @@ def test_every_cell_says_something(export: Path) -> None:
         if cell["status"] == "not-run":
             assert cell["command"].startswith("kit "), (artifact, column)
     cells = _cells(report)
-    # the export's own parity report covers onnx on the CPU and the torch formats
-    assert cells[("onnx", "onnxruntime-cpu")]["status"] == "pass"
-    assert cells[("pt2", "torch")]["status"] == "pass"
+    # the shipped model's own parity record came with it: shown, claimed, never counted
+    for key in (("onnx", "onnxruntime-cpu"), ("pt2", "torch")):
+        assert (cells[key]["status"], cells[key]["claimed"]) == ("carried", "pass"), key
+        assert cells[key]["runnable"] and cells[key]["command"].startswith("kit parity ")
+    assert report["verdict"]["state"] == "incomplete"
     assert cells[("torchscript", "node")]["status"] == "n/a"
     assert cells[("pte", "executorch")]["text"] == "not exported"
     cuda = cells[("onnx", "onnxruntime-cuda")]
@@ -97,10 +99,17 @@ def test_commands_save_results_the_report_shows(export: Path) -> None:
     saved, problems = load_results(export)
     assert problems == []
     assert set(saved) == {"parity-python", "check"}
-    assert saved["parity-python"].command == (f"kit parity {export} --samples 16 --batch-sizes 1")
-    report = json.loads(_kit("report", str(export), "--json").output)
+    made = saved["parity-python"].saved.command
+    assert made == f"kit parity {export} --samples 16 --batch-sizes 1"
+    assert saved["parity-python"].here and saved["check"].here
+    report = json.loads(_kit("report", str(export), "--json", code=1).output)
     onnx = _cells(report)[("onnx", "onnxruntime-cpu")]
-    assert (onnx["source"], onnx["command"]) == ("parity-python", saved["parity-python"].command)
+    assert (onnx["status"], onnx["source"], onnx["saved_command"]) == (
+        "pass",
+        "parity-python",
+        made,
+    )
+    assert onnx["command"] == f"kit parity {export}"  # kit's own, not the result's
     assert onnx["age_s"] < 600
     loads = {r["file"]: r for r in report["loads_in"]}
     assert loads["model.onnx"]["checked"][0]["loads"] is False  # opset 20 > what 1.16 reads
@@ -109,11 +118,11 @@ def test_commands_save_results_the_report_shows(export: Path) -> None:
 
 
 def test_a_result_about_changed_files_is_stale(export: Path) -> None:
-    path = save_result(export, "parity-node", _failed_parity("mnist_cnn"), "kit parity X")
-    data = json.loads(path.read_text())
-    data["files"]["model.onnx"] = "0" * 64  # as if model.onnx changed after it was saved
-    path.write_text(json.dumps(data))
-    report = build_report(export)
+    save_result(export, "parity-node", _failed_parity("mnist_cnn"), "kit parity X")
+    manifest = json.loads((export / MANIFEST).read_text())
+    manifest["files"]["model.onnx"]["sha256"] = "0" * 64  # as if model.onnx changed since
+    (export / MANIFEST).write_text(json.dumps(manifest))
+    report = build_report(export, verify=False)
     cell = _cells(report)[("onnx", "onnxruntime-cpu")]
     assert (cell["status"], cell["was"]) == ("stale", "fail")
     assert "model.onnx changed" in cell["why"]
@@ -242,6 +251,7 @@ def test_the_page_in_chromium(chromium: Any, export: Path, kit_server: str) -> N
     the report's JSON; kit serve serves the same page at /report/NAME and links it."""
     from kit.embed.packages import install_web_files
 
+    _kit("parity", str(export), "--batch-sizes", "1")  # made here: the page can say READY
     _kit("report", str(export))
     path = export / RESULTS_DIR / "report.html"
     report = build_report(export)

@@ -152,7 +152,7 @@ def test_a_factory_in_a_manifest_is_shown_never_imported(
     folder = _copy(lenet_export, tmp_path / "lenet", abort)
     for args in (["parity", str(folder)], ["eval", str(folder)], ["bench", str(folder)]):
         code, out = run(*args)
-        assert code == 1 and "'os:abort', which kit does not import" in out, out
+        assert code == 2 and "'os:abort', which kit does not import" in out, out
 
 
 def test_a_module_beside_the_user_is_not_imported(lenet_export: Path, tmp_path: Path) -> None:
@@ -173,7 +173,7 @@ def test_a_module_beside_the_user_is_not_imported(lenet_export: Path, tmp_path: 
         text=True,
         timeout=300,
     )
-    assert done.returncode == 1 and "pass --factory evil_mod:net" in done.stderr
+    assert done.returncode == 2 and "pass --factory evil_mod:net" in done.stderr
     assert not (work / "imported").exists()
 
 

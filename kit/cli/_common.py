@@ -11,14 +11,31 @@ from typing import Any
 import click
 
 from .. import __version__
+from .._text import inert
 from ..artifact import DEFAULT_BATCH_SIZES
 from ..errors import KitError, UsageError
 
 DEFAULT_EXPORT_DIR = Path("exported")
 
 
+def echo(message: Any = "", *, err: bool = False, nl: bool = True) -> None:
+    """``click.echo`` for everything kit prints: much of it (names, notes, class names,
+    problems) comes from files someone else wrote, so control characters are shown as
+    escapes, never sent to the terminal (no retitled window, no cleared screen, no verdict
+    overwritten by a carriage return)."""
+    click.echo(inert(str(message), lines=True), err=err, nl=nl)
+
+
+class _InertFormatter(logging.Formatter):
+    """Log lines with control characters shown as escapes (a logged name is file data)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return inert(super().format(record), lines=True)
+
+
 class _KitGroup(click.Group):
-    """Turns kit's errors into one-sentence messages (a traceback only with --verbose)."""
+    """Turns kit's errors into one-sentence messages (a traceback only with --verbose), each
+    shown inert."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -27,8 +44,11 @@ class _KitGroup(click.Group):
             if ctx.obj and ctx.obj.get("verbose"):
                 traceback.print_exc()
             if isinstance(exc, UsageError):
-                raise click.UsageError(str(exc)) from None
-            raise click.ClickException(str(exc)) from None
+                raise click.UsageError(inert(str(exc))) from None
+            raise click.ClickException(inert(str(exc))) from None
+        except click.ClickException as exc:
+            exc.message = inert(exc.message, lines=True)  # type: ignore[misc]
+            raise
 
 
 def _int_list_from(minimum: int, example: str) -> Any:
@@ -119,7 +139,7 @@ def _parity_options(f: Any) -> Any:
 
 
 def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2))
+    click.echo(json.dumps(data, indent=2))  # json escapes every control character
 
 
 @click.group(cls=_KitGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -147,10 +167,10 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     Run `kit COMMAND --help` for each command's options.
     """
     ctx.obj = {"verbose": verbose}
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        if not isinstance(handler.formatter, _InertFormatter):
+            handler.setFormatter(_InertFormatter("%(levelname)s %(name)s: %(message)s"))
     for noisy in ("onnxscript", "onnx_ir"):  # the exporter narrates every pass at INFO
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -161,7 +181,7 @@ def _report_out(report: Any, as_json: bool, extra: dict[str, Any] | None = None)
     if as_json:
         _echo_json({**report.to_dict(), **(extra or {})})
     else:
-        click.echo(format_report(report))
+        echo(format_report(report))
 
 
 def _shipped_model() -> Path:
@@ -180,7 +200,7 @@ def _save_result(directory: Path, kind: str, data: dict[str, Any], args: list[st
     try:
         save_result(directory, kind, data, kit_command(args))
     except (OSError, KitError) as exc:
-        click.echo(f"note: not saved for kit report: {first_line(exc)}", err=True)
+        echo(f"note: not saved for kit report: {first_line(exc)}", err=True)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -191,6 +211,17 @@ def _write_text(path: Path, text: str) -> None:
         write_text_atomic(path, text)
     except OSError as exc:
         raise UsageError(f"Cannot write {path}: {exc.strerror}.") from None
+
+
+def _write_inside(directory: Path, relative: str, text: str) -> None:
+    """Write a file inside an export folder, never through a link (one sentence when it
+    cannot)."""
+    from .._files import write_inside
+
+    try:
+        write_inside(directory, relative, text)
+    except OSError as exc:
+        raise UsageError(f"Cannot write {directory / relative}: {exc.strerror}.") from None
 
 
 def limit_options(drop_help: str, agreement_help: str) -> Any:

@@ -21,6 +21,7 @@ from ._common import (
     _shape,
     _write_text,
     cli,
+    echo,
     factory_option,
     limit_options,
     provider_option,
@@ -71,7 +72,7 @@ def list_cmd(as_json: bool) -> None:
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)) + "  " + r[4])
+        echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)) + "  " + r[4])
 
 
 @cli.command()
@@ -273,23 +274,23 @@ def _print_export(result: Any, as_json: bool) -> None:
             }
         )
         return
-    click.echo(format_report(result.report))
+    echo(format_report(result.report))
     for note in result.notes:
-        click.echo(note)
+        echo(note)
     for precision, record in result.variants.items():
-        click.echo(_variant_line(precision, record), err=True)
-    click.echo(f"wrote {result.directory}/")
+        echo(_variant_line(precision, record), err=True)
+    echo(f"wrote {result.directory}/")
     reference = {n: f for n, f in files.items() if f.format == "reference"}
     for name, info in files.items():
         if name not in reference:
-            click.echo(f"  {name:<32} {info.size / 1e6:9.1f} MB  sha256 {info.sha256[:16]}")
+            echo(f"  {name:<32} {info.size / 1e6:9.1f} MB  sha256 {info.sha256[:16]}")
     if reference:
         sets = len({n.split("/")[0] for n in reference})
         size = sum(f.size for f in reference.values()) / 1e6
         label = f"test_data_set_0..{sets - 1}/"
-        click.echo(f"  {label:<32} {size:9.1f} MB  reference data: {len(reference)} tensors")
+        echo(f"  {label:<32} {size:9.1f} MB  reference data: {len(reference)} tensors")
     manifest_size = (result.directory / MANIFEST).stat().st_size
-    click.echo(f"  {MANIFEST:<32} {manifest_size / 1e6:9.1f} MB")
+    echo(f"  {MANIFEST:<32} {manifest_size / 1e6:9.1f} MB")
 
 
 def _variant_line(precision: str, record: Any) -> str:
@@ -317,11 +318,9 @@ def _explain_parity_failure(exc: ParityError) -> None:
     from ..parity import format_report
 
     if exc.report is not None:
-        click.echo(format_report(exc.report), err=True)
+        echo(format_report(exc.report), err=True)
     if exc.kept is not None:
-        click.echo(
-            f"kept the failed artifacts in {exc.kept}/ (parity.json has the report)", err=True
-        )
+        echo(f"kept the failed artifacts in {exc.kept}/ (parity.json has the report)", err=True)
 
 
 @cli.command()
@@ -444,10 +443,10 @@ def parity(
     )
     _report_out(report, as_json, {"explain": [f.to_dict() for f in found]} if found else None)
     for localisation in found if not as_json else []:
-        click.echo("\n" + localisation.format_table())
+        echo("\n" + localisation.format_table())
     if not report.passed:
         if hint := report.relax_hint():
-            click.echo(hint, err=True)
+            echo(hint, err=True)
         sys.exit(1)
 
 
@@ -568,27 +567,19 @@ def quantize(
     limits = Limits(max_accuracy_drop / 100, min_agreement / 100)
     calibration = Calibration(calibration_size, random_calibration, data_dir, dataset, limits)
     record = add_variant_from_data(artifact_dir, spec, precision, calibration, max_fp32_layers)
-    _save_result(
-        artifact_dir,
-        f"quantize-{precision}",
-        msgspec.to_builtins(record),
-        ["quantize", str(artifact_dir), "--precision", precision],
-    )
     if as_json:
         _echo_json(msgspec.to_builtins(record))
         return
     made = f"calibrated on {record.calibration}" if record.calibration else record.method
-    click.echo(f"wrote {artifact_dir / record.file} ({precision}), {made}")
+    echo(f"wrote {artifact_dir / record.file} ({precision}), {made}")
     if precision == "fp16":
-        click.echo(
-            "fp16 is meant for the CUDA provider: its speed needs a GPU (scripts/gpu_check.sh)"
-        )
+        echo("fp16 is meant for the CUDA provider: its speed needs a GPU (scripts/gpu_check.sh)")
     if record.nodes_kept_fp32:
-        click.echo(f"kept in fp32 to meet the limits: {', '.join(record.nodes_kept_fp32)}")
+        echo(f"kept in fp32 to meet the limits: {', '.join(record.nodes_kept_fp32)}")
     line = f"on {record.held_out}: top-1 agreement with model.onnx {record.agreement:.2%}"
     if record.accuracy is not None and record.accuracy_fp32 is not None:
         line += f", accuracy {record.accuracy_fp32:.2%} -> {record.accuracy:.2%}"
-    click.echo(line)
+    echo(line)
 
 
 @cli.command()
@@ -654,6 +645,6 @@ def bench(
     if as_json:
         _echo_json({"rows": rows_as_dicts(rows), **hardware})
         return
-    click.echo(format_rows(rows, hardware))
+    echo(format_rows(rows, hardware))
     if plot is not None:
-        click.echo(f"wrote {plot}")
+        echo(f"wrote {plot}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .._table import format_table
-from ._common import _echo_json, _save_result, cli
+from ._common import _echo_json, _save_result, cli, echo
 
 
 @cli.command()
@@ -48,6 +48,6 @@ def check(artifact_dir: Path, targets: tuple[str, ...], as_json: bool) -> None:
     else:
         verdict = {True: "loads", False: "CANNOT LOAD", None: "unknown"}
         rows = [(f.file, f.target, verdict[f.loads], f.why) for f in findings]
-        click.echo(format_table(("file", "target", "", "why"), rows))
+        echo(format_table(("file", "target", "", "why"), rows))
     if any(f.loads is False for f in findings):
         sys.exit(1)

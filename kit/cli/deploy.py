@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from ..server.config import ServerConfig
-from ._common import _int_list, _int_list_from, cli
+from ._common import _int_list, _int_list_from, cli, echo
 
 #: kit serve's defaults: the same batching on one machine and on a fleet
 _SERVING = ServerConfig()
@@ -178,9 +178,9 @@ def triton(
         data = perf[seen[name]]
         written = write_model(repo, name, onnx_path, facts, options, data)
         also = ", perf_analyzer_data.json from its reference data" if data else ""
-        click.echo(f"wrote {written}/  (config.pbtxt checked against {onnx_path.name}{also})")
+        echo(f"wrote {written}/  (config.pbtxt checked against {onnx_path.name}{also})")
     if kserve is not None:
         assert storage_uri is not None
         service = KServeOptions(storage_uri, cpu=cpu_request, memory=memory, gpus=gpu_count)
         path = write_inference_service(kserve, kserve_name or repo.resolve().name, service)
-        click.echo(f"wrote {path}  (upload {repo}/ to {storage_uri}, then kubectl apply -f {path})")
+        echo(f"wrote {path}  (upload {repo}/ to {storage_uri}, then kubectl apply -f {path})")

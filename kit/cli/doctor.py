@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ._common import _echo_json, cli
+from ._common import _echo_json, cli, echo
 
 
 @dataclass
@@ -196,6 +196,6 @@ def _print_checks(checks: list[Any]) -> None:
     width = max(len(c.name) for c in checks)
     for c in checks:
         mark = "ok " if c.ready else "-- "
-        click.echo(f"{mark} {c.name:<{width}}  {c.detail}")
+        echo(f"{mark} {c.name:<{width}}  {c.detail}")
         if c.fix:
-            click.echo(f"    {'':<{width}}  -> {c.fix}")
+            echo(f"    {'':<{width}}  -> {c.fix}")

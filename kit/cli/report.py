@@ -12,7 +12,15 @@ from typing import Any
 import click
 
 from ..artifact import RESULTS_DIR, Limits
-from ._common import _echo_json, _write_text, cli, factory_option, limit_options
+from ._common import (
+    _echo_json,
+    _write_inside,
+    _write_text,
+    cli,
+    echo,
+    factory_option,
+    limit_options,
+)
 
 #: ``kit bench`` as ``--run`` runs it: short timings and one cold start, for a first look
 BENCH_ARGS = ["--seconds", "0.25", "--cold-runs", "1"]
@@ -39,14 +47,17 @@ BENCH_ARGS = ["--seconds", "0.25", "--cold-runs", "1"]
     "--run",
     is_flag=True,
     help="First run what the report lacks and this machine can run: parity in each "
-    "installed runtime, kit eval, and a short kit bench (each saves its result).",
+    "installed runtime, kit eval, and a short kit bench (each saves its result). Results "
+    "that arrived with the folder are made again here.",
 )
 @limit_options(
     "--compare: accuracy points B may lose against A.",
     "--compare: percent of test samples both versions must classify alike.",
 )
 @click.option(
-    "--data-dir", type=click.Path(path_type=Path), help="--compare: where the test data lives."
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    help="Where the test data lives (--compare, and the commands --run runs).",
 )
 @factory_option
 def report(
@@ -60,7 +71,7 @@ def report(
     data_dir: Path | None,
     factory: str | None,
 ) -> None:
-    """One page that says whether a model is ready to ship; exit 1 when something failed.
+    """One page that says whether a model is ready to ship; exit 1 unless it is READY.
 
     \b
     The page (self-contained HTML, opens from disk) shows the model's facts and files; the
@@ -69,6 +80,12 @@ def report(
     that fills it); accuracy per precision; speed against the machine's peak, as a chart,
     and cold start; which runtime versions load each file; and how old each result is.
     It reads what kit parity, bench, eval, quantize and check saved beside the export.
+
+    \b
+    Only results kit made on this machine count: they are signed with a key kit keeps for
+    you (~/.config/kit/signing.key). Results that arrived with a folder, and the parity
+    record inside its manifest, are shown as "carried in" and never make it READY; --run
+    makes them here. Nothing a result says is ever run: --run runs kit's own checks.
 
     \b
       kit report exported/mnist_cnn                  # exported/mnist_cnn/results/report.html
@@ -84,55 +101,64 @@ def report(
         _compare(compare, limits, output, as_json, data_dir, factory)
         return
     assert artifact_dir is not None
-    from ..report import build_report, format_text, render_report
+    from ..report import RunOptions, build_report, format_text, render_report
 
-    if run:
-        _run_missing(artifact_dir, build_report(artifact_dir))
-    data = build_report(artifact_dir)
-    page = output or artifact_dir / RESULTS_DIR / "report.html"
-    if output is not None or not as_json:
-        _write_text(page, render_report(data))
+    options = RunOptions(factory=factory, data_dir=data_dir)
+    failed = _run_missing(build_report(artifact_dir, options=options)) if run else []
+    data = build_report(artifact_dir, options=options)
+    for command in failed:
+        data["verdict"]["reasons"].append(f"--run: {command} failed")
+        data["verdict"]["state"] = "not ready"
+    if output is not None:
+        _write_text(output, render_report(data))
+    elif not as_json:
+        _write_inside(artifact_dir, f"{RESULTS_DIR}/report.html", render_report(data))
     if as_json:
         _echo_json(data)
     else:
-        click.echo(format_text(data))
-        click.echo(f"wrote {page}")
-    if data["verdict"]["state"] == "not ready":
+        echo(format_text(data))
+        echo(f"wrote {output or artifact_dir / RESULTS_DIR / 'report.html'}")
+    if data["verdict"]["state"] != "ready":
         sys.exit(1)
 
 
-def _missing_commands(data: dict[str, Any]) -> list[str]:
-    """The commands that fill what the report lacks and can run here, each once."""
+def _missing_commands(data: dict[str, Any]) -> list[list[str]]:
+    """The commands that fill what the report lacks and can run here, each once: built by
+    kit for this export (the report's ``args``), never read from a result."""
     commands = [
-        cell["command"]
+        cell["args"]
         for row in data["matrix"]["rows"]
         for cell in row["cells"].values()
         if cell.get("runnable") or cell["status"] == "stale"
     ]
-    if data["accuracy"][0]["source"] != "kit eval":
-        commands.append(data["accuracy"][0]["command"])
-    if data["speed"]["status"] == "not-run":
-        commands.append(data["speed"]["command"] + " " + shlex.join(BENCH_ARGS))
+    if not data["accuracy"][0].get("here"):
+        commands.append(data["accuracy"][0]["args"])
+    if data["speed"]["status"] in ("not-run", "carried"):
+        commands.append(data["speed"]["args"] + BENCH_ARGS)
     elif data["speed"]["status"] == "stale":
-        commands.append(data["speed"]["command"])
-    return list(dict.fromkeys(commands))
+        commands.append(data["speed"]["args"])
+    unique = {tuple(args): list(args) for args in commands}
+    return list(unique.values())
 
 
-def _run_missing(artifact_dir: Path, data: dict[str, Any]) -> None:
-    """Run each missing command in this process, its output on stderr, a failure noted
-    (a failed parity run is a result too: it is saved and shown)."""
+def _run_missing(data: dict[str, Any]) -> list[str]:
+    """Run each missing command in this process, its output on stderr; the commands that
+    failed (a failed parity run is a result too: it is saved and shown)."""
     commands = _missing_commands(data)
     if not commands:
-        click.echo("nothing to run: every cell that can run here has a result", err=True)
-    for i, command in enumerate(commands, 1):
-        click.echo(f"[{i}/{len(commands)}] {command}", err=True)
+        echo("nothing to run: every cell that can run here has a result made here", err=True)
+    failed = []
+    for i, args in enumerate(commands, 1):
+        command = shlex.join(["kit", *args])
+        echo(f"[{i}/{len(commands)}] {command}", err=True)
         start = time.perf_counter()
         with contextlib.redirect_stdout(sys.stderr):
-            code = _invoke(shlex.split(command)[1:])
+            code = _invoke(args)
         outcome = "done" if code == 0 else f"exit {code}"
-        click.echo(
-            f"[{i}/{len(commands)}] {outcome} in {time.perf_counter() - start:.1f} s", err=True
-        )
+        if code != 0:
+            failed.append(command)
+        echo(f"[{i}/{len(commands)}] {outcome} in {time.perf_counter() - start:.1f} s", err=True)
+    return failed
 
 
 def _invoke(args: list[str]) -> int:
@@ -141,7 +167,7 @@ def _invoke(args: list[str]) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     except click.ClickException as exc:
-        click.echo(f"error: {exc.format_message()}", err=True)
+        echo(f"error: {exc.format_message()}", err=True)
         return exc.exit_code
     return 0
 
@@ -163,9 +189,9 @@ def _compare(
     if as_json:
         _echo_json(found)
     else:
-        click.echo(_compare_text(found))
+        echo(_compare_text(found))
         if output is not None:
-            click.echo(f"wrote {output}")
+            echo(f"wrote {output}")
     if not found["gate"]["passed"]:
         sys.exit(1)
 

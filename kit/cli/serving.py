@@ -12,6 +12,7 @@ from ._common import (
     _echo_json,
     _shipped_model,
     cli,
+    echo,
     provider_option,
 )
 from ._images import DEFAULT_MAX_PIXELS, read_image
@@ -98,7 +99,7 @@ def predict(
         return
     for p, res in zip(images, results, strict=True):
         tops = ", ".join(f"{r.label} ({r.probability:.1%})" for r in res)
-        click.echo(f"{p}: {tops}")
+        echo(f"{p}: {tops}")
 
 
 @cli.command()

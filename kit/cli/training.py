@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ._common import DEFAULT_EXPORT_DIR, _echo_json, _save_result, cli, factory_option
+from ._common import DEFAULT_EXPORT_DIR, _echo_json, _save_result, cli, echo, factory_option
 
 
 @cli.command()
@@ -146,9 +146,9 @@ def train(
         "metrics": result.metrics,
     }
     if not as_json:
-        click.echo(f"{spec.name} on {data.description}")
-        click.echo(format_metrics(result.metrics))
-        click.echo(
+        echo(f"{spec.name} on {data.description}")
+        echo(format_metrics(result.metrics))
+        echo(
             f"best test accuracy {result.best_test_acc:.2%} at epoch {result.best_epoch}; run files in {cfg.out}/"
         )
     if do_export:
@@ -158,8 +158,8 @@ def train(
         exported = export_trained(cfg, spec, data, result, data_dir, export_dir)
         summary["exported"] = str(exported.directory)
         if not as_json:
-            click.echo(format_report(exported.report))
-            click.echo(f"exported to {exported.directory}/")
+            echo(format_report(exported.report))
+            echo(f"exported to {exported.directory}/")
     if as_json:
         _echo_json(summary)
 
@@ -227,14 +227,14 @@ def eval_cmd(
     if as_json:
         _echo_json(result)
         return
-    click.echo(f"{result['model']} ({result['runtime']}) on {result['data']}")
-    click.echo(f"accuracy: {result['accuracy']:.2%} ({result['correct']}/{result['total']})")
+    echo(f"{result['model']} ({result['runtime']}) on {result['data']}")
+    echo(f"accuracy: {result['accuracy']:.2%} ({result['correct']}/{result['total']})")
     if "top1_agreement" in result:
-        click.echo(
+        echo(
             f"top-1 agreement with eager: {result['top1_agreement']:.2%} ({result['disagreements']} disagreements)"
         )
     for precision, v in result.get("variants", {}).items():
-        click.echo(
+        echo(
             f"{precision} variant: accuracy {v['accuracy']:.2%} ({v['correct']}/{v['total']}), "
             f"top-1 agreement with eager {v['top1_agreement']:.2%}"
         )

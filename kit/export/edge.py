@@ -23,6 +23,7 @@ from .._native import native_output_to_file
 from ..artifact import FACTS_KEY, ModelFacts
 from ..embed.packages import RuntimeMissing
 from ..errors import ArtifactError, first_line
+from ..runners.openvino import openvino_reason
 
 __all__ = ["EXTRAS", "export_openvino", "export_pte", "export_tflite", "quantize_pte", "require"]
 
@@ -152,23 +153,13 @@ def export_openvino(
         ov.save_model(model, str(xml), compress_to_fp16=fp16_weights)
     except Exception as exc:  # OpenVINO raises its own types
         raise ArtifactError(
-            f"OpenVINO could not convert {onnx_path.name}: {_openvino_reason(exc)}; leave "
+            f"OpenVINO could not convert {onnx_path.name}: {openvino_reason(exc)}; leave "
             "openvino out of --formats."
         ) from exc
     written = [xml, xml.with_suffix(".bin")]
     for path in written:
         path.chmod(0o644)
     return written
-
-
-def _openvino_reason(exc: Exception) -> str:
-    """OpenVINO's own words, led by the operations it has no rule for when that is why
-    (its first line only says which source file checked)."""
-    for line in str(exc).splitlines():
-        if "No conversion rule found for operations:" in line:
-            ops = line.split(":", 1)[1].strip()
-            return f"OpenVINO has no operator {ops}, which the model uses"
-    return first_line(exc)
 
 
 def bundle_pte(pte: Path, out: Path, directory: Path, record: Any, cases: int = 8) -> None:

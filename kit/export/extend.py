@@ -40,6 +40,7 @@ from ..models import Network
 from ..parity import ParityReport
 from ..rule import Tolerance
 from ..variants import VariantCheck
+from .evidence import vouch
 from .formats import Written, check_formats, progress_bar, step, write_formats
 from .options import Calibration, ExportOptions, ExportResult
 
@@ -129,6 +130,13 @@ def _add_files(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     write_manifest(export.directory, _listed(manifest, files, written))
+    kind = "parity-export-" + "+".join(formats)
+    vouch(
+        export.directory,
+        kind,
+        report.to_dict(),
+        ["export", str(export.directory), "--formats", ",".join(formats)],
+    )
     return report
 
 
@@ -212,7 +220,7 @@ def add_variant_from_data(
     from ..variants import add_variant
 
     samples, held_out = _calibration_sets(spec, calibration)
-    return add_variant(
+    record = add_variant(
         directory,
         precision,
         samples,
@@ -221,6 +229,9 @@ def add_variant_from_data(
         verified=not calibration.random,
         max_fp32=max_fp32,
     )
+    args = ["quantize", str(directory), "--precision", precision]
+    vouch(directory, f"quantize-{variant_key(precision)}", msgspec.to_builtins(record), args)
+    return record
 
 
 def add_pte_int8(
@@ -270,6 +281,8 @@ def add_pte_int8(
     manifest = read_manifest(directory)
     file = describe_files(directory, {name: "pte-int8"})[name]
     write_manifest(directory, manifest.with_variant(record, file))
+    args = ["export", str(directory), "--formats", "pte", "--precision", "int8"]
+    vouch(directory, f"quantize-{variant_key('int8', 'pte')}", msgspec.to_builtins(record), args)
     return record
 
 

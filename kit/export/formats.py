@@ -17,6 +17,7 @@ from torch import nn
 
 from architectures import ModelSpec
 
+from .._text import inert
 from ..artifact import (
     FILE_NAMES,
     MODEL_FILE,
@@ -133,7 +134,8 @@ def progress_bar(name: str, formats: Sequence[str], progress: bool) -> Any:
 
     steps = bool({"onnx", "pt2"} & set(formats)) + len(formats) + 1
     show = progress or None
-    return tqdm(total=steps, desc=f"export {name}", unit="step", disable=not show, leave=False)
+    desc = f"export {inert(name)}"  # a name from a manifest is file data
+    return tqdm(total=steps, desc=desc, unit="step", disable=not show, leave=False)
 
 
 def check_formats(

@@ -39,6 +39,7 @@ from ..models import Network, load_network, resolve_spec
 from ..outputs import flatten_outputs, output_names
 from ..parity import ParityReport
 from ..verify.check import parity_inputs
+from .evidence import vouch
 from .formats import check_formats, check_free_space, progress_bar, step, write_formats
 from .manifest import Provenance, build_manifest
 from .mobile import MobileFit
@@ -265,6 +266,8 @@ def export_model(
         )
         write_manifest(staging, manifest)
         move_into_place(staging, out_root / spec.name)
+    target = out_root / spec.name
+    vouch(target, "parity-export", staged.report.to_dict(), ["export", "--model", spec.name])
     notes = [n for n in (source.random_weights_note(spec.name),) if n]
     notes += [staged.mobile.summary()] if staged.mobile else []
     result = ExportResult(out_root / spec.name, staged.report, manifest, notes)

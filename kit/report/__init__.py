@@ -7,13 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 from .._table import format_table
-from .build import REPORT_VERSION, build_report, kit_command
+from .build import REPORT_VERSION, RunOptions, build_report, kit_command
 from .columns import parity_kind
 from .html import CSP, age_text, render_compare, render_report
 
 __all__ = [
     "CSP",
     "REPORT_VERSION",
+    "RunOptions",
     "build_report",
     "format_text",
     "kit_command",

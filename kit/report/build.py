@@ -5,11 +5,16 @@ Everything comes from the export's manifest and the results kit saved beside it
 (:mod:`kit.results`); nothing here runs a model, so a report builds in a moment and without
 PyTorch. A cell no result covers says why (the runtime is not installed, no GPU, not run
 yet) and which command fills it.
+
+Only results this user's kit signed can make a cell pass (:mod:`kit._signing`). A result
+that arrived with the folder, and the parity record inside the manifest, are shown with
+their figures as *carried in*: evidence someone else claims, which counts for nothing until
+it is made here. Every command a report names is built here from kit's own knowledge of its
+checks; a result's own command is only text to show.
 """
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,17 +22,37 @@ from typing import Any
 
 import msgspec
 
-from ..artifact import FILE_NAMES, FORMATS, ArtifactFile, Manifest, read_manifest, verify_files
+from ..artifact import (
+    FILE_NAMES,
+    FORMATS,
+    MODEL_FILE,
+    ArtifactFile,
+    Manifest,
+    read_manifest,
+    variant_key,
+    verify_files,
+)
 from ..compat import oldest_readers, onnx_versions
 from ..embed.packages import pinned_version
 from ..errors import first_line
-from ..results import Saved, load_results, seconds_since
+from ..results import (
+    BenchData,
+    CheckData,
+    EvalData,
+    Loaded,
+    ParityData,
+    ParityRow,
+    VariantData,
+    kit_command,
+    load_results,
+    seconds_since,
+)
 from .columns import Column, columns_for
 
-__all__ = ["REPORT_VERSION", "build_report", "kit_command"]
+__all__ = ["REPORT_VERSION", "RunOptions", "build_report", "kit_command"]
 
 #: The report JSON's layout version.
-REPORT_VERSION = 1
+REPORT_VERSION = 2
 #: The package whose version wrote each format (from the manifest's ``versions``).
 _WRITERS = {
     "onnx": "onnx",
@@ -38,48 +63,65 @@ _WRITERS = {
     "tflite": "litert-torch",
     "openvino": "openvino",
 }
+CARRIED = "carried in: not made by kit on this machine, so it counts for nothing until rerun here"
 
 
-class _Row(msgspec.Struct):
-    """One saved parity comparison (the fields a report shows)."""
+@dataclass(frozen=True)
+class RunOptions:
+    """The user's options every command a report names carries (``--factory``,
+    ``--dataset``, ``--data-dir``): what ``kit report --run`` was given, never what a file says."""
 
-    artifact: str
-    runtime: str
-    inputs: str
-    batch: int
-    passed: bool
-    max_abs: float | None = None
-    scale: float | None = None
-    top1_agreement: float | None = None
-    error: str | None = None
-    warning: str | None = None
+    factory: str | None = None
+    dataset: str | None = None
+    data_dir: Path | None = None
 
-
-class _Parity(msgspec.Struct):
-    atol: float
-    rtol: float
-    comparisons: list[_Row]
-    notes: list[str] = []
+    def args(self, *, data: bool = True) -> list[str]:
+        found = ["--factory", self.factory] if self.factory else []
+        if data and self.dataset:
+            found += ["--dataset", self.dataset]
+        if data and self.data_dir is not None:
+            found += ["--data-dir", str(self.data_dir)]
+        return found
 
 
 @dataclass(frozen=True)
 class _Evidence:
-    """A parity report and where it came from."""
+    """A parity report, where it came from, and whether kit made it here."""
 
-    source: str  # the result's kind, or ``export``
+    source: str  # the result's kind, or ``manifest``
     created: str
-    command: str
-    files: dict[str, str] | None  # sha256 of each file when saved (None: made with them)
-    parity: _Parity
+    saved_command: str  # what the result says made it: text to show, never run
+    files: dict[str, str] | None  # sha256 of each file when saved (None: the manifest's own)
+    parity: ParityData
+    here: bool
 
 
-def kit_command(args: list[str]) -> str:
-    """``["parity", "exported/x"]`` as a shell line: ``kit parity exported/x``."""
-    return shlex.join(["kit", *args])
+@dataclass(frozen=True)
+class _Context:
+    """What every part of one report reads."""
+
+    directory: Path
+    where: str
+    manifest: Manifest
+    results: dict[str, Loaded]
+    digests: dict[str, str]
+    now: datetime
+    options: RunOptions
+    #: problems found while reading (a manifest record out of range), for the report's list
+    problems: list[str]
+
+    def command(self, args: list[str], *, data: bool = True) -> dict[str, Any]:
+        """A command kit builds for this export: its text, and its arguments for --run."""
+        full = [*args, *self.options.args(data=data)]
+        return {"command": kit_command(full), "args": full}
 
 
 def build_report(
-    directory: Path, *, now: datetime | None = None, verify: bool = True
+    directory: Path,
+    *,
+    now: datetime | None = None,
+    verify: bool = True,
+    options: RunOptions | None = None,
 ) -> dict[str, Any]:
     """The report of the export in ``directory`` as JSON-ready data.
 
@@ -91,50 +133,50 @@ def build_report(
     """
     now = now or datetime.now(UTC)
     manifest = read_manifest(directory)
-    results, unreadable = load_results(directory)
-    where = str(directory)
+    results, unreadable = load_results(directory, made=manifest.created, now=now)
     digests = {name: record.sha256 for name, record in manifest.files.items()}
-    evidence = _parity_evidence(manifest, results, where, unreadable)
-    matrix = _matrix(manifest, results, evidence, digests, where, now)
+    ctx = _Context(
+        directory,
+        str(directory),
+        manifest,
+        results,
+        digests,
+        now,
+        options or RunOptions(),
+        unreadable,
+    )
+    evidence = _parity_evidence(ctx, unreadable)
     problems = verify_files(directory, manifest.files) if verify else []
+    loads_in = _loads_in(ctx, evidence, problems)
     report = {
         "kit_report": REPORT_VERSION,
         "model": manifest.model.name,
-        "directory": where,
+        "directory": ctx.where,
         "generated": now.isoformat(timespec="seconds"),
         "facts": _facts(manifest),
         "files": _files(manifest),
-        "matrix": matrix,
-        "accuracy": _accuracy(manifest, results, where, now),
-        "speed": _speed(results, digests, where, now),
-        "loads_in": _loads_in(directory, manifest, results, evidence, digests),
-        "results": _sources(results, manifest, digests, now),
+        "matrix": _matrix(ctx, evidence),
+        "accuracy": _accuracy(ctx),
+        "speed": _speed(ctx),
+        "loads_in": loads_in,
+        "results": _sources(ctx),
         "problems": problems + unreadable,
     }
     report["verdict"] = _verdict(report, problems)
     return report
 
 
-def _matrix(
-    manifest: Manifest,
-    results: dict[str, Saved],
-    evidence: list[_Evidence],
-    digests: dict[str, str],
-    where: str,
-    now: datetime,
-) -> dict[str, Any]:
+def _matrix(ctx: _Context, evidence: list[_Evidence]) -> dict[str, Any]:
     """Every file (and format not exported) by every runtime column, each cell judged."""
     labels = {c.runtime for e in evidence for c in e.parity.comparisons}
+    manifest = ctx.manifest
     targets = [t.partition("==")[2] for t in manifest.targets if t.startswith("onnxruntime==")]
     pinned = [v for label in labels if (v := pinned_version(label))]
     columns = columns_for(labels, targets + pinned)
     missing = {c.key: c.missing() for c in columns}
 
     def cells(row: dict[str, Any]) -> dict[str, Any]:
-        return {
-            c.key: _cell(row, c, missing[c.key], evidence, manifest, digests, where, now)
-            for c in columns
-        }
+        return {c.key: _cell(ctx, row, c, missing[c.key], evidence) for c in columns}
 
     return {
         "columns": [{"key": c.key, "title": c.title} for c in columns],
@@ -142,29 +184,24 @@ def _matrix(
     }
 
 
-def _parity_evidence(
-    manifest: Manifest, results: dict[str, Saved], where: str, unreadable: list[str]
-) -> list[_Evidence]:
-    """Every parity report the export has, newest first: saved ones and the export's own."""
-    found = []
-    for kind, saved in results.items():
-        if not kind.startswith("parity-"):
-            continue
+def _parity_evidence(ctx: _Context, unreadable: list[str]) -> list[_Evidence]:
+    """Every parity report the export has: those made here first (newest first), then those
+    carried in (saved elsewhere, or the manifest's own record)."""
+    found = [
+        _Evidence(kind, r.saved.created, r.saved.command, r.saved.files, r.data, r.here)
+        for kind, r in ctx.results.items()
+        if isinstance(r.data, ParityData)
+    ]
+    if ctx.manifest.parity is not None:
         try:
-            parity = msgspec.convert(saved.data, _Parity)
-        except msgspec.ValidationError as exc:
-            unreadable.append(f"results/{kind}.json is not a parity report kit saved ({exc})")
-            continue
-        found.append(_Evidence(kind, saved.created, saved.command, saved.files, parity))
-    if manifest.parity is not None:
-        try:
-            parity = msgspec.convert(manifest.parity, _Parity)
+            parity = msgspec.convert(ctx.manifest.parity, ParityData)
             found.append(
-                _Evidence("export", manifest.created, kit_command(["parity", where]), None, parity)
+                _Evidence("manifest", ctx.manifest.created, "kit export", None, parity, False)
             )
         except msgspec.ValidationError as exc:
-            unreadable.append(f"the manifest's parity report is not one kit wrote ({exc})")
-    return sorted(found, key=lambda e: e.created, reverse=True)
+            unreadable.append(f"the manifest's parity record is not one kit wrote ({exc})")
+    found.sort(key=lambda e: e.created, reverse=True)
+    return sorted(found, key=lambda e: not e.here)  # stable: newest first within each
 
 
 def _rows(manifest: Manifest) -> list[dict[str, Any]]:
@@ -183,28 +220,21 @@ def _rows(manifest: Manifest) -> list[dict[str, Any]]:
 
 
 def _cell(
+    ctx: _Context,
     row: dict[str, Any],
     column: Column,
     missing: str | None,
     evidence: list[_Evidence],
-    manifest: Manifest,
-    digests: dict[str, str],
-    where: str,
-    now: datetime,
 ) -> dict[str, Any]:
     """One matrix cell: a verdict with its figures, or why there is none."""
     if row["format"] not in column.formats:
         why = f"{column.title} does not run {row['format']} files"
         return {"status": "n/a", "text": "n/a", "why": why, "command": None}
     if row["file"] is None:
-        args = ["export", where, "--formats", row["format"]]
         why = f"this export has no {FILE_NAMES[row['format']]}"
-        return {
-            "status": "not-run",
-            "text": "not exported",
-            "why": why,
-            "command": kit_command(args),
-        }
+        made = ctx.command(["export", ctx.where, "--formats", row["format"]])
+        return {"status": "not-run", "text": "not exported", "why": why, **made}
+    renew = ctx.command(column.command(ctx.where))
     for e in evidence:
         rows = [
             c
@@ -212,25 +242,36 @@ def _cell(
             if c.artifact == row["artifact"] and column.matches(c.runtime)
         ]
         if rows:
-            return _judged(row, rows, e, manifest, digests, now)
-    if (record := _variant_check(row, column, manifest, where)) is not None:
+            cell = _judged(ctx, row, rows, e)
+            cell = {**cell, **renew}
+            return cell if e.here else _as_carried(cell, missing)
+    if (record := _variant_check(ctx, row, column)) is not None:
         return record
     return {
         "status": "not-run",
         "text": "not run" if missing is None else "can't run here",
         "why": missing or "not run yet",
         "runnable": missing is None,
-        "command": kit_command(column.command(where)),
+        **renew,
+    }
+
+
+def _as_carried(cell: dict[str, Any], missing: str | None) -> dict[str, Any]:
+    """A cell whose only evidence arrived with the folder: its figures, and why it does not
+    count; --run makes it here."""
+    claimed = cell["status"]
+    return {
+        **cell,
+        "status": "carried",
+        "claimed": claimed,
+        "text": f"carried in · claims {cell['text']}",
+        "why": CARRIED,
+        "runnable": missing is None,
     }
 
 
 def _judged(
-    row: dict[str, Any],
-    rows: list[_Row],
-    e: _Evidence,
-    manifest: Manifest,
-    digests: dict[str, str],
-    now: datetime,
+    ctx: _Context, row: dict[str, Any], rows: list[ParityRow], e: _Evidence
 ) -> dict[str, Any]:
     """A cell a parity report covers: pass, warn, fail or stale, with its worst figures."""
     failed = [c for c in rows if not c.passed]
@@ -249,9 +290,10 @@ def _judged(
         "top1_on": "real data" if real else "random inputs",
         "checks": len(rows),
         "source": e.source,
+        "origin": "made here" if e.here else "carried in",
         "created": e.created,
-        "age_s": seconds_since(e.created, now),
-        "command": e.command,
+        "age_s": seconds_since(e.created, ctx.now),
+        "saved_command": e.saved_command,
     }
     if failed:
         first = failed[0]
@@ -259,7 +301,7 @@ def _judged(
         cell["why"] = first.error or f"{first.inputs}: max|diff| {found} outside the rule"
     elif status == "warn":
         cell["why"] = next(c.warning for c in rows if c.warning)
-    if e.files is not None and e.files.get(row["file"]) != digests.get(row["file"]):
+    if e.files is not None and e.files.get(row["file"]) != ctx.digests.get(row["file"]):
         cell["why"] = f"{row['file']} changed since this result was saved; rerun it"
         cell["was"], cell["status"] = status, "stale"
     cell["text"] = _cell_text(cell)
@@ -278,29 +320,55 @@ def _cell_text(cell: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def _variant_check(
-    row: dict[str, Any], column: Column, manifest: Manifest, where: str
-) -> dict[str, Any] | None:
-    """A variant's own check (``kit quantize``: top-1 agreement with the fp32 file on held-out
-    data), in the column of the runtime it was measured in, when no parity run covers it."""
-    home = {"onnx": "onnxruntime-cpu", "pte": "executorch"}
-    record = next((v for v in manifest.variants.values() if v.file == row["file"]), None)
-    if record is None or home.get(record.format) != column.key:
+def _variant_record(ctx: _Context, file: str) -> tuple[VariantData, Loaded | None] | None:
+    """A variant's own check of ``file``: the one kit saved here for its current bytes, else
+    the manifest's record (carried in)."""
+    record = next((v for v in ctx.manifest.variants.values() if v.file == file), None)
+    if record is None:
         return None
+    saved = ctx.results.get(f"quantize-{variant_key(record.precision, record.format)}")
+    if (
+        saved is not None
+        and saved.here
+        and isinstance(saved.data, VariantData)
+        and saved.data.file == file
+        and saved.saved.files.get(file) == ctx.digests.get(file)
+    ):
+        return saved.data, saved
+    try:
+        return msgspec.convert(msgspec.to_builtins(record), VariantData), None
+    except msgspec.ValidationError as exc:
+        problem = f"the manifest's record of {file} holds a value kit never writes ({exc})"
+        if problem not in ctx.problems:
+            ctx.problems.append(problem)
+        return None
+
+
+def _variant_check(ctx: _Context, row: dict[str, Any], column: Column) -> dict[str, Any] | None:
+    """A variant's own check (top-1 agreement with the fp32 file on held-out data, made by
+    ``kit quantize`` or export), in the column of the runtime it was measured in, when no
+    parity run covers it."""
+    home = {"onnx": "onnxruntime-cpu", "pte": "executorch"}
+    found = _variant_record(ctx, row["file"])
+    if found is None or home.get(row["format"]) != column.key:
+        return None
+    record, saved = found
     passed = record.verified and record.agreement >= record.limits.min_agreement
     why = (
         f"top-1 agreement with the fp32 file {record.agreement:.2%} on {record.held_out} "
         f"(at least {record.limits.min_agreement:.1%} needed)"
     )
-    return {
+    cell = {
         "status": "pass" if passed else "fail",
         "text": f"{'pass' if passed else 'fail'} · top-1 {record.agreement:.2%} vs fp32",
         "why": why if record.verified else f"not verified on real data: {why}",
         "top1": record.agreement,
         "source": "variant",
-        "created": manifest.created,
-        "command": kit_command(_variant_args(record.precision, record.format, where)),
+        "origin": "made here" if saved else "carried in",
+        "created": saved.saved.created if saved else ctx.manifest.created,
+        **ctx.command(_variant_args(row["precision"], row["format"], ctx.where)),
     }
+    return cell if saved else _as_carried(cell, None)
 
 
 def _variant_args(precision: str, fmt: str, where: str) -> list[str]:
@@ -324,11 +392,20 @@ def _facts(manifest: Manifest) -> dict[str, Any]:
         "opset": manifest.opset,
         "created": manifest.created,
         "versions": dict(manifest.versions),
-        "trained_on": training.get("data"),
-        "test_accuracy": training.get("test_accuracy"),
+        "trained_on": _text_or_none(training.get("data")),
+        "test_accuracy": _share_or_none(training.get("test_accuracy")),
         "note": manifest.model.note,
         "targets": list(manifest.targets),
     }
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value[:500] if isinstance(value, str) else None
+
+
+def _share_or_none(value: Any) -> float | None:
+    ok = isinstance(value, float) and 0.0 <= value <= 1.0
+    return value if ok else None
 
 
 def _files(manifest: Manifest) -> list[dict[str, Any]]:
@@ -345,13 +422,15 @@ def _files(manifest: Manifest) -> list[dict[str, Any]]:
     ]
 
 
-def _accuracy(
-    manifest: Manifest, results: dict[str, Saved], where: str, now: datetime
-) -> list[dict[str, Any]]:
+def _accuracy(ctx: _Context) -> list[dict[str, Any]]:
     """Test-set accuracy of the fp32 file and each variant, with the delta to fp32."""
-    fp32 = _fp32_accuracy(manifest, results, where, now)
+    fp32 = _fp32_accuracy(ctx)
     found = [fp32]
-    for record in manifest.variants.values():
+    for variant in ctx.manifest.variants.values():
+        known = _variant_record(ctx, variant.file)
+        if known is None:
+            continue
+        record, saved = known
         base = record.accuracy_fp32 if record.accuracy_fp32 is not None else fp32["accuracy"]
         found.append(
             {
@@ -366,128 +445,95 @@ def _accuracy(
                 "limits": msgspec.to_builtins(record.limits),
                 "kept_fp32": list(record.nodes_kept_fp32),
                 "verified": record.verified,
-                "source": "the variant's own check",
-                "command": kit_command(_variant_args(record.precision, record.format, where)),
+                "source": "the variant's own check"
+                + ("" if saved else " (the manifest's, carried in)"),
+                **ctx.command(_variant_args(record.precision, record.format, ctx.where)),
             }
         )
     return found
 
 
-def _fp32_accuracy(
-    manifest: Manifest, results: dict[str, Saved], where: str, now: datetime
-) -> dict[str, Any]:
-    row: dict[str, Any] = {"precision": "fp32", "file": "model.onnx", "delta": 0.0}
-    row["command"] = kit_command(["eval", where])
-    saved = results.get("eval")
-    accuracy = saved.data.get("accuracy") if saved else None
-    if saved and isinstance(accuracy, float):
-        agreement = saved.data.get("top1_agreement")
+def _fp32_accuracy(ctx: _Context) -> dict[str, Any]:
+    row: dict[str, Any] = {"precision": "fp32", "file": MODEL_FILE, "delta": 0.0}
+    row |= ctx.command(["eval", ctx.where])
+    saved = ctx.results.get("eval")
+    if saved is not None and isinstance(saved.data, EvalData):
+        stale = bool(saved.saved.files.get(MODEL_FILE) != ctx.digests.get(MODEL_FILE))
         return row | {
-            "accuracy": accuracy,
-            "agreement": agreement if isinstance(agreement, float) else None,
-            "held_out": str(saved.data.get("data", "")),
-            "source": "kit eval",
-            "age_s": saved.age_s(now),
+            "accuracy": saved.data.accuracy,
+            "agreement": saved.data.top1_agreement,
+            "held_out": saved.data.data,
+            "source": "kit eval" + ("" if saved.here else " (carried in)"),
+            "here": saved.here and not stale,
+            "age_s": saved.saved.age_s(ctx.now),
         }
+    manifest = ctx.manifest
     known = next((v.accuracy_fp32 for v in manifest.variants.values() if v.accuracy_fp32), None)
     if known is not None:
-        return row | {"accuracy": known, "source": "measured with the variants"}
-    trained = (manifest.training or {}).get("test_accuracy")
-    if isinstance(trained, float):
-        return row | {"accuracy": trained, "source": "training (eager, best epoch)"}
+        return row | {"accuracy": known, "source": "the manifest's variants (carried in)"}
+    trained = _share_or_none((manifest.training or {}).get("test_accuracy"))
+    if trained is not None:
+        return row | {"accuracy": trained, "source": "the manifest's training record (eager)"}
     return row | {"accuracy": None, "delta": None, "source": "not run yet"}
 
 
-def _speed(
-    results: dict[str, Saved], digests: dict[str, str], where: str, now: datetime
-) -> dict[str, Any]:
+def _speed(ctx: _Context) -> dict[str, Any]:
     """``kit bench``'s rows and cold starts, or why there are none."""
-    command = kit_command(["bench", where])
-    saved = results.get("bench")
-    if saved is None:
-        return {"status": "not-run", "why": "not run yet", "command": command}
-    try:
-        bench = msgspec.convert(saved.data, _Bench)
-    except msgspec.ValidationError as exc:
-        return {
-            "status": "not-run",
-            "why": f"results/bench.json is unreadable ({exc})",
-            "command": command,
-        }
+    made = ctx.command(["bench", ctx.where], data=False)
+    saved = ctx.results.get("bench")
+    if saved is None or not isinstance(saved.data, BenchData):
+        return {"status": "not-run", "why": "not run yet", **made}
+    bench, changed = saved.data, saved.saved.stale_files(ctx.digests)
+    status = "stale" if changed else "ran"
     return {
-        "status": "stale" if saved.stale_files(digests) else "ran",
-        "changed": saved.stale_files(digests),
+        "status": status if saved.here else "carried",
+        "origin": "made here" if saved.here else "carried in",
+        "changed": changed,
         "rows": msgspec.to_builtins(bench.rows),
         "cold_start": msgspec.to_builtins(bench.cold_start),
         "macs_per_sample": bench.macs_per_sample,
-        "peak_gmacs": bench.peak_gmacs,
-        "notes": bench.notes,
-        "created": saved.created,
-        "age_s": saved.age_s(now),
-        "command": saved.command,
+        "peak_gmacs": dict(bench.peak_gmacs),
+        "notes": list(bench.notes),
+        "created": saved.saved.created,
+        "age_s": saved.saved.age_s(ctx.now),
+        "saved_command": saved.saved.command,
+        **made,
     }
 
 
-class _BenchRow(msgspec.Struct):
-    artifact: str
-    runtime: str
-    batch: int
-    p50_ms: float | None
-    p90_ms: float | None
-    p99_ms: float | None
-    images_per_s: float | None
-    peak_share: float | None = None
-
-
-class _Cold(msgspec.Struct):
-    artifact: str
-    runtime: str
-    import_s: float
-    load_s: float
-    first_s: float
-    total_s: float
-    runs: int
-
-
-class _Bench(msgspec.Struct):
-    rows: list[_BenchRow]
-    macs_per_sample: int = 0
-    peak_gmacs: dict[str, float] = {}
-    cold_start: list[_Cold] = []
-    notes: list[str] = []
-
-
 def _loads_in(
-    directory: Path,
-    manifest: Manifest,
-    results: dict[str, Saved],
-    evidence: list[_Evidence],
-    digests: dict[str, str],
+    ctx: _Context, evidence: list[_Evidence], problems: list[str]
 ) -> list[dict[str, Any]]:
     """For each runnable file: the oldest runtime releases that load it, by kit's tables,
-    and the releases it was proven or checked in."""
-    checked = _checked(results)
-    return [
-        {
-            "file": a.name,
-            **_readers(directory, a, manifest),
-            "proven": _proven(a, evidence, digests),
-            "checked": checked.get(a.name, []),
-        }
-        for a in manifest.artifacts()
-    ]
+    and the releases it was proven or checked in. An ONNX file that onnx cannot read is a
+    problem of the report (the verdict follows the files, not what a result claims)."""
+    checked = _checked(ctx)
+    found = []
+    for a in ctx.manifest.artifacts():
+        readers = _readers(ctx, a)
+        if readers.pop("unreadable", False):
+            problems.append(f"{a.name} cannot be read: {readers['by']}")
+        proven = _proven(ctx, a, evidence)
+        found.append(
+            {"file": a.name, **readers, "proven": proven, "checked": checked.get(a.name, [])}
+        )
+    return found
 
 
-def _readers(directory: Path, artifact: ArtifactFile, manifest: Manifest) -> dict[str, Any]:
+def _readers(ctx: _Context, artifact: ArtifactFile) -> dict[str, Any]:
     writer = _WRITERS.get(artifact.format, artifact.format)
-    wrote = manifest.versions.get(writer)
+    wrote = ctx.manifest.versions.get(writer)
     if artifact.format != "onnx":
         rule = f"{writer} {wrote} or newer" if wrote else "its manifest does not say"
         return {"reads": rule, "by": f"written with {writer} {wrote}" if wrote else ""}
     try:
-        ir, opset = onnx_versions(directory / artifact.name)
+        ir, opset = onnx_versions(ctx.directory / artifact.name)
     except Exception as exc:  # a file the manifest lists but onnx cannot parse
-        return {"reads": "unknown", "by": f"onnx cannot read it: {first_line(exc)}"}
+        return {
+            "reads": "unknown",
+            "by": f"onnx cannot read it: {first_line(exc)}",
+            "unreadable": True,
+        }
     ort, triton = oldest_readers(ir, opset)
     return {
         "reads": f"onnxruntime {ort} or newer" if ort else "no onnxruntime kit knows",
@@ -496,25 +542,31 @@ def _readers(directory: Path, artifact: ArtifactFile, manifest: Manifest) -> dic
     }
 
 
-def _checked(results: dict[str, Saved]) -> dict[str, list[dict[str, Any]]]:
+def _checked(ctx: _Context) -> dict[str, list[dict[str, Any]]]:
     """``kit check``'s saved findings, by file."""
-    saved = results.get("check")
+    saved = ctx.results.get("check")
     found: dict[str, list[dict[str, Any]]] = {}
-    for f in saved.data.get("findings", []) if saved else []:
-        if isinstance(f, dict) and isinstance(f.get("file"), str):
-            found.setdefault(f["file"], []).append(
-                {"target": str(f.get("target")), "loads": f.get("loads"), "why": str(f.get("why"))}
-            )
+    if saved is None or not isinstance(saved.data, CheckData):
+        return found
+    for f in saved.data.findings:
+        found.setdefault(f.file, []).append(
+            {"target": f.target, "loads": f.loads, "why": f.why, "origin": _origin(saved.here)}
+        )
     return found
 
 
+def _origin(here: bool) -> str:
+    return "made here" if here else "carried in"
+
+
 def _proven(
-    artifact: ArtifactFile, evidence: list[_Evidence], digests: dict[str, str]
+    ctx: _Context, artifact: ArtifactFile, evidence: list[_Evidence]
 ) -> list[dict[str, Any]]:
-    """The pinned onnxruntime releases a parity run ran this file in, and the verdict."""
+    """The pinned onnxruntime releases a parity run made here ran this file in, and the
+    verdict."""
     found: dict[str, dict[str, Any]] = {}
     for e in evidence:
-        if e.files is not None and e.files.get(artifact.name) != digests.get(artifact.name):
+        if not e.here or (e.files or {}).get(artifact.name) != ctx.digests.get(artifact.name):
             continue
         for c in e.parity.comparisons:
             if c.artifact == artifact.label and (version := pinned_version(c.runtime)):
@@ -523,50 +575,60 @@ def _proven(
     return list(found.values())
 
 
-def _sources(
-    results: dict[str, Saved], manifest: Manifest, digests: dict[str, str], now: datetime
-) -> list[dict[str, Any]]:
+def _sources(ctx: _Context) -> list[dict[str, Any]]:
+    manifest = ctx.manifest
     found: list[dict[str, Any]] = [
         {
-            "kind": "export",
+            "kind": "manifest",
             "created": manifest.created,
-            "age_s": seconds_since(manifest.created, now),
-            "command": "kit export (the manifest's parity report and variants)",
+            "age_s": seconds_since(manifest.created, ctx.now),
+            "command": "kit export (the manifest's parity record and variants)",
+            "origin": "carried in",
             "changed": [],
         }
     ]
     return found + [
         {
             "kind": kind,
-            "created": saved.created,
-            "age_s": saved.age_s(now),
-            "command": saved.command,
-            "kit_version": saved.kit_version,
-            "changed": saved.stale_files(digests),
+            "created": r.saved.created,
+            "age_s": r.saved.age_s(ctx.now),
+            "command": r.saved.command,
+            "kit_version": r.saved.kit_version,
+            "origin": r.origin,
+            "changed": r.saved.stale_files(ctx.digests),
         }
-        for kind, saved in sorted(results.items())
+        for kind, r in sorted(ctx.results.items())
     ]
 
 
+STATUSES = ("pass", "warn", "fail", "stale", "carried", "not-run", "n/a")
+
+
 def _verdict(report: dict[str, Any], problems: list[str]) -> dict[str, Any]:
-    """Ready, not ready or incomplete, with the counts and the reasons in sentences."""
+    """Ready, not ready or incomplete, with the counts and the reasons in sentences. Ready
+    needs every listed file to have passed a check made here."""
     cells = [cell for row in report["matrix"]["rows"] for cell in row["cells"].values()]
-    counts = {
-        s: sum(c["status"] == s for c in cells)
-        for s in ("pass", "warn", "fail", "stale", "not-run", "n/a")
-    }
+    counts = {s: sum(c["status"] == s for c in cells) for s in STATUSES}
     unchecked = [
         row["file"]
         for row in report["matrix"]["rows"]
         if row["file"] and not any(c["status"] in ("pass", "warn") for c in row["cells"].values())
     ]
-    reasons = [f"{p}" for p in problems]
+    reasons = list(report["problems"])
+    if not any(row["file"] for row in report["matrix"]["rows"]):
+        problems = [*problems, "the manifest lists no file kit can run"]
+        reasons.append(problems[-1])
     if counts["fail"]:
         reasons.append(f"{counts['fail']} parity cell(s) failed")
     if counts["stale"]:
         reasons.append(f"{counts['stale']} result(s) describe files that changed since")
+    if counts["carried"]:
+        reasons.append(
+            f"{counts['carried']} cell(s) rest only on results that arrived with the folder; "
+            f"make them here: kit report {report['directory']} --run"
+        )
     if unchecked:
-        reasons.append(f"no check passed for {', '.join(unchecked)}")
+        reasons.append(f"no check made here passed for {', '.join(unchecked)}")
     if problems or counts["fail"]:
         state = "not ready"
     elif reasons:

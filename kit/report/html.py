@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from html import escape
+from html import escape as _escape_html
 from typing import Any
 
+from .._text import inert
 from .svg import confusion_difference, line_chart
 
 __all__ = ["CSP", "age_text", "render_compare", "render_report"]
@@ -17,7 +18,7 @@ CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 _STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;
- max-width:1280px;padding:16px 24px;color:#1b1b1b}
+ max-width:1280px;padding:16px 24px;color:#1b1b1b;overflow-wrap:anywhere}
 h1{margin:0 0 4px;font-size:26px}h2{margin:28px 0 8px;font-size:19px;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:6px 0}th,td{border:1px solid #ddd;padding:4px 8px;
  text-align:left;vertical-align:top}th{background:#f6f6f6}
@@ -32,12 +33,19 @@ small,.muted{color:#666}
 .matrix summary::-webkit-details-marker{display:none}
 .cell.pass{background:#e3f5e1}.cell.fail{background:#fde2e1}.cell.warn{background:#fff4d6}
 .cell.stale{background:#ffe8cc}.cell.not-run{background:#f2f2f2;color:#555}
+.cell.carried{background:repeating-linear-gradient(45deg,#f4f4f4,#f4f4f4 6px,#ececec 6px,#ececec 12px);color:#555}
 .cell.n\\/a{background:#fff;color:#aaa}
 .status{font-weight:600;text-transform:uppercase;font-size:11px;letter-spacing:.04em}
 .legend span{display:inline-block;padding:1px 8px;margin-right:6px;border:1px solid #ddd}
 .chart text{font:11px system-ui,sans-serif;fill:#333}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px}dt{color:#666}dd{margin:0}
 """
+
+
+def escape(text: Any) -> str:
+    """Text from a report (much of it from files someone else wrote) as inert HTML: markup
+    escaped, control and bidi characters shown as escapes."""
+    return _escape_html(inert(str(text)))
 
 
 def age_text(seconds: float | None) -> str:
@@ -179,10 +187,15 @@ def _cell_html(row: dict[str, Any], key: str, cell: dict[str, Any]) -> str:
         )
     if cell.get("source"):
         detail.append(
-            f"<p>from {escape(cell['source'])}, {escape(age_text(cell.get('age_s')))}</p>"
+            f"<p>from {escape(cell['source'])} ({escape(cell.get('origin', ''))}), "
+            f"{escape(age_text(cell.get('age_s')))}</p>"
+        )
+    if cell.get("saved_command"):
+        detail.append(
+            f"<p>the result says it was made by: <q>{escape(cell['saved_command'])}</q></p>"
         )
     if cell.get("command"):
-        detail.append(f"<code>{escape(cell['command'])}</code>")
+        detail.append(f"<p>kit's command for it:</p><code>{escape(cell['command'])}</code>")
     return (
         f'<td class="cell {escape(status)}" data-row="{escape(row["artifact"])}" '
         f'data-col="{escape(key)}" data-status="{escape(status)}"><details><summary>'
@@ -207,9 +220,11 @@ def _matrix_html(matrix: dict[str, Any]) -> str:
     legend = (
         '<p class="legend"><span class="cell pass">pass</span><span class="cell warn">warn '
         '(advisory)</span><span class="cell fail">fail</span><span class="cell stale">stale: '
-        'the file changed since</span><span class="cell not-run">not run (why inside)</span>'
+        'the file changed since</span><span class="cell carried">carried in: a result made '
+        'elsewhere, shown, never counted</span><span class="cell not-run">not run (why '
+        "inside)</span>"
         "<span>n/a: the runtime does not run that format</span> Click a cell for its "
-        "source, age and the command that reproduces it.</p>"
+        "source, age and kit's command that makes it here.</p>"
     )
     return (
         '<section id="parity"><h2>Parity: every file in every runtime, against eager PyTorch</h2>'
@@ -261,10 +276,17 @@ def _speed_html(speed: dict[str, Any]) -> str:
         if speed["status"] == "stale"
         else ""
     )
+    if speed["status"] == "carried":
+        stale = (
+            '<p class="cell carried" data-status="carried">Carried in: these figures were not '
+            f"measured by kit on this machine. Measure them here: <code>{escape(speed['command'])}"
+            "</code></p>"
+        )
     return (
         f"{title}{stale}<p>{speed['macs_per_sample'] / 1e6:.1f} M multiply-adds per sample; "
         f"onnxruntime's measured matrix-product peak on that machine: {escape(peaks)}. Measured "
-        f"{escape(age_text(speed['age_s']))} by <code>{escape(speed['command'])}</code>.</p>"
+        f"{escape(age_text(speed['age_s']))}; the result says by <q>"
+        f"{escape(speed['saved_command'])}</q>.</p>"
         + _speed_chart(speed["rows"])
         + _speed_table(speed["rows"])
         + _cold_table(speed["cold_start"])
@@ -363,6 +385,7 @@ def _sources_html(sources: list[dict[str, Any]], problems: list[str]) -> str:
     body = [
         (
             escape(s["kind"]),
+            escape(s["origin"]),
             escape(s["created"]),
             escape(age_text(s["age_s"])),
             f"<code>{escape(s['command'])}</code>",
@@ -373,7 +396,7 @@ def _sources_html(sources: list[dict[str, Any]], problems: list[str]) -> str:
     listed = "".join(f'<li class="problem">{escape(p)}</li>' for p in problems)
     return (
         '<section id="sources"><h2>Where the figures come from</h2>'
-        + _table(("result", "saved", "age", "command", "files"), body)
+        + _table(("result", "origin", "saved", "age", "made by (as it says)", "files"), body)
         + (f"<h3>Problems</h3><ul>{listed}</ul>" if problems else "")
         + "</section>"
     )

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from html import escape
+from html import escape as _escape_html
+
+from .._text import inert
 
 __all__ = ["confusion_difference", "line_chart"]
 
@@ -13,6 +15,11 @@ _PALETTE = (
     "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e",
     "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
 )  # fmt: skip
+
+
+def escape(text: str) -> str:
+    """Labels (class names, runtimes) from files as inert SVG text."""
+    return _escape_html(inert(str(text)))
 
 
 def _log_ticks(low: float, high: float) -> list[float]:
@@ -46,6 +53,11 @@ class _Frame:
         return f"{px:.1f},{py:.1f}"
 
 
+def _plottable(x: float, y: float) -> bool:
+    """Whether a point fits a log-log chart whose ticks are powers of ten a float holds."""
+    return all(1e-12 <= v <= 1e15 and math.isfinite(v) for v in (x, y))
+
+
 def line_chart(
     series: Sequence[tuple[str, Sequence[tuple[float, float]], bool]],
     *,
@@ -55,7 +67,7 @@ def line_chart(
     height: int = 380,
 ) -> str:
     """Log-log lines, one per ``(label, points, dashed)``, with a legend on the right."""
-    points = [p for _, pts, _ in series for p in pts if p[0] > 0 and p[1] > 0]
+    points = [p for _, pts, _ in series for p in pts if _plottable(*p)]
     if not points:
         return ""
     xs, ys = sorted({p[0] for p in points}), [p[1] for p in points]
@@ -98,7 +110,7 @@ def _lines(frame: _Frame, series: Sequence[tuple[str, Sequence[tuple[float, floa
     legend_x = frame.left + frame.width + 12
     for i, (label, pts, dashed) in enumerate(series):
         color = _PALETTE[i % len(_PALETTE)]
-        path = " ".join(frame.at(x, y) for x, y in pts if x > 0 and y > 0)
+        path = " ".join(frame.at(x, y) for x, y in pts if _plottable(x, y))
         dash = ' stroke-dasharray="6 4"' if dashed else ""
         ly = frame.top + 12 + i * 16
         parts.append(

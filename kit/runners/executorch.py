@@ -1,8 +1,16 @@
 """``.pte`` files in ExecuTorch's runtime (its Python bindings; XNNPACK kernels), at the
-static batch the program was lowered with; larger batches run in chunks of it."""
+static batch the program was lowered with; larger batches run in chunks of it.
+
+ExecuTorch aborts the whole process (SIGABRT) on some malformed programs instead of raising,
+so each file is first loaded and run once in a child process: a file that kills the child is
+one sentence naming it, and kit goes on.
+"""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +41,52 @@ def _version() -> str:
     return version("executorch")
 
 
+#: what the child does with a .pte: load it and run its forward once on zeros
+_PROBE = """
+import sys, torch
+from executorch.runtime import Runtime
+method = Runtime.get().load_program(sys.argv[1]).load_method("forward")
+sizes = list(method.metadata.input_tensor_meta(0).sizes())
+method.execute([torch.zeros(sizes)])
+"""
+#: seconds a child may take to load and run one program
+PROBE_TIMEOUT = 300
+
+
+def probe(path: Path) -> None:
+    """Load and run ``path`` once in a child process.
+
+    Raises:
+        ArtifactError: the child failed, aborted or hung; the sentence names the file, the
+            runtime and what happened.
+    """
+    command = [sys.executable, "-c", _PROBE, str(path)]
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise ArtifactError(
+            f"ExecuTorch did not load and run {path.name} within {PROBE_TIMEOUT} s."
+        ) from None
+    if done.returncode == 0:
+        return
+    lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    said = lines[-1][:300] if lines else ""
+    if done.returncode < 0:
+        name = signal.Signals(-done.returncode).name
+        why = f"the runtime aborted the process that loaded it ({name})"
+        why += f"; its last words: {said}" if said else ""
+    else:
+        why = said or f"exit {done.returncode}"
+    raise ArtifactError(f"ExecuTorch cannot load {path.name}: {why}.")
+
+
 def _make(path: Path, artifact: ArtifactFile, options: RunnerOptions) -> list[Runner]:
     import torch
     from executorch.runtime import Runtime
 
+    probe(path)  # a file that aborts ExecuTorch takes down a child, not kit
     try:
         with native_output_to_file():  # its CPU probe prints to stderr on every load
             method = Runtime.get().load_program(str(path)).load_method("forward")

@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from .._native import native_output_to_file
 from ..artifact import ArtifactFile
 from ..embed.packages import RuntimeMissing
 from ..errors import ArtifactError, first_line
 from ..parity import Runner
 from . import Backend, RunnerOptions, artifact_label, register
 
-__all__ = ["HINT", "import_openvino"]
+__all__ = ["HINT", "import_openvino", "openvino_reason"]
 
 #: the property that sets the CPU plugin's arithmetic precision
 HINT = "INFERENCE_PRECISION_HINT"
@@ -44,6 +45,19 @@ def import_openvino() -> Any:
             "'kit[openvino]' (or 'kit[edge]')."
         ) from None
     return openvino
+
+
+def openvino_reason(exc: BaseException) -> str:
+    """OpenVINO's own words for an error: its first lines only say which of its source files
+    threw (``Exception from src/inference/src/cpp/core.cpp:84:``), so they are skipped, and
+    the operations it has no rule for lead when that is why."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if "No conversion rule found for operations:" in line:
+            ops = line.split(":", 1)[1].strip()
+            return f"OpenVINO has no operator {ops}, which the model uses"
+    said = [line for line in lines if not line.startswith("Exception from ")]
+    return " ".join(said)[:500].rstrip(". ") or first_line(exc)
 
 
 def _ready() -> None:
@@ -72,11 +86,12 @@ def _make(path: Path, artifact: ArtifactFile, options: RunnerOptions) -> list[Ru
 
     core = ov.Core()
     try:
-        model = core.read_model(str(path))
+        with native_output_to_file():  # its other frontends narrate a file they cannot read
+            model = core.read_model(str(path))
         exact = core.compile_model(model, "CPU", {HINT: "f32"})
         default = core.compile_model(model, "CPU")
     except Exception as exc:  # OpenVINO raises its own types
-        raise ArtifactError(f"OpenVINO cannot load {path.name}: {first_line(exc)}.") from None
+        raise ArtifactError(f"OpenVINO cannot load {path.name}: {openvino_reason(exc)}.") from None
     name, version = artifact_label(artifact), ov.__version__.split("-")[0]
     runners = [
         Runner(name, f"openvino {version} CPU (f32)", _run(exact), precision=artifact.precision)

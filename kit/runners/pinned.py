@@ -78,7 +78,7 @@ def _reason(error: str) -> str:
 
 def backend_for(runtime: str) -> Backend | None:
     """The backend of a ``onnxruntime==X.Y.Z`` runtime (registered on first use)."""
-    found = PINNED.match(runtime)
+    found = PINNED.fullmatch(runtime)
     if found is None:
         return None
     version = found[1]

@@ -8,16 +8,18 @@ directly, so the runtime apps embed needs nothing beyond numpy and onnxruntime.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .._files import read_regular
 from ..artifact import Manifest
 from ..errors import ArtifactError
 from ..rule import Agreement, Comparison, Tolerance
 
-__all__ = ["SelfCheck", "read_tensor", "reference_sets"]
+__all__ = ["SelfCheck", "parse_tensor", "read_tensor", "reference_sets"]
 
 #: TensorProto.DataType -> numpy (little-endian, as raw_data is)
 _DTYPES = {
@@ -70,16 +72,29 @@ def _fields(data: bytes) -> list[tuple[int, int, int | bytes]]:
 
 
 def read_tensor(path: Path) -> np.ndarray:
-    """The array in a ``TensorProto`` file.
+    """The array in a ``TensorProto`` file (one kit wrote; see :func:`reference_sets` for
+    reading an export's, which checks each file against its manifest first).
 
     Raises:
         ArtifactError: not a tensor kit wrote (external data, an unknown type, a bad size).
     """
     try:
-        fields = _fields(path.read_bytes())
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    return parse_tensor(data, str(path))
+
+
+def parse_tensor(data: bytes, where: str) -> np.ndarray:
+    """The array in the bytes of a ``TensorProto``; ``where`` names it in errors.
+
+    Raises:
+        ArtifactError: not a tensor kit wrote (external data, an unknown type, a bad size).
+    """
+    try:
         dims: list[int] = []
         dtype, raw, floats = 1, b"", b""
-        for field, wire, value in fields:
+        for field, wire, value in _fields(data):
             if field == 1:  # dims: packed or one varint each
                 dims += list(_packed(value)) if wire == 2 else [int(value)]  # type: ignore[arg-type]
             elif field == 2:
@@ -88,10 +103,12 @@ def read_tensor(path: Path) -> np.ndarray:
                 raw = value  # type: ignore[assignment]
             elif field == 4:
                 floats += value if isinstance(value, bytes) else b""
+        if len(dims) > 8 or any(d > 1 << 31 for d in dims):
+            raise ValueError(f"dims {dims[:9]} are not a tensor's")
         array = np.frombuffer(raw or floats, dtype=_DTYPES[dtype])
         return array.reshape(dims).copy()
-    except (OSError, ValueError, KeyError) as exc:
-        raise ArtifactError(f"{path} is not a tensor of kit's reference data ({exc}).") from None
+    except (ValueError, KeyError) as exc:
+        raise ArtifactError(f"{where} is not a tensor of kit's reference data ({exc}).") from None
 
 
 def _packed(data: bytes) -> list[int]:
@@ -102,13 +119,40 @@ def _packed(data: bytes) -> list[int]:
     return values
 
 
+#: the largest reference tensor file kit reads (kit keeps a few MB in all)
+MAX_TENSOR_BYTES = 64 << 20
+
+
+def _listed_tensor(directory: Path, manifest: Manifest, name: str) -> np.ndarray:
+    """The tensor in ``directory/name``, exactly as the manifest lists and hashes it: a
+    regular file (no link, FIFO or device), its size checked before a byte is read.
+
+    Raises:
+        ArtifactError: the manifest does not list it, or the file is not what it lists.
+    """
+    record = manifest.files.get(name)
+    if record is None or record.format != "reference":
+        raise ArtifactError(
+            f"{directory / name} is not listed in {directory}'s manifest as reference data; "
+            "kit reads only the files a manifest lists."
+        )
+    data = read_regular(directory / name, record.size, MAX_TENSOR_BYTES)
+    if hashlib.sha256(data).hexdigest() != record.sha256:
+        raise ArtifactError(f"{directory / name} does not match its sha256 in the manifest.")
+    return parse_tensor(data, str(directory / name))
+
+
 def reference_sets(
     directory: Path, manifest: Manifest
 ) -> list[tuple[str, bool, np.ndarray, list[np.ndarray]]]:
-    """``(label, real, inputs, eager outputs)`` of each reference set of an export.
+    """``(label, real, inputs, eager outputs)`` of each reference set of an export: its
+    ``input_0.pb`` and one ``output_K.pb`` per output the manifest names, each read as the
+    manifest lists it (nothing is globbed: a stray file is never read).
 
     Raises:
-        ArtifactError: the export has no reference data.
+        ArtifactError: the export has no reference data, lists no sets, a set lacks a
+            file, a batch is empty, or a file is not what the manifest lists (the sentence
+            names the file).
     """
     record = manifest.reference
     if record is None:
@@ -116,18 +160,20 @@ def reference_sets(
             f"{directory} has no reference data (exported before kit kept it); add it with "
             f"kit export {directory}."
         )
+    if not record.sets:
+        raise ArtifactError(f"{directory}'s manifest lists no reference sets to check with.")
     found = []
     for s in record.sets:
-        folder = directory / s.directory
-        outputs = sorted(folder.glob("output_*.pb"), key=lambda p: int(p.stem.split("_")[1]))
-        found.append(
-            (
-                s.inputs,
-                s.real,
-                read_tensor(folder / "input_0.pb"),
-                [read_tensor(p) for p in outputs],
-            )
-        )
+        x = _listed_tensor(directory, manifest, f"{s.directory}/input_0.pb")
+        if x.ndim == 0 or len(x) == 0:
+            raise ArtifactError(f"{directory / s.directory}/input_0.pb holds an empty batch.")
+        outputs = [
+            _listed_tensor(directory, manifest, f"{s.directory}/output_{k}.pb")
+            for k in range(len(manifest.output_names))
+        ]
+        if not outputs:
+            raise ArtifactError(f"{directory}'s manifest names no outputs to compare.")
+        found.append((s.inputs, s.real, x, outputs))
     return found
 
 
@@ -142,7 +188,8 @@ class SelfCheck:
 
     @property
     def passed(self) -> bool:
-        return all(r.passed for r in self.rows)
+        """Every row passed, and there was at least one (nothing checked is no pass)."""
+        return bool(self.rows) and all(r.passed for r in self.rows)
 
     def raise_for_failures(self) -> None:
         """Raise naming the sample set, the output and the difference of the first failure.
@@ -174,11 +221,17 @@ def judge(
     for label, real, x, expected in sets:
         if agreement is not None and not real:
             continue  # a variant is judged on the real samples only
-        actual = run(x)  # type: ignore[operator]
-        for name, a, e in zip(manifest.output_names, actual, expected, strict=False):
-            rows.append(
-                rule.judge(
-                    np.asarray(a), e, Comparison(artifact, "onnxruntime", label, len(x), name)
-                )
-            )
+        actual = list(run(x))  # type: ignore[operator]
+        for k, (name, e) in enumerate(zip(manifest.output_names, expected, strict=True)):
+            row = Comparison(artifact, "onnxruntime", label, len(x), name)
+            if k >= len(actual):
+                row.kind = "error"
+                row.error = f"the artifact returned {len(actual)} outputs, the reference holds {len(expected)}"
+                rows.append(row)
+            else:
+                rows.append(rule.judge(np.asarray(actual[k]), e, row))
+    if not rows:
+        raise ArtifactError(
+            f"{artifact} has no reference samples its rule can judge ({rule.describe()})."
+        )
     return SelfCheck(artifact, rule.describe(), rows)

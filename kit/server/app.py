@@ -65,7 +65,8 @@ class _Decoder:
         self._pool: ProcessPoolExecutor | None = None
 
     async def parse(self, entry: ServedModel, body: bytes, header: str | None) -> InferRequest:
-        json_bytes = len(body) if header is None or not header.isdigit() else int(header)
+        digits = header is not None and header.isascii() and header.isdigit()
+        json_bytes = int(header) if digits else len(body)  # type: ignore[arg-type]
         job = functools.partial(
             parse_infer_request,
             body,
@@ -206,7 +207,10 @@ class _App:
         event = "gone" if exc.status == _GONE else "rejected"
         extra = {"event": event, "path": request.url.path, "status": exc.status, "error": str(exc)}
         log.info(event, extra=extra)
-        return _error(str(exc), exc.status)
+        answer = _error(str(exc), exc.status)
+        if exc.status == 503:  # busy or changing: the same request may succeed in a moment
+            answer.headers["Retry-After"] = "1"
+        return answer
 
     async def server_error(self, request: Request, exc: Exception) -> Response:
         self.count(request, 500)

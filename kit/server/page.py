@@ -3,6 +3,7 @@ file, so the page can run the very file the server runs."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -53,29 +54,52 @@ async def _ort_file(request: Request) -> Response:
 class _Reports:
     """Each model's report page, rendered one at a time and kept until its manifest or
     saved results change (or a minute passes, so its ages stay true): a client asking again
-    and again costs one render, never a pass over every file per request."""
+    and again costs one render (and one pass over the files) a minute, never one per
+    request."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pages: dict[Path, tuple[tuple[Any, ...], str]] = {}
 
     def page(self, directory: Path) -> str:
-        key = _state(directory)
-        with self._lock:
-            kept = self._pages.get(directory)
-            if kept is None or kept[0] != key:
-                from ..report import build_report, render_report
+        """The page, or a protocol error: 503 while files change under it (a writer is
+        saving a result: retry), never a 5xx of another kind nor a traceback."""
+        from ..errors import KitError, first_line
 
-                # kit serve verified every file when it started
-                kept = key, render_report(build_report(directory, verify=False))
-                self._pages[directory] = kept
-            return kept[1]
+        try:
+            key = _state(directory)
+            with self._lock:
+                kept = self._pages.get(directory)
+                if kept is None or kept[0] != key:
+                    kept = key, _render(directory)
+                    self._pages[directory] = kept
+                return kept[1]
+        except (OSError, KitError) as exc:
+            raise ProtocolError(
+                f"The report cannot be built right now ({first_line(exc)}); retry.", 503
+            ) from None
+
+
+def _render(directory: Path) -> str:
+    """The page, every file hashed again: the folder may have changed since kit serve loaded
+    it, and the page is about the folder (rendered at most once a minute per model)."""
+    from ..report import build_report, render_report
+
+    return render_report(build_report(directory))
 
 
 def _state(directory: Path) -> tuple[Any, ...]:
-    """What a report page depends on: the manifest, the saved results, the minute."""
-    paths = [directory / MANIFEST, *sorted((directory / RESULTS_DIR).glob("*.json"))]
-    stats = [(p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in paths if p.is_file()]
+    """What a report page depends on: the manifest, the saved results, the minute (a file
+    removed while this looks is simply not there)."""
+    folder = directory / RESULTS_DIR
+    names = [] if folder.is_symlink() or not folder.is_dir() else sorted(os.listdir(folder))
+    stats = []
+    for path in [directory / MANIFEST, *(folder / n for n in names if n.endswith(".json"))]:
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            continue
+        stats.append((path.name, info.st_mtime_ns, info.st_size))
     return (int(time.time() // 60), *stats)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from architectures import ModelSpec
+from architectures import ModelSpec, UnknownModelError
 
 from ..artifact import (
     DEFAULT_BATCH_SIZES,
@@ -28,7 +28,7 @@ from ..artifact import (
     verify_files,
 )
 from ..errors import ArtifactError, UsageError, first_line
-from ..models import load_network, read_state_dict, resolve_spec
+from ..models import load_network, read_state_dict, registered_spec, resolve_spec
 from ..parity import ParityReport, RunFn, Runner, random_inputs, run_parity
 from ..rule import Agreement, Tolerance
 from ..runners import HOME_RUNTIMES, RunnerOptions, artifact_label, covered_formats, make_runners
@@ -96,6 +96,10 @@ class Check:
         except Exception as exc:  # a corrupt artifact: report it, do not crash
             self.report.problems.append(f"cannot load an artifact: {first_line(exc)}")
             return self.report
+        if not runners:
+            self.report.problems.append(
+                f"no file of this export runs in {', '.join(runtimes)}: nothing was checked"
+            )
         for runner in runners:
             if runner.note and runner.note not in self.report.notes:
                 self.report.notes.append(runner.note)
@@ -175,21 +179,33 @@ def check_artifacts(
 def saved_spec(manifest: Manifest, factory: str | None = None) -> ModelSpec:
     """The network's spec as an export's manifest records it, at its input shape.
 
-    A user's network is rebuilt only from the ``factory`` the caller names (``--factory``):
-    a manifest is a file people download, and the factory it records is shown, never
-    imported on its authority.
+    A network is rebuilt from kit's registry or from the ``factory`` the caller names
+    (``--factory``), nothing else: a manifest is a file people download, and a factory (or
+    a ``module:fn``-looking name) it records is shown, never imported, whatever
+    ``sys.path`` holds.
 
     Raises:
-        ArtifactError: the manifest names a factory and the caller did not.
+        UsageError: the manifest names a network kit does not register and the caller
+            named no factory (the sentence says to pass ``--factory``).
     """
-    recorded = manifest.model.factory
-    if recorded and not factory:
-        raise ArtifactError(
+    shape = tuple(manifest.model.input_shape)
+    if factory:
+        return resolve_spec(factory, shape)
+    recorded, name = manifest.model.factory, manifest.model.name
+    if recorded:
+        raise UsageError(
             f"This export was made from the network factory {recorded!r}, which kit does not "
-            f"import because a manifest names it; if you trust that code, pass --factory "
+            "import because a manifest names it; if you trust that code, pass --factory "
             f"{recorded}."
         )
-    return resolve_spec(factory or manifest.model.name, tuple(manifest.model.input_shape))
+    try:
+        return registered_spec(name, shape)
+    except UnknownModelError:
+        raise UsageError(
+            f"This export names the network {name!r}, which kit does not register, and kit "
+            "never imports code because a manifest names it; if it was made from your own "
+            "network, pass --factory MODULE:FN."
+        ) from None
 
 
 def rebuild_reference(

@@ -148,7 +148,12 @@ async function loadOrt() {
 // ---- the page ----
 
 // model names and class names come from files: text, never markup
-const asText = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+// Labels come from a model file someone wrote: control and bidi characters are shown as
+// escapes (as kit.report and the terminal show them), markup as text.
+const inert = (text) => String(text).replace(
+  /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g,
+  (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+const asText = (text) => inert(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 function say(text, bad = false) {
   $('message').textContent = text;
@@ -173,7 +178,8 @@ async function classify(image) {
   show('page', page);
   const agree = page ? server.top[0].index === page.top[0].index : null;
   $('verdict').textContent = page === null ? '' : agree
-    ? `Both say ${server.top[0].label}.` : `They disagree: ${server.top[0].label} vs ${page.top[0].label}.`;
+    ? `Both say ${inert(server.top[0].label)}.`
+    : `They disagree: ${inert(server.top[0].label)} vs ${inert(page.top[0].label)}.`;
   $('verdict').className = agree === false ? 'bad' : '';
   state.last = { model: model.name, server, page, agree };
   document.body.dataset.done = String(Number(document.body.dataset.done || 0) + 1);
