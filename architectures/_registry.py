@@ -40,7 +40,7 @@ class TrainRecipe:
     dataset: str = "fake"
     epochs: int = 1
     batch_size: int = 64
-    optimizer: str = "sgd"  # "sgd" (momentum 0.9, nesterov) or "adamw"
+    optimizer: str = "sgd"  # "sgd" (momentum 0.9, nesterov), "adam" or "adamw"
     lr: float = 0.01
     weight_decay: float = 5e-4
     schedule: str = "onecycle"  # "onecycle" or "constant"
@@ -157,9 +157,7 @@ def load_factory(target: str) -> Callable[..., nn.Module]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise UnknownModelError(
-            f"Cannot import module {module_name!r} for --model: {exc}."
-        ) from None
+        raise UnknownModelError(f"Cannot import module {module_name!r}: {exc}.") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise UnknownModelError(f"Module {module_name!r} has no callable named {attr!r}.")

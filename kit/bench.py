@@ -22,6 +22,7 @@ import numpy as np
 
 from ._table import format_table
 from .artifact import MODEL_FILE, read_manifest, verify_files
+from .data import DataChoice
 from .errors import ArtifactError
 from .parity import Runner
 
@@ -164,6 +165,23 @@ def _runners(directory: Path, factory: str | None, notes: list[str]) -> list[Run
     return found
 
 
+def _real_pool(
+    directory: Path, factory: str | None, data: DataChoice | None, count: int, notes: list[str]
+) -> np.ndarray | None:
+    """Up to ``count`` real test samples of ``data`` to time on (None: random inputs)."""
+    from .data import parity_samples
+    from .verify import saved_spec
+
+    if data is None or not data.has_files:
+        return None
+    spec = saved_spec(read_manifest(directory), factory)
+    found = parity_samples(spec, data, count)
+    if found is None:
+        return None
+    notes.append(f"timed on real samples: {found[0]} ({data.describe()})")
+    return np.ascontiguousarray(found[1].numpy(), dtype=np.float32)
+
+
 def bench(
     directory: Path,
     *,
@@ -172,8 +190,11 @@ def bench(
     progress: bool = True,
     factory: str | None = None,
     cold_runs: int = 3,
+    data: DataChoice | None = None,
 ) -> tuple[list[BenchRow], dict[str, Any]]:
-    """Benchmark every artifact of ``directory`` at each batch size.
+    """Benchmark every artifact of ``directory`` at each batch size, on real test samples
+    of ``data`` when it has some (int8 kernels see the values they will meet), else on
+    seeded random ones.
 
     Returns:
         The rows, and the hardware facts: multiply-adds per sample and the measured peaks.
@@ -187,6 +208,7 @@ def bench(
     shape = tuple(manifest.model.input_shape)
     notes: list[str] = []
     runners = _runners(directory, factory, notes)
+    pool = _real_pool(directory, factory, data, max(batch_sizes), notes)
     macs = count_macs(directory / MODEL_FILE) if MODEL_FILE in manifest.files else 0
     before = peak_gmacs()
     rows: list[BenchRow] = []
@@ -200,6 +222,8 @@ def bench(
         for b in batch_sizes:
             bar.set_postfix_str(f"{runner.artifact} {runner.runtime} b={b}")
             x = np.random.default_rng(b).standard_normal((b, *shape), dtype=np.float32)
+            if pool is not None:
+                x = np.ascontiguousarray(np.resize(pool, (b, *shape)))
             times = _time(functools.partial(runner.run, x), seconds)
             row = _row(runner.artifact, runner.runtime, b, times)
             if macs and "CUDA" not in runner.runtime:

@@ -26,7 +26,7 @@ for module in modules.split(","):
 t1 = time.perf_counter()
 from pathlib import Path
 from kit.artifact import ArtifactFile, read_manifest
-from kit.runners import make_runners
+from kit.runners import RunnerOptions, make_runners
 if fmt == "eager":
     from kit.runners.torch import eager_run
     from kit.verify import rebuild_reference
@@ -36,7 +36,8 @@ if fmt == "eager":
 else:
     manifest = read_manifest(Path(directory))
     artifact = ArtifactFile(name, fmt, precision)
-    run = make_runners(Path(directory), [artifact], [runtime])[0].run
+    options = RunnerOptions(isolated=True)  # this process is the throwaway one
+    run = make_runners(Path(directory), [artifact], [runtime], options)[0].run
 t2 = time.perf_counter()
 run(np.zeros((1, *manifest.model.input_shape), np.float32))
 t3 = time.perf_counter()

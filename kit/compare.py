@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 
 from .artifact import MODEL_FILE, ArtifactFile, Limits, Manifest, read_manifest, verify_files
-from .data import arrays, load_dataset
+from .data import arrays, choose_data, load_dataset
 from .errors import ArtifactError, UsageError
 from .evaluate import top1
+from .models import GivenFacts, with_facts
 from .results import load_results
 
 __all__ = ["compare_exports"]
@@ -43,16 +44,32 @@ def compare_exports(
     first, second = _checked(a), _checked(b)
     _same_task(first, second)
     spec = saved_spec(first, factory)
-    data = load_dataset(dataset or spec.recipe.dataset, spec, data_dir=data_dir)
+    choice = choose_data(spec, dataset=dataset, data_dir=data_dir, recorded=first.model.data)
+    if not choice.has_files:
+        raise UsageError(
+            f"kit has no labelled test data to compare {a} and {b} on: pass --dataset and "
+            "--data-dir (the data they were trained and validated on)."
+        )
+    data = load_dataset(choice.dataset, spec, data_dir=choice.data_dir)
+    if data.num_classes != first.facts.num_classes:
+        raise UsageError(
+            f"{a} has {first.facts.num_classes} classes but {data.description} has "
+            f"{data.num_classes}; compare them on their own data (--dataset, --data-dir)."
+        )
     images, labels = arrays(data.test)
-    pred_a, pred_b = _predict(a, images), _predict(b, images)
+    images_b = images
+    if (second.facts.mean, second.facts.std) != (first.facts.mean, first.facts.std):
+        facts = second.facts  # B normalises its own way: feed it as it was trained
+        spec_b = with_facts(spec, GivenFacts(facts.mean, facts.std))
+        images_b, _ = arrays(load_dataset(choice.dataset, spec_b, data_dir=choice.data_dir).test)
+    pred_a, pred_b = _predict(a, images), _predict(b, images_b)
     names = list(first.facts.class_names or [str(i) for i in range(first.facts.num_classes)])
     accuracy_a, accuracy_b = float((pred_a == labels).mean()), float((pred_b == labels).mean())
     agreement = float((pred_a == pred_b).mean())
     found = {
         "kit_compare": 1,
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
-        "data": data.description,
+        "data": f"{data.description} ({choice.said_by})",
         "samples": len(labels),
         "a": {"name": first.model.name, "directory": str(a), "accuracy": accuracy_a},
         "b": {"name": second.model.name, "directory": str(b), "accuracy": accuracy_b},
@@ -80,6 +97,11 @@ def _checked(directory: Path) -> Manifest:
 
 
 def _same_task(first: Manifest, second: Manifest) -> None:
+    if not first.facts.is_classifier:
+        raise UsageError(
+            f"{first.model.name} is not a classifier (one output of class scores), and "
+            "--compare gates a classifier's update by its accuracy."
+        )
     shape_a, shape_b = tuple(first.facts.input_shape), tuple(second.facts.input_shape)
     if shape_a != shape_b or first.facts.num_classes != second.facts.num_classes:
         raise UsageError(

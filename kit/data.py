@@ -21,22 +21,28 @@ from torch.utils.data import Dataset, TensorDataset
 
 from architectures import ModelSpec
 
+from .artifact import DATASETS
 from .errors import DataError, UsageError
 
 __all__ = [
     "BUNDLED_MNIST",
     "DATASETS",
     "DataBundle",
+    "DataChoice",
+    "RawSamples",
     "arrays",
     "calibration_sets",
+    "channel_stats",
+    "choose_data",
+    "data_channels",
     "default_data_dir",
     "load_dataset",
     "parity_samples",
+    "raw_test_images",
     "read_idx",
     "real_samples",
 ]
 
-DATASETS = ("mnist", "imagefolder", "cifar10", "fake")
 DATA_DIR_ENV = "KIT_DATA_DIR"
 #: Real MNIST shipped inside the package (provenance and licence in its README.md).
 BUNDLED_MNIST = Path(__file__).with_name("sample_data") / "mnist"
@@ -53,8 +59,8 @@ _MNIST_HELP = (
     "expected t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] and either "
     "train-images-idx3-ubyte[.gz]/train-labels-idx1-ubyte[.gz] or "
     "train5k-images-idx3-ubyte[.gz]/train5k-labels-idx1-ubyte[.gz]; get them from "
-    "https://yann.lecun.com/exdb/mnist/ or pass --download, or leave out --data-dir to use "
-    "the copy bundled with kit"
+    "https://yann.lecun.com/exdb/mnist/, or leave out --data-dir to use the copy bundled with "
+    "kit"
 )
 
 
@@ -252,7 +258,9 @@ def _cifar10(data_dir: Path, spec: ModelSpec, download: bool) -> DataBundle:
         train = CIFAR10(str(data_dir), train=True, transform=tf, download=download)
         test = CIFAR10(str(data_dir), train=False, transform=tf, download=download)
     except RuntimeError as exc:
-        raise DataError(f"CIFAR-10 not found in {data_dir} ({exc}); pass --download.") from None
+        raise DataError(
+            f"CIFAR-10 not found in {data_dir} ({exc}); get it from https://www.cs.toronto.edu/~kriz/cifar.html."
+        ) from None
     return DataBundle(train, test, "cifar10", 10, f"CIFAR-10 from {data_dir}", tuple(train.classes))
 
 
@@ -283,45 +291,103 @@ def _imagefolder(data_dir: Path, spec: ModelSpec) -> DataBundle:
     )
 
 
+@dataclass(frozen=True)
+class DataChoice:
+    """Which data a command reads: a data set kit knows, where it lives (None: the copy
+    bundled with kit for MNIST, else ``$KIT_DATA_DIR``), and who said so."""
+
+    dataset: str
+    data_dir: Path | None = None
+    said_by: str = "the network's recipe"
+
+    @property
+    def has_files(self) -> bool:
+        """Whether there are real images to read (MNIST is bundled; ``fake`` has none)."""
+        if self.dataset == "fake":
+            return False
+        return self.dataset == "mnist" or (self.data_dir or default_data_dir()) is not None
+
+    def args(self) -> list[str]:
+        """The ``--dataset``/``--data-dir`` that choose this data again."""
+        found = ["--dataset", self.dataset]
+        return found + (["--data-dir", str(self.data_dir)] if self.data_dir else [])
+
+    def describe(self) -> str:
+        where = f" in {self.data_dir}" if self.data_dir else ""
+        return f"{self.dataset}{where} ({self.said_by})"
+
+
+def choose_data(
+    spec: ModelSpec,
+    *,
+    dataset: str | None = None,
+    data_dir: Path | None = None,
+    recorded: Any = None,
+) -> DataChoice:
+    """The data a command reads: what the user named (``--dataset``, ``--data-dir``, or
+    ``$KIT_DATA_DIR``), else what the export's manifest ``recorded`` (its ``model.data``:
+    the data the model was trained and validated on), else the network's recipe.
+
+    Raises:
+        UsageError: an unknown data set.
+    """
+    if dataset is not None and dataset not in DATASETS:
+        raise UsageError(f"Unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}.")
+    data_dir = data_dir or default_data_dir()
+    if (
+        recorded is not None
+        and recorded.dataset in DATASETS
+        and dataset in (None, recorded.dataset)
+    ):
+        place = data_dir or (Path(recorded.directory) if recorded.directory else None)
+        said = "--data-dir" if data_dir else "the manifest"
+        return DataChoice(recorded.dataset, place, said)
+    if dataset is not None:
+        return DataChoice(dataset, data_dir, "--dataset")
+    said = "--data-dir" if data_dir else "the network's recipe"
+    name = spec.recipe.dataset
+    if name == "fake" and data_dir is not None:
+        name = "imagefolder"  # a folder of the user's images, for a network with no data
+    return DataChoice(name, data_dir, said)
+
+
 def real_samples(
-    spec: ModelSpec, data_dir: Path | None, *, dataset: str | None = None, count: int = 256
+    spec: ModelSpec, choice: DataChoice, *, count: int = 256
 ) -> tuple[str, torch.Tensor]:
-    """The first ``count`` test samples of ``dataset`` (the spec's recipe dataset by default).
+    """The first ``count`` test samples of the data ``choice`` names.
 
     Returns:
         ``(label, batch)`` for :func:`kit.parity.run_parity`.
     """
-    name = dataset or spec.recipe.dataset
-    bundle = load_dataset(name, spec, data_dir=data_dir)
+    bundle = load_dataset(choice.dataset, spec, data_dir=choice.data_dir)
     n = min(count, len(bundle.test))  # type: ignore[arg-type]
     if isinstance(bundle.test, TensorDataset):
         batch = bundle.test.tensors[0][:n]
     else:
         batch = torch.stack([bundle.test[i][0] for i in range(n)])
-    return f"{name} test b={n}", batch.contiguous()
+    return f"{choice.dataset} test b={n}", batch.contiguous()
 
 
 def parity_samples(
-    spec: ModelSpec, data_dir: Path | None, count: int = 256
+    spec: ModelSpec, choice: DataChoice, count: int = 256
 ) -> tuple[str, torch.Tensor] | None:
-    """Real test samples for parity: from ``data_dir``, or the bundled MNIST for the digit
-    networks; None when neither applies."""
-    if data_dir is None and spec.recipe.dataset != "mnist":
+    """Real test samples for parity from the data ``choice`` names; None when it has none."""
+    if not choice.has_files:
         return None
-    return real_samples(spec, data_dir, count=count)
+    return real_samples(spec, choice, count=count)
 
 
 def calibration_sets(
     spec: Any,
     *,
-    dataset: str | None,
-    data_dir: Path | None,
+    choice: DataChoice,
     size: int,
     random: bool,
     seed: int = 0,
 ) -> tuple[tuple[str, np.ndarray], tuple[str, np.ndarray, np.ndarray | None]]:
     """``(calibration, held_out)`` for ``spec``: training samples and the labelled test split
-    of its data set, or seeded random inputs when ``random`` (accuracy then unverified).
+    of the data ``choice`` names, or seeded random inputs when ``random`` (accuracy then
+    unverified).
 
     Raises:
         UsageError: no real data to calibrate on and ``random`` not asked for.
@@ -337,13 +403,13 @@ def calibration_sets(
             held_out,
             None,
         )
-    name = dataset or spec.recipe.dataset
-    if name == "fake" and data_dir is None:
+    if not choice.has_files:
         raise UsageError(
-            f"{spec.name} has no training data to calibrate on: pass --data-dir (and "
-            "--dataset), or --random-calibration to accept an unverified accuracy."
+            f"{spec.name} has no training data to calibrate on: pass --dataset and --data-dir, "
+            "or --random-calibration to accept an unverified accuracy."
         )
-    data = load_dataset(name, spec, data_dir=data_dir)
+    name = choice.dataset
+    data = load_dataset(name, spec, data_dir=choice.data_dir)
     train_x, _ = arrays(data.train, rng.permutation(len(data.train))[:size])  # type: ignore[arg-type]
     test_x, test_y = arrays(data.test)
     return (f"{len(train_x)} {name} training samples", train_x), (
@@ -366,3 +432,106 @@ def arrays(dataset: Any, index: np.ndarray | None = None) -> tuple[np.ndarray, n
         np.stack([np.asarray(p[0], dtype=np.float32) for p in pairs]),
         np.asarray([int(p[1]) for p in pairs]),
     )
+
+
+@dataclass
+class RawSamples:
+    """Test images as their files hold them (uint8, before any preprocessing), their labels,
+    and the indexes of the same samples in :func:`load_dataset`'s test split."""
+
+    images: list[np.ndarray]
+    labels: np.ndarray
+    index: np.ndarray
+    description: str
+
+
+def _spread(total: int, count: int) -> np.ndarray:
+    """``count`` indexes spread evenly over ``total`` (every class of a sorted folder)."""
+    n = min(total, count)
+    return np.unique(np.linspace(0, total - 1, n).round().astype(np.int64))
+
+
+def raw_test_images(name: str, data_dir: Path | None, *, count: int = 512) -> RawSamples | None:
+    """Up to ``count`` test images of data set ``name`` as their files hold them, for the
+    whole-pipeline check (None for data with no files: ``fake``).
+
+    Raises:
+        DataError: the data set is missing or unreadable.
+    """
+    data_dir = data_dir or default_data_dir()
+    if name == "mnist":
+        folder = data_dir or BUNDLED_MNIST
+        split = _mnist_split(folder, "t10k")
+        if split is None:
+            raise DataError(f"MNIST files are missing in {folder}; {_MNIST_HELP}.")
+        index = _spread(len(split[1]), count)
+        images = [split[0][i] for i in index]
+        return RawSamples(
+            images, split[1][index].astype(np.int64), index, f"MNIST test ({_where(folder)})"
+        )
+    if name == "cifar10" and data_dir is not None:
+        from torchvision.datasets import CIFAR10
+
+        test = CIFAR10(str(data_dir), train=False)
+        index = _spread(len(test.targets), count)
+        labels = np.asarray(test.targets)[index]
+        return RawSamples([test.data[i] for i in index], labels, index, f"CIFAR-10 {data_dir}")
+    if name == "imagefolder" and data_dir is not None:
+        return _raw_folder(data_dir / "val", count)
+    return None
+
+
+def _raw_folder(root: Path, count: int) -> RawSamples:
+    from torchvision.datasets import ImageFolder
+
+    from .runtime.images import read_image
+
+    try:
+        samples = ImageFolder(str(root)).samples
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise DataError(f"Cannot read image folder {root}: {exc}.") from None
+    index = _spread(len(samples), count)
+    images = [read_image(Path(samples[i][0])) for i in index]
+    labels = np.asarray([samples[i][1] for i in index], dtype=np.int64)
+    return RawSamples(images, labels, index, f"ImageFolder {root}")
+
+
+def data_channels(name: str, data_dir: Path | None) -> int | None:
+    """How many channels a data set's images have (1 grey, 3 colour; None: any, or unknown)."""
+    if name == "mnist":
+        return 1
+    if name == "cifar10":
+        return 3
+    data_dir = data_dir or default_data_dir()
+    if name != "imagefolder" or data_dir is None or not (data_dir / "train").is_dir():
+        return None
+    from PIL import Image
+
+    for path in sorted((data_dir / "train").rglob("*")):
+        if path.is_file():
+            try:
+                with Image.open(path) as img:
+                    return 1 if img.mode in ("1", "L", "I", "I;16", "LA") else 3
+            except OSError:
+                continue
+    return None
+
+
+def channel_stats(
+    name: str, spec: ModelSpec, data_dir: Path | None, *, count: int = 2000
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of up to ``count`` training images of ``name`` (pixels in
+    [0, 1], at the network's input size), as a user's network is normalised by default.
+
+    Raises:
+        DataError: the data set is missing or unreadable.
+    """
+    from dataclasses import replace
+
+    plain = replace(spec, mean=(0.0,) * spec.input_shape[0], std=(1.0,) * spec.input_shape[0])
+    bundle = load_dataset(name, plain, data_dir=data_dir)
+    x, _ = arrays(bundle.train, _spread(len(bundle.train), count))  # type: ignore[arg-type]
+    flat = x.transpose(1, 0, 2, 3).reshape(x.shape[1], -1).astype(np.float64)
+    mean = tuple(round(float(v), 4) for v in flat.mean(axis=1))
+    std = tuple(round(max(float(v), 1e-3), 4) for v in flat.std(axis=1))
+    return mean, std

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import DataBundle, arrays, load_dataset
-from .errors import ArtifactError, DataError
-from .models import load_network, resolve_spec
+from .data import DataBundle, arrays, choose_data, load_dataset
+from .errors import ArtifactError, DataError, UsageError
+from .models import load_network, resolve_spec, with_facts
 from .train import evaluate, pick_device
 
 __all__ = ["evaluate_eager", "evaluate_exported", "top1"]
@@ -26,8 +26,10 @@ def evaluate_eager(
 ) -> dict[str, Any]:
     """Accuracy of ``weights`` loaded into the registered network ``model_name``."""
     spec = resolve_spec(model_name)
-    data = load_dataset(dataset or spec.recipe.dataset, spec, data_dir=data_dir)
     network = load_network(spec, weights=weights)
+    spec = with_facts(spec, network.facts)
+    choice = choose_data(spec, dataset=dataset, data_dir=data_dir)
+    data = load_dataset(choice.dataset, spec, data_dir=choice.data_dir)
     _check_classes(spec.name, network.num_classes, data)
     dev = pick_device(device)
     _, acc, preds = evaluate(network.model.to(dev), data.test, dev)
@@ -45,8 +47,8 @@ def evaluate_eager(
 def _check_classes(name: str, classes: int | None, data: DataBundle) -> None:
     if classes is not None and classes != data.num_classes:
         raise DataError(
-            f"{name} has {classes} classes but {data.name} has {data.num_classes}; evaluate it "
-            "on data with its own classes (--dataset, --data-dir)."
+            f"{name} has {classes} classes but {data.description} has {data.num_classes}; "
+            "evaluate it on data with its own classes (--dataset, --data-dir)."
         )
 
 
@@ -69,7 +71,13 @@ def evaluate_exported(
     if problems := verify_files(artifact_dir, manifest.files):
         raise ArtifactError(f"Refusing to evaluate {artifact_dir}: {'; '.join(problems)}.")
     spec, reference = rebuild_reference(artifact_dir, manifest, factory)
-    data = load_dataset(dataset or spec.recipe.dataset, spec, data_dir=data_dir)
+    choice = choose_data(spec, dataset=dataset, data_dir=data_dir, recorded=manifest.model.data)
+    if not choice.has_files:
+        raise UsageError(
+            f"kit has no labelled test data for {spec.name}: pass --dataset and --data-dir."
+        )
+    data = load_dataset(choice.dataset, spec, data_dir=choice.data_dir)
+    _check_classes(spec.name, manifest.facts.num_classes or None, data)
     images, labels = arrays(data.test)
     eager = top1(eager_run(reference, spec.name), images)
     onnx_files = [a for a in manifest.artifacts() if a.format == "onnx"]

@@ -25,6 +25,7 @@ __all__ = [
     "ParityReport",
     "Runner",
     "format_report",
+    "pipeline_line",
     "random_inputs",
     "run_parity",
     "to_junit",
@@ -69,6 +70,9 @@ class ParityReport:
     problems: list[str] = field(default_factory=list)
     #: what was not checked, or checked by another rule, and why (never silent)
     notes: list[str] = field(default_factory=list)
+    #: the whole-pipeline check (images through kit's preprocessing into model.onnx against
+    #: eager and the labels; ``kit.verify.pipeline``), when there was data for it
+    pipeline: dict[str, Any] | None = None
 
     @property
     def atol(self) -> float:
@@ -82,8 +86,12 @@ class ParityReport:
     def passed(self) -> bool:
         """No problem, at least one comparison, and every comparison passed (nothing
         checked is no pass)."""
+        pipeline = self.pipeline is None or bool(self.pipeline.get("passed"))
         return (
-            not self.problems and bool(self.comparisons) and all(c.passed for c in self.comparisons)
+            not self.problems
+            and bool(self.comparisons)
+            and all(c.passed for c in self.comparisons)
+            and pipeline
         )
 
     @property
@@ -99,6 +107,7 @@ class ParityReport:
             "rule": self.rule.describe(),
             "problems": list(self.problems),
             "notes": list(self.notes),
+            "pipeline": self.pipeline,
             "comparisons": [
                 {
                     k: (None if isinstance(v, float) and math.isnan(v) else v)
@@ -112,6 +121,9 @@ class ParityReport:
         """Each problem and comparison as a test case: ``(name, why it failed or None)``,
         for JUnit files and the pytest plugin."""
         cases: list[tuple[str, str | None]] = [(f"files: {p}", p) for p in self.problems]
+        if self.pipeline is not None:
+            why = None if self.pipeline.get("passed") else str(self.pipeline.get("why"))
+            cases.append(("the whole pipeline: images through kit's preprocessing", why))
         return cases + [
             (
                 f"{c.artifact} on {c.runtime}, {c.inputs}, {c.output}",
@@ -139,6 +151,8 @@ class ParityReport:
             + self.rule.failure_text(c)
             for c in self.failures[:3]
         ]
+        if self.pipeline is not None and not self.pipeline.get("passed"):
+            lines.append(f"the whole pipeline: {self.pipeline.get('why')}")
         more = len(self.failures) - 3
         message = (
             f"Parity failed for {self.model}: {'; '.join(lines)}"
@@ -154,6 +168,16 @@ class ParityReport:
         elif not self.problems and kinds == {"tolerance"}:
             error = ToleranceExceeded
         raise error(message, report=self)
+
+
+def pipeline_line(p: dict[str, Any]) -> str:
+    """The whole-pipeline check in one line."""
+    line = (
+        f"pipeline  images -> kit's preprocessing -> model.onnx on {p['images']} images of "
+        f"{p['data']}: accuracy {p['accuracy']:.2%} (eager on the data set's tensors "
+        f"{p['accuracy_eager']:.2%}), top-1 agreement {p['agreement']:.2%}"
+    )
+    return line + ("  ok" if p["passed"] else f"  FAILED: {p['why']}")
 
 
 def format_report(report: ParityReport) -> str:
@@ -186,12 +210,17 @@ def format_report(report: ParityReport) -> str:
         for c in report.comparisons
     ]
     lines = [format_table(head, rows)]
+    if report.pipeline is not None:
+        lines.append(pipeline_line(report.pipeline))
     lines += [f"problem: {p}" for p in report.problems]
     lines += [f"note: {n}" for n in report.notes]
     warned = [c for c in report.comparisons if c.warning]
     if warned:
         lines.append(f"warning: {len(warned)} advisory row(s) outside tolerance (see the notes)")
-    n_fail = len(report.failures) + len(report.problems)
+    pipeline_failed = report.pipeline is not None and not report.pipeline.get("passed")
+    n_fail = len(report.failures) + len(report.problems) + pipeline_failed
+    if not n_fail and not report.comparisons:
+        n_fail = 1  # nothing checked is no pass
     verdict = "PASSED" if report.passed else f"FAILED ({n_fail} failure{'s' * (n_fail != 1)})"
     lines.append(f"parity {report.model} ({report.rule.describe()}): {verdict}")
     return "\n".join(lines)

@@ -36,6 +36,7 @@ __all__ = [
     "Loaded",
     "ParityData",
     "ParityRow",
+    "PipelineData",
     "Saved",
     "VariantData",
     "kit_command",
@@ -80,6 +81,20 @@ class ParityRow(msgspec.Struct, frozen=True):
     warning: _Text | None = None
 
 
+class PipelineData(msgspec.Struct, frozen=True):
+    """The whole-pipeline check of a parity run (``kit.verify.pipeline``)."""
+
+    data: _Text
+    images: _Count
+    classes: _Count
+    agreement: _Share
+    accuracy: _Share
+    accuracy_eager: _Share
+    trained: bool
+    passed: bool
+    why: _Text | None = None
+
+
 class ParityData(msgspec.Struct, frozen=True):
     """A ``kit parity`` report as saved (``ParityReport.to_dict``)."""
 
@@ -88,6 +103,7 @@ class ParityData(msgspec.Struct, frozen=True):
     comparisons: Annotated[list[ParityRow], msgspec.Meta(max_length=20000)]
     notes: Annotated[list[_Text], msgspec.Meta(max_length=200)] = []
     problems: Annotated[list[_Text], msgspec.Meta(max_length=200)] = []
+    pipeline: PipelineData | None = None
 
 
 class BenchRow(msgspec.Struct, frozen=True):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Agreement", "Comparison", "Rule", "Tolerance"]
+__all__ = ["Agreement", "Comparison", "Rule", "Tolerance", "at_chance"]
 
 
 @dataclass
@@ -154,3 +154,12 @@ def _round_up(x: float) -> float:
         return x
     step = 10 ** (math.floor(math.log10(x)) - 1)
     return float(f"{math.ceil(x / step - 1e-9) * step:.2g}")
+
+
+def at_chance(accuracy: float, classes: int, samples: int) -> bool:
+    """Whether a classifier's ``accuracy`` on ``samples`` labelled samples is what guessing
+    among ``classes`` gives: at most chance plus two standard errors of a guesser's."""
+    if classes < 2 or samples < 1:
+        return False
+    chance = 1.0 / classes
+    return accuracy <= chance + 2.0 * math.sqrt(chance * (1.0 - chance) / samples)

@@ -27,19 +27,21 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, TensorData
 from architectures import ModelSpec, TrainRecipe
 
 from ._native import keep_freed_memory
-from .artifact import BEST_CHECKPOINT, CLASS_NAMES_KEY, LAST_CHECKPOINT, RESUME_STATE
+from .artifact import BEST_CHECKPOINT, LAST_CHECKPOINT, RESUME_STATE
 from .augment import random_affine
-from .data import DataBundle
+from .data import DataBundle, DataChoice, channel_stats, choose_data, data_channels, load_dataset
 from .errors import TrainingError, UsageError
-from .models import build_model
+from .models import GivenFacts, build_model, resolve_spec, with_facts
 
 __all__ = [
     "Reports",
     "TrainConfig",
     "TrainResult",
+    "TrainingPlan",
     "checkpoint_metadata",
     "evaluate",
     "pick_device",
+    "prepare_training",
     "train",
     "training_record",
 ]
@@ -236,6 +238,10 @@ def _make_optimizer(cfg: TrainConfig, model: nn.Module, steps: int) -> tuple[Any
         opt: torch.optim.Optimizer = torch.optim.AdamW(
             model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True
         )
+    elif cfg.optimizer == "adam":  # the seed's: Adam, no weight decay by default
+        opt = torch.optim.Adam(
+            model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True
+        )
     elif cfg.optimizer == "sgd":
         opt = torch.optim.SGD(
             model.parameters(),
@@ -245,7 +251,7 @@ def _make_optimizer(cfg: TrainConfig, model: nn.Module, steps: int) -> tuple[Any
             weight_decay=cfg.weight_decay,
         )
     else:
-        raise UsageError(f"Unknown optimizer {cfg.optimizer!r}; use adamw or sgd.")
+        raise UsageError(f"Unknown optimizer {cfg.optimizer!r}; use adam, adamw or sgd.")
     if cfg.schedule == "onecycle" and steps >= 8:  # one-cycle needs a few steps to warm up
         sched: Any = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=cfg.lr, total_steps=max(steps, 1), pct_start=0.25
@@ -324,7 +330,8 @@ def _prepare(cfg: TrainConfig, spec: ModelSpec, data: DataBundle) -> _Run:
     """Network, data on the device, optimizer, schedule, AMP scaler and EMA for ``cfg``."""
     device, rank, world, _ = _init_device(cfg)
     classes = cfg.num_classes or data.num_classes
-    model = build_model(spec, num_classes=classes, seed=cfg.seed)
+    model = build_model(spec, num_classes=classes, seed=cfg.seed, fit=True)
+    _check_width(model, spec, classes, data.description)
     model = model.to(device).to(memory_format=torch.channels_last)
     train_set = data.train
     if isinstance(train_set, TensorDataset):
@@ -349,14 +356,38 @@ def _prepare(cfg: TrainConfig, spec: ModelSpec, data: DataBundle) -> _Run:
     )  # fmt: skip
 
 
+def _check_width(model: nn.Module, spec: ModelSpec, classes: int, data: str) -> None:
+    """The network answers one score per class of the data.
+
+    Raises:
+        UsageError: it answers another number (or not one [batch, classes] tensor).
+    """
+    with torch.no_grad():
+        out = model.eval()(torch.zeros(2, *spec.input_shape))
+    width = int(out.shape[1]) if isinstance(out, torch.Tensor) and out.ndim == 2 else None
+    if width != classes:
+        said = f"{width} class scores" if width else "no [batch, classes] tensor"
+        raise UsageError(
+            f"{spec.name} answers {said}, and {data} has {classes} classes; make the network "
+            f"answer {classes} (a factory that takes num_classes gets it), or train it on its "
+            "own data."
+        )
+
+
 def checkpoint_metadata(spec: ModelSpec, data: DataBundle, classes: int) -> dict[str, str]:
-    """A checkpoint's safetensors metadata: the network, its class count and, when the data
-    names its classes (an ImageFolder's folders), their names, which travel into the export
-    as torchvision's ``Weights.meta`` travels with its weights."""
+    """A checkpoint's safetensors metadata: the network, its class count, the input shape,
+    mean and std it was trained with and its classes' names (``spec``'s when they fit, else
+    the data's: an ImageFolder's folders), which travel into the export as torchvision's
+    ``Weights.meta`` travels with its weights."""
     meta = {"model": spec.name, "num_classes": str(classes), "dataset": data.name}
-    if len(data.class_names) == classes:
-        meta[CLASS_NAMES_KEY] = json.dumps(list(data.class_names))
-    return meta
+    names = spec.class_names if len(spec.class_names) == classes else data.class_names
+    facts = GivenFacts(
+        mean=tuple(spec.mean),
+        std=tuple(spec.std),
+        class_names=tuple(names) if len(names) == classes else None,
+        input_shape=tuple(spec.input_shape),
+    )
+    return meta | facts.to_metadata()
 
 
 def training_record(cfg: TrainConfig, data: DataBundle, result: TrainResult) -> dict[str, Any]:
@@ -370,6 +401,87 @@ def training_record(cfg: TrainConfig, data: DataBundle, result: TrainResult) -> 
             k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items()
         },
     }
+
+
+@dataclass
+class TrainingPlan:
+    """What ``kit train`` trains: the network's facts as the data and the user give them,
+    the data, where it came from, and what the user should be told."""
+
+    spec: ModelSpec
+    data: DataBundle
+    choice: DataChoice
+    notes: list[str]
+
+
+def prepare_training(
+    model_name: str,
+    given: GivenFacts,
+    *,
+    dataset: str | None = None,
+    data_dir: Path | None = None,
+    download: bool = False,
+    num_classes: int | None = None,
+    fake_size: int = 256,
+) -> TrainingPlan:
+    """Resolve the network and its data for a training run.
+
+    A user's network (``module:factory``) is normalised with the data's own per-channel
+    mean and std unless ``given`` says otherwise; the classes' names are the data's (an
+    ImageFolder's folders) unless ``given`` names them.
+
+    Raises:
+        UsageError: the data's images do not have the channels the network takes, class
+            names that do not fit the classes, or fake data for a network of no known
+            class count.
+        DataError: the data is missing or unreadable.
+    """
+    spec = resolve_spec(model_name, given.input_shape)
+    user = ":" in model_name
+    choice = choose_data(spec, dataset=dataset, data_dir=data_dir)
+    channels = data_channels(choice.dataset, choice.data_dir)
+    if channels is not None and channels != spec.input_shape[0]:
+        kind = {1: "grey (1 channel)", 3: "colour (3 channels)"}
+        raise UsageError(
+            f"{spec.name} takes {spec.input_shape[0]}-channel images, and the {choice.dataset} "
+            f"data's are {kind[channels]}; train a network that takes {channels} channels "
+            f"(your own with --input-shape {channels},H,W), or convert the images first."
+        )
+    if user and choice.dataset == "fake" and num_classes is None:
+        raise UsageError("--dataset fake with your own network needs --num-classes.")
+    notes = []
+    facts = dataclasses.replace(given, class_names=None)
+    if user and not given.normalisation and choice.has_files:
+        mean, std = channel_stats(choice.dataset, spec, choice.data_dir)
+        facts = dataclasses.replace(facts, mean=mean, std=std)
+        notes.append(
+            f"normalising with the data's own per-channel mean {list(mean)} and std "
+            f"{list(std)} (pass --mean/--std to choose); the checkpoints record them"
+        )
+    spec = with_facts(spec, facts)
+    data = load_dataset(
+        choice.dataset,
+        spec,
+        data_dir=choice.data_dir,
+        download=download,
+        num_classes=num_classes,
+        fake_size=fake_size,
+    )
+    classes = num_classes or data.num_classes
+    if data.name != "fake" and classes != data.num_classes:
+        raise UsageError(
+            f"--num-classes {classes} disagrees with {data.description}, which has "
+            f"{data.num_classes} classes; leave --num-classes out to take the data's."
+        )
+    names = given.class_names or data.class_names
+    if given.class_names is not None and len(given.class_names) != classes:
+        raise UsageError(
+            f"--class-names gives {len(given.class_names)} names for {classes} classes; give "
+            "one per class, in the order of the data's class folders."
+        )
+    if len(names) == classes:
+        spec = with_facts(spec, GivenFacts(class_names=tuple(names)))
+    return TrainingPlan(spec, data, choice, notes)
 
 
 def _resume(run: _Run, cfg: TrainConfig, spec: ModelSpec, result: TrainResult) -> int:

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 import kit.runtime as kr
 from kit.artifact import FACTS_KEY, MANIFEST, ModelFacts, read_manifest
-from kit.cli._images import read_image
 from kit.errors import KitError
+from kit.runtime.images import read_image
 
 FUZZ = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

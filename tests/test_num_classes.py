@@ -89,7 +89,7 @@ def test_eval_takes_the_class_count_too(tmp_path: Path) -> None:
     assert code == 0, text
     assert json.loads(text)["total"] == 10_000
     code, text = run("eval", "--model", "lenet", "--weights", str(_weights(tmp_path, "lenet", 5)))
-    assert code == 1 and "lenet has 5 classes but mnist has 10" in text
+    assert code == 1 and "lenet has 5 classes but MNIST" in text and "has 10;" in text
 
 
 def test_a_users_factory_says_to_pass_num_classes(tmp_path: Path) -> None:

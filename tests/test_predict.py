@@ -70,19 +70,21 @@ def test_predict_defaults_to_the_shipped_model(
     path = _save(images[0], tmp_path / "seven.png", "L", 28)
     result = CliRunner().invoke(cli, ["predict", str(path)])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith(f"{path}: {labels[0]} (")
+    said = result.output.splitlines()
+    assert said[0].startswith("model mnist_cnn: ") and "the default digit model" in said[0]
+    assert said[1].startswith(f"{path}: {labels[0]} (")
 
 
 def test_predict_errors(tmp_path: Path, shipped_mnist_cnn: Path) -> None:
     missing = CliRunner().invoke(cli, ["predict", str(tmp_path / "nope.png")], prog_name="kit")
-    assert missing.exit_code == 2 and "does not exist" in missing.output
+    assert missing.exit_code == 1 and "nope.png: error: Image" in missing.output
+    assert "does not exist" in missing.output
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
-    result = CliRunner().invoke(cli, ["predict", str(bad)], prog_name="kit")
-    assert (
-        result.exit_code == 1
-        and "Cannot read image" in result.output
-        and "Traceback" not in result.output
-    )
+    good = _save(np.zeros((28, 28), np.uint8), tmp_path / "zero.png", "L", 28)
+    result = CliRunner().invoke(cli, ["predict", str(bad), str(good)], prog_name="kit")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "bad.png: error: Cannot read image" in result.output
+    assert f"{good}: " in result.output  # the batch goes on past a bad file
     only_model = CliRunner().invoke(cli, ["predict", str(shipped_mnist_cnn)], prog_name="kit")
     assert only_model.exit_code == 2 and "at least one image" in only_model.output

@@ -452,7 +452,7 @@ def test_the_pixel_limit_has_a_flag(shipped_mnist_cnn: Path, tmp_path: Path) -> 
 def test_a_large_jpeg_is_reduced_while_it_is_decoded(tmp_path: Path) -> None:
     from PIL import Image
 
-    from kit.cli._images import read_image
+    from kit.runtime.images import read_image
 
     Image.new("L", (4000, 4000), 128).save(tmp_path / "big.jpg", quality=90)
     assert read_image(tmp_path / "big.jpg", size=(28, 28)).shape == (500, 500)  # 1/8 scale

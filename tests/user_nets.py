@@ -150,3 +150,20 @@ def hardswish() -> nn.Module:
     """Conv, HardSwish, Linear: ORT runs HardSwish as HardSigmoid x input, and HardSigmoid
     is outside ORT Mobile's default operator set."""
     return nn.Sequential(nn.Conv2d(3, 4, 3), nn.Hardswish(), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+
+
+def shapes(num_classes: int = 3) -> nn.Module:
+    """A user's small CNN for 3x32x32 pictures (the shapes of tests/shapes.py)."""
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, num_classes),
+    )

@@ -13,6 +13,7 @@ from .manifest import (
     FORMAT_VERSION,
     MANIFEST,
     ArtifactFile,
+    DataRecord,
     FileRecord,
     Manifest,
     MobileRecord,
@@ -33,6 +34,7 @@ __all__ = [
     "BEST_CHECKPOINT",
     "BUNDLED_PTE",
     "CLASS_NAMES_KEY",
+    "DATASETS",
     "DEFAULT_ATOL",
     "DEFAULT_BATCH_SIZES",
     "DEFAULT_CALIBRATION_SIZE",
@@ -44,8 +46,11 @@ __all__ = [
     "FORMATS",
     "FORMAT_VERSION",
     "INPUT_NAME",
+    "INPUT_SHAPE_KEY",
+    "LABELS_FILE",
     "LAST_CHECKPOINT",
     "MANIFEST",
+    "MEAN_KEY",
     "MODEL_FILE",
     "OPENVINO_WEIGHTS",
     "ORT_OPS_FILE",
@@ -58,9 +63,11 @@ __all__ = [
     "RESULTS_DIR",
     "RESUME_STATE",
     "SINGLE_OUTPUT",
+    "STD_KEY",
     "VARIANT_FILES",
     "WEIGHTS_FILE",
     "ArtifactFile",
+    "DataRecord",
     "FactsError",
     "FileRecord",
     "Limits",
@@ -135,10 +142,18 @@ DEFAULT_RTOL = 1e-4
 DEFAULT_BATCH_SIZES = (1, 3, 8)
 #: Training samples an int8 variant is calibrated on.
 DEFAULT_CALIBRATION_SIZE = 512
+#: The data sets kit reads (``--dataset``; a manifest's ``model.data.dataset``).
+DATASETS = ("mnist", "imagefolder", "cifar10", "fake")
 
 # A training run's files (``runs/NAME/``).
-#: safetensors metadata keys a checkpoint carries from its data into the export (JSON lists)
+#: safetensors metadata keys a checkpoint carries from its data into the export (JSON lists):
+#: its classes' names, the per-channel mean and std it was trained with, one sample's shape
 CLASS_NAMES_KEY = "kit.class_names"
+MEAN_KEY = "kit.mean"
+STD_KEY = "kit.std"
+INPUT_SHAPE_KEY = "kit.input_shape"
+#: the file of class names, one per line, beside a Triton model (its ``label_filename``)
+LABELS_FILE = "labels.txt"
 BEST_CHECKPOINT = "best.safetensors"
 LAST_CHECKPOINT = "last.safetensors"
 RESUME_STATE = "resume.pt"

@@ -20,6 +20,7 @@ from .facts import Limits, ModelFacts, validation_sentence
 
 __all__ = [
     "ArtifactFile",
+    "DataRecord",
     "FileRecord",
     "Manifest",
     "MobileRecord",
@@ -58,6 +59,15 @@ class WeightsRecord(msgspec.Struct, frozen=True):
     source_sha256: str | None = None
 
 
+class DataRecord(msgspec.Struct, frozen=True):
+    """The data a model was trained and validated on, which later commands use by default:
+    a data set kit reads (``mnist``, ``imagefolder``, ``cifar10``) and where it lives (None:
+    the copy bundled with kit, or ``$KIT_DATA_DIR``). Images, never code."""
+
+    dataset: str
+    directory: str | None = None
+
+
 class ModelRecord(msgspec.Struct, frozen=True):
     """How to rebuild the eager network: a registered name (or a factory, shown but never
     imported on the manifest's say-so), its class count, and its weights or seed."""
@@ -70,6 +80,8 @@ class ModelRecord(msgspec.Struct, frozen=True):
     weights: WeightsRecord | None = None
     #: one line for people (an untrained export says so)
     note: str | None = None
+    #: the data it was trained and validated on
+    data: DataRecord | None = None
 
 
 class TensorRecord(msgspec.Struct, frozen=True):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import traceback
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import click
 
 from .. import __version__
 from .._text import inert
-from ..artifact import DEFAULT_BATCH_SIZES
+from ..artifact import DATASETS, DEFAULT_BATCH_SIZES
 from ..errors import KitError, UsageError
 
 DEFAULT_EXPORT_DIR = Path("exported")
@@ -125,17 +126,87 @@ def _parity_options(f: Any) -> Any:
             show_default=True,
             help="Random batch sizes checked.",
         ),
-        click.option(
-            "--data-dir",
-            type=click.Path(path_type=Path),
-            help="Also compare on real test samples from here (digit networks use the "
-            "bundled MNIST test set when this is not given).",
-        ),
         click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
     ]
     for option in reversed(options):
         f = option(f)
     return f
+
+
+def data_options(f: Any) -> Any:
+    """``--dataset`` and ``--data-dir``, the same on every command that reads data."""
+    f = click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path),
+        envvar="KIT_DATA_DIR",
+        help="Where the data lives ($KIT_DATA_DIR) [default: what the export's manifest "
+        "records, else the network's recipe; MNIST is bundled with kit].",
+    )(f)
+    return click.option(
+        "--dataset",
+        type=click.Choice(DATASETS),
+        help="mnist (bundled), imagefolder (DIR/train/CLASS/* and DIR/val/CLASS/*), cifar10 "
+        "or fake [default: what the export's manifest records, else the network's recipe].",
+    )(f)
+
+
+def _numbers(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        numbers = tuple(float(v) for v in value.split(","))
+    except ValueError:
+        numbers = ()
+    if not numbers or not all(math.isfinite(v) for v in numbers):
+        raise click.BadParameter(
+            f"{value!r} must be numbers separated by commas, like 0.5,0.5,0.5."
+        )
+    return numbers
+
+
+def _class_names(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """``a,b,c``, or ``@FILE`` with one name per line."""
+    if value is None:
+        return None
+    if value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.BadParameter(f"cannot read {value[1:]}: {exc}.") from None
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    else:
+        names = [n.strip() for n in value.split(",")]
+    if not names or any(not n or len(n) > 200 for n in names) or len(names) > 100_000:
+        raise click.BadParameter(
+            "give one name per class, 1 to 200 characters each: a,b,c or @labels.txt."
+        )
+    return tuple(names)
+
+
+def facts_options(f: Any) -> Any:
+    """What a network's input and output mean, given once (``kit train`` records them in
+    its checkpoints; ``kit export`` reads them from there, a flag overriding)."""
+    f = click.option(
+        "--class-names",
+        callback=_class_names,
+        metavar="A,B,C|@FILE",
+        help="The classes' names in output order, or @FILE with one per line [default: the "
+        "checkpoint's, the data's folders, else the network's].",
+    )(f)
+    f = click.option(
+        "--std",
+        callback=_numbers,
+        metavar="S[,S,S]",
+        help="Per-channel std of pixels in [0, 1] the network was trained with (one value "
+        "for all channels) [default: the checkpoint's, else the network's].",
+    )(f)
+    return click.option(
+        "--mean",
+        callback=_numbers,
+        metavar="M[,M,M]",
+        help="Per-channel mean of pixels in [0, 1] the network was trained with (one value "
+        "for all channels) [default: the checkpoint's, else the network's].",
+    )(f)
 
 
 def _echo_json(data: Any) -> None:

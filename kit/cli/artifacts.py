@@ -21,8 +21,10 @@ from ._common import (
     _shape,
     _write_text,
     cli,
+    data_options,
     echo,
     factory_option,
+    facts_options,
     limit_options,
     provider_option,
 )
@@ -146,7 +148,13 @@ def list_cmd(as_json: bool) -> None:
     help="Write an ONNX file that loads in this runtime: onnxruntime==1.16.3, triton==24.01 "
     "(opset and IR version chosen for it, still checked against eager), or refuse saying why.",
 )
+@facts_options
+@data_options
 @_calibration_options
+@limit_options(
+    "--precision int8/fp16: accuracy points a variant may lose on the test set.",
+    "--precision int8/fp16: percent of test samples whose top-1 class must match fp32's.",
+)
 @_parity_options
 # Long only by its parameter list (one per option) and its docstring (the --help text).
 def export(
@@ -167,10 +175,16 @@ def export(
     precisions: str,
     calibration_size: int,
     random_calibration: bool,
+    max_accuracy_drop: float,
+    min_agreement: float,
     atol: float | None,
     rtol: float | None,
     batch_sizes: tuple[int, ...],
+    dataset: str | None,
     data_dir: Path | None,
+    mean: tuple[float, ...] | None,
+    std: tuple[float, ...] | None,
+    class_names: tuple[str, ...] | None,
     as_json: bool,
 ) -> None:
     """Export a network and prove each artifact matches eager PyTorch.
@@ -187,12 +201,24 @@ def export(
     a dict of tensors: each becomes one named ONNX output with a dynamic batch axis.
     --weights alone tells a registered network's class count (its head's size).
 
+    What the network's input and output mean travels inside the export (the ONNX facts,
+    the manifest, Triton's labels): --mean, --std and --class-names, else what the
+    checkpoint (kit train writes them), the network (a kit_facts dict attribute) or the
+    registry says. With test data at hand (--dataset/--data-dir, the manifest's, or the
+    bundled MNIST), the export also proves the whole pipeline: test images through kit's
+    own preprocessing into model.onnx, against eager and the labels; trained weights that
+    answer at chance level that way fail the export.
+
     \b
     Examples:
       kit export --model alexnet
       kit export --model alexnet --weights my_10_class.safetensors
       kit export --model mnist_cnn --weights runs/mnist_cnn/best.safetensors
       kit export --model mypkg.nets:tiny --input-shape 3,32,32 --formats onnx
+      kit export --model mynets:tiny --input-shape 3,32,32 --weights runs/tiny/best.safetensors \\
+          --dataset imagefolder --data-dir shapes/      # facts from the checkpoint
+      kit export --model mynets:tiny --input-shape 3,32,32 --mean 0.5 --std 0.25 \\
+          --class-names circle,square,triangle --weights my.safetensors
       kit export --model mnist_cnn --formats onnx,ort   # + model.ort for phones
       kit export --model mnist_cnn --formats onnx,pte,tflite,openvino
       kit export exported/mnist_cnn --formats pte --precision int8   # add to an export
@@ -200,6 +226,7 @@ def export(
       kit export --model mypkg.nets:segmenter --input-shape 3,224,224 --output-names mask
     """
     from ..export import Calibration, ExportOptions, add_formats, export_network, parse_formats
+    from ..models import GivenFacts
 
     if (existing is None) == (model_name is None):
         raise click.UsageError(
@@ -227,7 +254,11 @@ def export(
         output_names=[n.strip() for n in output_names.split(",")] if output_names else None,
         keep_failed=keep_failed,
         precisions=variants,
-        calibration=Calibration(calibration_size, random_calibration, data_dir),
+        calibration=Calibration(
+            calibration_size,
+            random_calibration,
+            limits=Limits(max_accuracy_drop / 100, min_agreement / 100),
+        ),
         openvino_fp16=openvino_fp16,
         target=target,
     )
@@ -239,9 +270,17 @@ def export(
         from ..compat import export_limits, parse_target
 
         export_limits(parse_target(target))  # refuse before exporting anything
+    given = GivenFacts(mean=mean, std=std, class_names=class_names)
+    if existing is not None and given != GivenFacts():
+        raise click.UsageError(
+            "--mean, --std and --class-names say how a new export is made; export again with "
+            "--model (an export's facts are fixed once its files are proven)."
+        )
     try:
         if existing is not None:
-            result = add_formats(existing, options, factory=factory, data_dir=data_dir)
+            result = add_formats(
+                existing, options, factory=factory, dataset=dataset, data_dir=data_dir
+            )
         else:
             assert model_name is not None
             result = export_network(
@@ -251,6 +290,8 @@ def export(
                 num_classes=num_classes,
                 input_shape=input_shape,
                 seed=seed,
+                given=given,
+                dataset=dataset,
                 data_dir=data_dir,
                 options=options,
             )
@@ -326,6 +367,7 @@ def _explain_parity_failure(exc: ParityError) -> None:
 @cli.command()
 @click.argument("artifact_dir", type=click.Path(path_type=Path))
 @_parity_options
+@data_options
 @provider_option
 @click.option(
     "--runtime",
@@ -388,6 +430,7 @@ def parity(
     atol: float | None,
     rtol: float | None,
     batch_sizes: tuple[int, ...],
+    dataset: str | None,
     data_dir: Path | None,
     as_json: bool,
 ) -> None:
@@ -427,8 +470,8 @@ def parity(
         report = verify_reference(artifact_dir, runtimes=runtimes, provider=provider)
     else:
         report, real = _verify_eager(
-            artifact_dir, factory, data_dir, samples, atol, rtol, batch_sizes, provider, runtimes,
-            (endpoint, model_name) if endpoint else None,
+            artifact_dir, factory, (dataset, data_dir), samples, atol, rtol, batch_sizes,
+            provider, runtimes, (endpoint, model_name) if endpoint else None,
         )  # fmt: skip
     if junit is not None:
         _write_text(junit, to_junit(report))
@@ -457,7 +500,7 @@ def _parity_args(artifact_dir: Path, given: dict[str, Any]) -> list[str]:
         args += [a for runtime in dict.fromkeys(given["runtimes"]) for a in ("--runtime", runtime)]
     if given["provider"] != "auto":
         args += ["--provider", given["provider"]]
-    for flag in ("atol", "rtol", "data_dir", "factory"):
+    for flag in ("atol", "rtol", "dataset", "data_dir", "factory"):
         if given[flag] is not None:
             args += [f"--{flag.replace('_', '-')}", str(given[flag])]
     if given["samples"] != 256:
@@ -470,7 +513,7 @@ def _parity_args(artifact_dir: Path, given: dict[str, Any]) -> list[str]:
 def _verify_eager(
     artifact_dir: Path,
     factory: str | None,
-    data_dir: Path | None,
+    data: tuple[str | None, Path | None],
     samples: int,
     atol: float | None,
     rtol: float | None,
@@ -481,11 +524,13 @@ def _verify_eager(
 ) -> tuple[Any, Any]:
     """``kit parity`` against a rebuilt eager network: the report and the real samples."""
     from ..artifact import read_manifest
-    from ..data import parity_samples
+    from ..data import choose_data, parity_samples
     from ..verify import saved_spec, verify_saved
 
-    spec = saved_spec(read_manifest(artifact_dir), factory)
-    real = parity_samples(spec, data_dir, samples)
+    manifest = read_manifest(artifact_dir)
+    spec = saved_spec(manifest, factory)
+    choice = choose_data(spec, dataset=data[0], data_dir=data[1], recorded=manifest.model.data)
+    real = parity_samples(spec, choice, samples)
     report = verify_saved(
         artifact_dir,
         atol=atol,
@@ -496,6 +541,7 @@ def _verify_eager(
         runtimes=runtimes,
         endpoint=endpoint,
         factory=factory,
+        data=choice,
     )
     return report, real
 
@@ -509,12 +555,7 @@ def _verify_eager(
     show_default=True,
     help="The variant to add beside model.onnx (fp16 is meant for CUDA).",
 )
-@click.option(
-    "--dataset",
-    type=click.Choice(["mnist", "imagefolder", "cifar10"]),
-    help="Calibration and test data (default: the network's recipe; mnist is bundled).",
-)
-@click.option("--data-dir", type=click.Path(path_type=Path), help="Where that data set lives.")
+@data_options
 @_calibration_options
 @limit_options(
     "Accuracy points the variant may lose on the test set.",
@@ -560,12 +601,15 @@ def quantize(
       kit quantize exported/mynet --random-calibration       # no data: accuracy unverified
     """
     from ..artifact import read_manifest
+    from ..data import choose_data
     from ..export import Calibration, add_variant_from_data
     from ..verify import saved_spec
 
-    spec = saved_spec(read_manifest(artifact_dir), factory)
+    manifest = read_manifest(artifact_dir)
+    spec = saved_spec(manifest, factory)
     limits = Limits(max_accuracy_drop / 100, min_agreement / 100)
-    calibration = Calibration(calibration_size, random_calibration, data_dir, dataset, limits)
+    data = choose_data(spec, dataset=dataset, data_dir=data_dir, recorded=manifest.model.data)
+    calibration = Calibration(calibration_size, random_calibration, data, limits)
     record = add_variant_from_data(artifact_dir, spec, precision, calibration, max_fp32_layers)
     if as_json:
         _echo_json(msgspec.to_builtins(record))
@@ -608,6 +652,7 @@ def quantize(
     "inference); 0 leaves cold start out.",
 )
 @factory_option
+@data_options
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 def bench(
     artifact_dir: Path,
@@ -616,6 +661,8 @@ def bench(
     plot: Path | None,
     cold_runs: int,
     factory: str | None,
+    dataset: str | None,
+    data_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Latency (p50, p90, p99) and throughput of every artifact, against the hardware's peak.
@@ -634,13 +681,20 @@ def bench(
     from ..bench import bench as run_bench
     from ..bench import format_rows, plot_rows, rows_as_dicts
 
+    data = _data_for(artifact_dir, factory, dataset, data_dir) if dataset or data_dir else None
     rows, hardware = run_bench(
-        artifact_dir, batch_sizes=batch_sizes, seconds=seconds, factory=factory, cold_runs=cold_runs
+        artifact_dir,
+        batch_sizes=batch_sizes,
+        seconds=seconds,
+        factory=factory,
+        cold_runs=cold_runs,
+        data=data,
     )
     if plot is not None:
         plot_rows(rows, plot, title=f"{artifact_dir.name}: images per second")
     args = ["bench", str(artifact_dir), "--batch-sizes", ",".join(map(str, batch_sizes))]
     args += ["--seconds", f"{seconds:g}", "--cold-runs", str(cold_runs)]
+    args += (["--factory", factory] if factory else []) + (data.args() if data else [])
     _save_result(artifact_dir, "bench", {"rows": rows_as_dicts(rows), **hardware}, args)
     if as_json:
         _echo_json({"rows": rows_as_dicts(rows), **hardware})
@@ -648,3 +702,17 @@ def bench(
     echo(format_rows(rows, hardware))
     if plot is not None:
         echo(f"wrote {plot}")
+
+
+def _data_for(
+    artifact_dir: Path, factory: str | None, dataset: str | None, data_dir: Path | None
+) -> Any:
+    """The data the user named for an export (``--dataset``, ``--data-dir``), else the
+    data its manifest records."""
+    from ..artifact import read_manifest
+    from ..data import choose_data
+    from ..verify import saved_spec
+
+    manifest = read_manifest(artifact_dir)
+    spec = saved_spec(manifest, factory)
+    return choose_data(spec, dataset=dataset, data_dir=data_dir, recorded=manifest.model.data)

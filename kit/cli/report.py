@@ -17,6 +17,7 @@ from ._common import (
     _write_inside,
     _write_text,
     cli,
+    data_options,
     echo,
     factory_option,
     limit_options,
@@ -54,11 +55,7 @@ BENCH_ARGS = ["--seconds", "0.25", "--cold-runs", "1"]
     "--compare: accuracy points B may lose against A.",
     "--compare: percent of test samples both versions must classify alike.",
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    help="Where the test data lives (--compare, and the commands --run runs).",
-)
+@data_options
 @factory_option
 def report(
     artifact_dir: Path | None,
@@ -68,6 +65,7 @@ def report(
     run: bool,
     min_agreement: float,
     max_accuracy_drop: float,
+    dataset: str | None,
     data_dir: Path | None,
     factory: str | None,
 ) -> None:
@@ -98,12 +96,12 @@ def report(
         raise click.UsageError("Give an export directory, or --compare A B.")
     if compare is not None:
         limits = Limits(max_accuracy_drop / 100, min_agreement / 100)
-        _compare(compare, limits, output, as_json, data_dir, factory)
+        _compare(compare, limits, output, as_json, (dataset, data_dir), factory)
         return
     assert artifact_dir is not None
     from ..report import RunOptions, build_report, format_text, render_report
 
-    options = RunOptions(factory=factory, data_dir=data_dir)
+    options = RunOptions(factory=factory, dataset=dataset, data_dir=data_dir)
     failed = _run_missing(build_report(artifact_dir, options=options)) if run else []
     data = build_report(artifact_dir, options=options)
     for command in failed:
@@ -131,6 +129,8 @@ def _missing_commands(data: dict[str, Any]) -> list[list[str]]:
         for cell in row["cells"].values()
         if cell.get("runnable") or cell["status"] == "stale"
     ]
+    if data["pipeline"].get("runnable"):
+        commands.append(data["pipeline"]["args"])
     if not data["accuracy"][0].get("here"):
         commands.append(data["accuracy"][0]["args"])
     if data["speed"]["status"] in ("not-run", "carried"):
@@ -177,13 +177,16 @@ def _compare(
     limits: Limits,
     output: Path | None,
     as_json: bool,
-    data_dir: Path | None,
+    data: tuple[str | None, Path | None],
     factory: str | None,
 ) -> None:
     from ..compare import compare_exports
     from ..report import render_compare
 
-    found = compare_exports(*dirs, limits=limits, data_dir=data_dir, factory=factory)
+    dataset, data_dir = data
+    found = compare_exports(
+        *dirs, limits=limits, dataset=dataset, data_dir=data_dir, factory=factory
+    )
     if output is not None:
         _write_text(output, render_compare(found))
     if as_json:

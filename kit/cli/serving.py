@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
+from ..runtime.images import DEFAULT_MAX_PIXELS, image_size, read_image
 from ..server.config import ServerConfig
 from ._common import (
     PROVIDERS,
@@ -15,7 +18,11 @@ from ._common import (
     echo,
     provider_option,
 )
-from ._images import DEFAULT_MAX_PIXELS, read_image
+
+#: file name endings kit predict reads from a folder
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+#: a picture this many times the default model's side (a photo, not a digit) is refused
+_PHOTO_FACTOR = 2
 
 
 @cli.command()
@@ -42,6 +49,11 @@ from ._images import DEFAULT_MAX_PIXELS, read_image
     type=click.IntRange(min=1),
     help="Larger images (and decompression bombs) are refused before they are decoded.",
 )
+@click.option(
+    "--any-image",
+    is_flag=True,
+    help="Let the default digit model classify colour pictures larger than a digit too.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print predictions as JSON.")
 def predict(
     paths: tuple[Path, ...],
@@ -49,57 +61,122 @@ def predict(
     provider: str,
     precision: str,
     max_image_pixels: int,
+    any_image: bool,
     as_json: bool,
 ) -> None:
-    """Classify image files with an exported model (onnxruntime, no torch).
+    """Classify image files (or folders of them) with an exported model (onnxruntime, no
+    torch); exit 1 when an image could not be classified.
 
     The first argument may be an exported model directory (or .onnx file); without one
-    the shipped exported/mnist_cnn is used. Images may be PNG, JPEG or BMP, grayscale,
-    RGB or RGBA, of any size: they are converted, resized and normalised as the model
-    was trained, from the facts its export embedded.
+    the shipped exported/mnist_cnn, a digit model, is used, and it refuses colour pictures
+    larger than a digit (--any-image lets it try). Images may be PNG, JPEG, BMP, GIF, WebP
+    or TIFF, grey, RGB or RGBA, of any size: each is converted, resized and normalised as
+    the model was trained, from the facts its export embedded, and the output says what
+    was done to it. A file that cannot be read is an error row; the others are classified.
 
     \b
       kit predict digit.png
+      kit predict exported/shapes photos/ --top-k 3
       kit predict exported/mnist_cnn a.png b.png --top-k 3 --json
     """
     from .. import runtime
 
-    first = paths[0]
-    if first.is_dir() or first.suffix == ".onnx":
-        model_path, images = first, paths[1:]
-    else:
-        model_path, images = _shipped_model(), paths
-    if not images:
-        raise click.UsageError("Give at least one image file after the model.")
+    model_path, images, default = _model_and_images(paths)
+    files = _image_files(images)
     providers = PROVIDERS[provider]
     if precision != "fp32" and not model_path.is_dir():
         raise click.UsageError("--precision picks a file of an exported directory; pass one.")
     model = runtime.load(model_path, providers=providers, warmup=False, precision=precision)
-    size = tuple(d or 1 for d in model.input_shape[1:3])
-    arrays = [read_image(p, max_pixels=max_image_pixels, size=size) for p in images]  # type: ignore[arg-type]
-    results = model.classify(arrays, top_k=top_k)
+    rows = _classify_files(model, files, top_k, max_image_pixels, default and not any_image)
+    used = {
+        "model": model.name,
+        "path": str(model_path),
+        "default": default,
+        "precision": model.precision,
+        "provider": model.provider,
+    }
     if as_json:
-        _echo_json(
+        _echo_json({**used, "predictions": rows})
+    else:
+        _print_predictions(used, rows)
+    if any("error" in r for r in rows):
+        sys.exit(1)
+
+
+def _model_and_images(paths: tuple[Path, ...]) -> tuple[Path, tuple[Path, ...], bool]:
+    """The model the first path names (an export, or a .onnx file), or the shipped one."""
+    from ..artifact import MANIFEST
+
+    first = paths[0]
+    if (first / MANIFEST).is_file() or first.suffix == ".onnx":
+        if not paths[1:]:
+            raise click.UsageError("Give at least one image file (or folder) after the model.")
+        return first, paths[1:], False
+    return _shipped_model(), paths, True
+
+
+def _image_files(paths: tuple[Path, ...]) -> list[Path]:
+    """Each path, a folder's image files (recursively, sorted) in its place."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            inside = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not inside:
+                raise click.UsageError(
+                    f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)})."
+                )
+            found += [p for p in inside if p.is_file()]
+        else:
+            found.append(path)
+    return found
+
+
+def _classify_files(
+    model: Any, files: list[Path], top_k: int, max_pixels: int, refuse_photos: bool
+) -> list[dict[str, Any]]:
+    """One row per file: its top classes and what was done to the image, or its error."""
+    from ..errors import InputError, UsageError
+    from ..runtime.preprocess import conversion_notes, is_colour
+
+    size = tuple(d or 1 for d in model.input_shape[1:3])
+    side = max(size) * _PHOTO_FACTOR
+    rows: list[dict[str, Any]] = []
+    for path in files:
+        try:
+            image = read_image(path, max_pixels=max_pixels, size=size)  # type: ignore[arg-type]
+            width, height = image_size(path)  # as the file holds it (a JPEG decodes smaller)
+            if refuse_photos and is_colour(image) and max(width, height) > side:
+                raise InputError(
+                    f"{path} is a {width}x{height} colour picture, and the default model reads "
+                    f"{size[1]}x{size[0]} grey digits; pass an export that takes such pictures "
+                    "(kit predict EXPORT IMAGE), or --any-image."
+                )
+            (top,) = model.classify([image], top_k=top_k)
+        except (InputError, UsageError) as exc:
+            rows.append({"file": str(path), "error": str(exc)})
+            continue
+        rows.append(
             {
-                "model": model.name,
-                "precision": model.precision,
-                "provider": model.provider,
-                "predictions": [
-                    {
-                        "file": str(p),
-                        "top": [
-                            {"label": r.label, "index": r.index, "probability": r.probability}
-                            for r in res
-                        ],
-                    }
-                    for p, res in zip(images, results, strict=True)
+                "file": str(path),
+                "notes": conversion_notes(image, model.input_shape, (height, width)),
+                "top": [
+                    {"label": r.label, "index": r.index, "probability": r.probability} for r in top
                 ],
             }
         )
-        return
-    for p, res in zip(images, results, strict=True):
-        tops = ", ".join(f"{r.label} ({r.probability:.1%})" for r in res)
-        echo(f"{p}: {tops}")
+    return rows
+
+
+def _print_predictions(used: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    which = " (the default digit model; pass an export to use another)" if used["default"] else ""
+    echo(f"model {used['model']}: {used['path']}, {used['precision']}, {used['provider']}{which}")
+    for row in rows:
+        if "error" in row:
+            echo(f"{row['file']}: error: {row['error']}")
+            continue
+        tops = ", ".join(f"{t['label']} ({t['probability']:.1%})" for t in row["top"])
+        notes = f"  [{'; '.join(row['notes'])}]" if row["notes"] else ""
+        echo(f"{row['file']}: {tops}{notes}")
 
 
 @cli.command()

@@ -8,24 +8,35 @@ from typing import Any
 
 import click
 
-from ._common import DEFAULT_EXPORT_DIR, _echo_json, _save_result, cli, echo, factory_option
+from ._common import (
+    DEFAULT_EXPORT_DIR,
+    _echo_json,
+    _save_result,
+    _shape,
+    cli,
+    data_options,
+    echo,
+    factory_option,
+    facts_options,
+)
 
 
 @cli.command()
 @click.option(
-    "--model", "-m", "model_name", required=True, help="Registered name (see `kit list`)."
+    "--model",
+    "-m",
+    "model_name",
+    required=True,
+    help="Registered name (see `kit list`) or package.module:factory (your own network, "
+    "imported from the current folder; needs --input-shape).",
 )
 @click.option(
-    "--dataset",
-    type=click.Choice(["mnist", "imagefolder", "cifar10", "fake"]),
-    help="Default: the network's recipe (mnist for the digit networks).",
+    "--input-shape",
+    callback=_shape,
+    help="One sample's shape, C,H,W (your own network's; a registered one's by default).",
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    envvar="KIT_DATA_DIR",
-    help="Where the data lives ($KIT_DATA_DIR). Default for mnist: the copy bundled with kit.",
-)
+@facts_options
+@data_options
 @click.option(
     "--download", is_flag=True, help="Let torchvision download MNIST or CIFAR-10 into --data-dir."
 )
@@ -37,7 +48,9 @@ from ._common import DEFAULT_EXPORT_DIR, _echo_json, _save_result, cli, echo, fa
 )
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Peak learning rate.")
 @click.option("--weight-decay", type=click.FloatRange(min=0), help="Default: the recipe's.")
-@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), help="Default: the recipe's.")
+@click.option(
+    "--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), help="Default: the recipe's."
+)
 @click.option(
     "--augment/--no-augment", default=None, help="Random affine augmentation (recipe default)."
 )
@@ -57,7 +70,7 @@ from ._common import DEFAULT_EXPORT_DIR, _echo_json, _save_result, cli, echo, fa
     "--export",
     "do_export",
     is_flag=True,
-    help="Export the best checkpoint (parity on real test samples).",
+    help="Export the best checkpoint (parity and the whole-pipeline check on real test data).",
 )
 @click.option(
     "--export-dir",
@@ -70,6 +83,10 @@ from ._common import DEFAULT_EXPORT_DIR, _echo_json, _save_result, cli, echo, fa
 # Long only by its parameter list (one per option) and its docstring (the --help text).
 def train(
     model_name: str,
+    input_shape: tuple[int, ...] | None,
+    mean: tuple[float, ...] | None,
+    std: tuple[float, ...] | None,
+    class_names: tuple[str, ...] | None,
     dataset: str | None,
     data_dir: Path | None,
     download: bool,
@@ -100,31 +117,42 @@ def train(
     kit (the official 10k test set, 5k training digits); --data-dir or $KIT_DATA_DIR
     point it at another copy (the full 60k training set, say). After every epoch it writes
     last.safetensors (and best.safetensors when test accuracy improved), metrics.json,
-    metrics.csv and curves.png to --out; --resume continues an interrupted run.
+    metrics.csv, run.json and curves.png to --out; --resume continues an interrupted run.
+
+    Your own network trains on your ImageFolder (DIR/train/CLASS/*, DIR/val/CLASS/*) with
+    the seed's recipe (Adam, lr 1e-3, batch 100, 3 epochs), normalised with the data's own
+    per-channel mean and std unless --mean/--std say otherwise; each checkpoint carries the
+    input shape, mean, std and the folders' class names, so kit export needs none of them:
+
+    \b
+      kit train --model mynets:tiny --input-shape 3,32,32 --data-dir shapes/ --export
+
     Several processes or GPUs: the same command under torchrun uses DDP, e.g.
 
     \b
       torchrun --nproc-per-node 2 -m kit train --model lenet --data-dir DIR
     """
-    from ..data import load_dataset
-    from ..models import resolve_spec
+    from ..models import GivenFacts
     from ..runfiles import RunFiles, format_metrics
-    from ..train import TrainConfig
+    from ..train import TrainConfig, prepare_training
     from ..train import train as run_training
 
-    spec = resolve_spec(model_name)
-    recipe = spec.recipe
-    data = load_dataset(
-        dataset or recipe.dataset,
-        spec,
+    given = GivenFacts(mean=mean, std=std, class_names=class_names, input_shape=input_shape)
+    plan = prepare_training(
+        model_name,
+        given,
+        dataset=dataset,
         data_dir=data_dir,
         download=download,
         num_classes=num_classes,
         fake_size=fake_size,
     )
+    spec, data, choice = plan.spec, plan.data, plan.choice
+    for note in plan.notes:
+        echo(f"note: {note}", err=True)
     cfg = TrainConfig.from_recipe(
-        spec.name,
-        recipe,
+        model_name,
+        spec.recipe,
         out=out or Path("runs") / spec.name,
         epochs=epochs,
         batch_size=batch_size,
@@ -155,7 +183,7 @@ def train(
         from ..export import export_trained
         from ..parity import format_report
 
-        exported = export_trained(cfg, spec, data, result, data_dir, export_dir)
+        exported = export_trained(cfg, spec, data, result, choice.data_dir, export_dir)
         summary["exported"] = str(exported.directory)
         if not as_json:
             echo(format_report(exported.report))
@@ -166,21 +194,16 @@ def train(
 
 @cli.command("eval")
 @click.argument("artifact_dir", required=False, type=click.Path(path_type=Path))
-@click.option("--model", "-m", "model_name", help="Registered name, to evaluate eager weights.")
+@click.option(
+    "--model",
+    "-m",
+    "model_name",
+    help="Registered name or package.module:factory, to evaluate eager weights.",
+)
 @click.option(
     "--weights", type=click.Path(path_type=Path), help="state_dict to evaluate with --model."
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    envvar="KIT_DATA_DIR",
-    help="Where the test data lives ($KIT_DATA_DIR). Default for mnist: the copy bundled with kit.",
-)
-@click.option(
-    "--dataset",
-    type=click.Choice(["mnist", "imagefolder", "cifar10", "fake"]),
-    help="Default: the network's recipe.",
-)
+@data_options
 @click.option(
     "--device", default="auto", show_default=True, help="For eager evaluation: auto, cpu or cuda."
 )
@@ -216,9 +239,8 @@ def eval_cmd(
         args = ["eval", str(artifact_dir)]
         args += ["--dataset", dataset] if dataset else []
         args += ["--data-dir", str(data_dir)] if data_dir else []
-        _save_result(
-            artifact_dir, "eval", result, args + (["--factory", factory] if factory else [])
-        )
+        args += ["--factory", factory] if factory else []
+        _save_result(artifact_dir, "eval", result, args)
     else:
         assert model_name is not None
         if weights is None:

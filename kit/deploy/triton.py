@@ -24,6 +24,7 @@ from onnx import helper
 
 from ..artifact import (
     FACTS_KEY,
+    LABELS_FILE,
     MODEL_FILE,
     PERF_DATA_FILE,
     ModelFacts,
@@ -128,6 +129,8 @@ def model_config(
             if t.data_type == "TYPE_INVALID":
                 raise ArtifactError(f"{onnx_path}: tensor {t.name} has a type Triton cannot serve.")
             field.add(name=t.name, data_type=pb.DataType.Value(t.data_type), dims=t.dims)
+    if facts is not None and facts.is_classifier and len(config.output) == 1:
+        config.output[0].label_filename = LABELS_FILE  # Triton's classification extension
     batching = config.dynamic_batching
     batching.max_queue_delay_microseconds = options.max_queue_delay_us
     batching.preferred_batch_size.extend(options.preferred_batch_sizes or [options.max_batch_size])
@@ -139,6 +142,13 @@ def model_config(
     for key, value in _parameters(facts).items():
         config.parameters[key].string_value = value
     return config
+
+
+def _labels(facts: ModelFacts) -> list[str]:
+    """One label per class for Triton's labels file (one per line, so a name holding a line
+    break is written with it escaped)."""
+    names = facts.class_names or tuple(str(i) for i in range(facts.num_classes))
+    return [n.replace("\n", "\\n").replace("\r", "\\r") for n in names]
 
 
 def _parameters(facts: ModelFacts | None) -> dict[str, str]:
@@ -214,6 +224,8 @@ def write_model(
         (staging / VERSION_DIR).mkdir()
         shutil.copyfile(onnx_path, staging / VERSION_DIR / MODEL_FILE)
         (staging / CONFIG_FILE).write_text(text)
+        if facts is not None and facts.is_classifier:
+            (staging / LABELS_FILE).write_text("".join(f"{n}\n" for n in _labels(facts)))
         if perf_data is not None:
             (staging / PERF_DATA_FILE).write_text(json.dumps(perf_data))
         staging.chmod(0o755)

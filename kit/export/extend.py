@@ -35,11 +35,12 @@ from ..artifact import (
     verify_files,
     write_manifest,
 )
+from ..data import DataChoice, choose_data, parity_samples
 from ..errors import ArtifactError, KitError
 from ..models import Network
 from ..parity import ParityReport
 from ..rule import Tolerance
-from ..variants import VariantCheck
+from ..variants import VariantCheck, refuse_at_chance
 from .evidence import vouch
 from .formats import Written, check_formats, progress_bar, step, write_formats
 from .options import Calibration, ExportOptions, ExportResult
@@ -73,6 +74,7 @@ def add_formats(
     options: ExportOptions,
     *,
     factory: str | None = None,
+    dataset: str | None = None,
     data_dir: Path | None = None,
 ) -> ExportResult:
     """Write the ``options.formats`` that ``directory`` lacks, check them against the eager
@@ -83,14 +85,19 @@ def add_formats(
         ParityError: a new file disagrees with eager (the export is left as it was).
     """
     export = _Export.open(directory, factory)
+    recorded = export.manifest.model.data
+    data = choose_data(export.spec, dataset=dataset, data_dir=data_dir, recorded=recorded)
     new = [f for f in options.formats if FILE_NAMES[f] not in export.manifest.files]
     rule = Tolerance(export.manifest.facts.atol, export.manifest.facts.rtol)
     report = ParityReport(export.spec.name, rule)
     if new:
-        report = _add_files(export, new, options, data_dir)
+        report = _add_files(export, new, options, data)
     if read_manifest(directory).reference is None or "pte" in new:
-        _add_reference(_Export.open(directory, factory), options, data_dir)
+        _add_reference(_Export.open(directory, factory), options, data)
     result = ExportResult(directory, report, read_manifest(directory))
+    if options.calibration.data is None:
+        calibration = dataclasses.replace(options.calibration, data=data)
+        options = dataclasses.replace(options, calibration=calibration)
     if options.precisions:
         result.variants = add_variants(directory, export.spec, export.network, options)
         result.manifest = read_manifest(directory)
@@ -98,11 +105,9 @@ def add_formats(
 
 
 def _add_files(
-    export: _Export, formats: list[str], options: ExportOptions, data_dir: Path | None
+    export: _Export, formats: list[str], options: ExportOptions, data: DataChoice
 ) -> ParityReport:
     """Write, check, move in and list ``formats``; the report of their check."""
-    from ..data import parity_samples
-
     manifest, spec = export.manifest, export.spec
     staging = Path(tempfile.mkdtemp(dir=export.directory, prefix=".add-"))
     try:
@@ -119,7 +124,7 @@ def _add_files(
         )
         with step(bar, "parity"):
             only = dataclasses.replace(options, formats=tuple(formats))
-            real = parity_samples(spec, data_dir)
+            real = parity_samples(spec, data)
             args = (real, manifest.model.seed, manifest.output_names)
             report = check_formats(staging, export.network.model, spec, only, *args)
         bar.close()
@@ -140,15 +145,14 @@ def _add_files(
     return report
 
 
-def _add_reference(export: _Export, options: ExportOptions, data_dir: Path | None) -> None:
+def _add_reference(export: _Export, options: ExportOptions, data: DataChoice) -> None:
     """Reference data (and a bundled .pte) for an export that lacks them, written beside
     its files; the manifest lists them last."""
-    from ..data import parity_samples
     from ..verify.check import parity_inputs
     from .reference import add_reference
 
     manifest, spec = export.manifest, export.spec
-    real = parity_samples(spec, data_dir)
+    real = parity_samples(spec, data)
     inputs = parity_inputs(spec.input_shape, options.batch_sizes, manifest.model.seed, real)
     rule = Tolerance(manifest.facts.atol, manifest.facts.rtol)
     staging = Path(tempfile.mkdtemp(dir=export.directory, prefix=".add-"))
@@ -195,17 +199,15 @@ def add_variants(
     return made
 
 
-def _calibration_sets(spec: ModelSpec, calibration: Calibration) -> tuple[Any, Any]:
-    """The training samples ``calibration`` names, and the held-out split to judge on."""
+def _calibration_sets(
+    spec: ModelSpec, calibration: Calibration, directory: Path
+) -> tuple[Any, Any]:
+    """The training samples ``calibration`` names (by default, the data the export's
+    manifest records), and the held-out split to judge on."""
     from ..data import calibration_sets
 
-    return calibration_sets(
-        spec,
-        dataset=calibration.dataset,
-        data_dir=calibration.data_dir,
-        size=calibration.size,
-        random=calibration.random,
-    )
+    choice = calibration.data or choose_data(spec, recorded=read_manifest(directory).model.data)
+    return calibration_sets(spec, choice=choice, size=calibration.size, random=calibration.random)
 
 
 def add_variant_from_data(
@@ -219,7 +221,7 @@ def add_variant_from_data(
     data and checked on its test split (``kit quantize``)."""
     from ..variants import add_variant
 
-    samples, held_out = _calibration_sets(spec, calibration)
+    samples, held_out = _calibration_sets(spec, calibration, directory)
     record = add_variant(
         directory,
         precision,
@@ -246,7 +248,7 @@ def add_pte_int8(
     """
     from .edge import quantize_pte
 
-    samples, held_out = _calibration_sets(spec, calibration)
+    samples, held_out = _calibration_sets(spec, calibration, directory)
     name = OTHER_VARIANT_FILES[("int8", "pte")]
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
     os.close(fd)
@@ -261,6 +263,7 @@ def add_pte_int8(
                 f"{'; '.join(missed)}. Nothing was written; ship model.pte in fp32, or relax "
                 "--max-accuracy-drop / --min-agreement only if that cost is acceptable."
             )
+        refuse_at_chance(check, read_manifest(directory), f"The int8 .pte of {directory.name}")
         os.replace(staged, directory / name)
     finally:
         staged.unlink(missing_ok=True)

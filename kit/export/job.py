@@ -9,6 +9,7 @@ what ``kit train --export`` does: a program calling them gets everything the CLI
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from collections.abc import Sequence
@@ -24,9 +25,11 @@ from architectures import ModelSpec
 from .._files import write_json_atomic
 from ..artifact import (
     FAILED_SUFFIX,
+    MODEL_FILE,
     ORT_OPS_FILE,
     PARITY_FILE,
     WEIGHTS_FILE,
+    DataRecord,
     FileRecord,
     MobileRecord,
     ModelFacts,
@@ -34,8 +37,9 @@ from ..artifact import (
     read_manifest,
     write_manifest,
 )
-from ..errors import ArtifactError, ParityError, first_line
-from ..models import Network, load_network, resolve_spec
+from ..data import DataChoice, choose_data, parity_samples
+from ..errors import ArtifactError, ParityError, UsageError, first_line
+from ..models import GivenFacts, Network, load_network, resolve_spec, with_facts
 from ..outputs import flatten_outputs, output_names
 from ..parity import ParityReport
 from ..verify.check import parity_inputs
@@ -65,18 +69,23 @@ def model_facts(
     """The facts a runtime needs, embedded in the ONNX file and the manifest.
 
     ``classes`` is the width of a classifier's one 2-D output (None for other networks,
-    which then carry no class names); the names are the checkpoint's (from its data) when it
-    has them, else the network's.
+    which then carry no class names); the names are ``spec``'s, which the caller gave what
+    the user, the checkpoint or the network said (:func:`kit.models.with_facts`).
+
+    Raises:
+        UsageError: class names were given for another number of classes.
     """
     import kit
 
     names: tuple[str, ...] = ()
-    if classes:
-        names = (
-            network.class_names
-            if len(network.class_names) == classes
-            else tuple(spec.labels(classes))
+    given = network.facts.class_names
+    if classes and given is not None and len(given) != classes and spec.class_names == given:
+        raise UsageError(
+            f"{len(given)} class names were given for {spec.name}, whose output has {classes} "
+            "classes; give one name per class (--class-names)."
         )
+    if classes:
+        names = tuple(spec.labels(classes))
     return ModelFacts(
         name=spec.name,
         input_shape=tuple(spec.input_shape),
@@ -202,6 +211,7 @@ def export_model(
     *,
     real: tuple[str, torch.Tensor] | None = None,
     training: dict[str, Any] | None = None,
+    data: DataChoice | None = None,
 ) -> ExportResult:
     """Export ``network`` to ``out_root/spec.name``, verify every artifact, then add the
     variants ``options.precisions`` asks for.
@@ -215,6 +225,8 @@ def export_model(
             a registered network with random weights from seed 0).
         options: Formats, tolerances, batch sizes, output names, variants.
         real: Real samples ``(label, batch)`` for parity.
+        data: The data to check the whole pipeline on (images through kit's preprocessing
+            into model.onnx, against eager and the labels), and to calibrate variants on.
         training: The training record of the checkpoint exported (:func:`kit.train.training_record`).
 
     Returns:
@@ -240,6 +252,8 @@ def export_model(
             staging, network.model, len(options.formats) + (source.weights is not None)
         )
         staged = _stage(staging, network, example, spec, facts, source, options, real)
+        if data is not None and "onnx" in options.formats and not staged.report.failures:
+            _check_pipeline(staging, spec, network, source, data, staged.report, training)
         try:
             staged.report.raise_for_failures()
         except ParityError as exc:
@@ -268,15 +282,45 @@ def export_model(
         move_into_place(staging, out_root / spec.name)
     target = out_root / spec.name
     vouch(target, "parity-export", staged.report.to_dict(), ["export", "--model", spec.name])
-    notes = [n for n in (source.random_weights_note(spec.name),) if n]
+    notes = source.all_notes(spec.name)
     notes += [staged.mobile.summary()] if staged.mobile else []
     result = ExportResult(out_root / spec.name, staged.report, manifest, notes)
     if options.precisions:
         from .extend import add_variants
 
+        if data is not None and options.calibration.data is None:
+            options = dataclasses.replace(
+                options, calibration=dataclasses.replace(options.calibration, data=data)
+            )
         result.variants = add_variants(result.directory, spec, network, options)
         result.manifest = read_manifest(result.directory)
     return result
+
+
+def _check_pipeline(
+    staging: Path,
+    spec: ModelSpec,
+    network: Network,
+    source: Provenance,
+    data: DataChoice,
+    report: ParityReport,
+    training: dict[str, Any] | None,
+) -> None:
+    """The whole-pipeline check of the staged model.onnx, into ``report``."""
+    from ..verify.pipeline import check_pipeline
+
+    known = (training or {}).get("test_accuracy")
+    with torch.no_grad():
+        found = check_pipeline(
+            staging / MODEL_FILE,
+            spec,
+            network.model,
+            data,
+            trained=source.weights is not None,
+            trained_accuracy=known if isinstance(known, float) else None,
+        )
+    if found is not None:
+        report.pipeline = found.to_dict()
 
 
 def export_network(
@@ -287,25 +331,41 @@ def export_network(
     num_classes: int | None = None,
     input_shape: tuple[int, ...] | None = None,
     seed: int = 0,
+    given: GivenFacts | None = None,
+    dataset: str | None = None,
     data_dir: Path | None = None,
     options: ExportOptions | None = None,
 ) -> ExportResult:
     """What ``kit export`` does: resolve ``model_name`` (registered, or a factory the caller
-    names), load ``weights`` (or draw them from ``seed``), export and verify, with parity on
-    real test samples where the network has them."""
-    from ..data import parity_samples
-
+    names), load ``weights`` (or draw them from ``seed``), take the facts ``given`` (over
+    what the checkpoint and the network say), export and verify, with parity and the
+    whole-pipeline check on real test samples where there are some."""
     spec = resolve_spec(model_name, input_shape)
     network = load_network(spec, weights=weights, num_classes=num_classes, seed=seed)
+    said = (given or GivenFacts()).over(network.facts)
+    spec = with_facts(spec, said)
+    network = network._replace(facts=said)
+    data = choose_data(spec, dataset=dataset, data_dir=data_dir)
+    notes = []
+    if ":" in model_name and not said.normalisation:
+        notes.append(
+            f"{spec.name} will receive raw [0, 1] pixels: no --mean/--std was given, and "
+            "neither the checkpoint nor the network says its normalisation; pass the values "
+            "it was trained with (--mean 0 --std 1 says raw pixels are intended)"
+        )
     source = Provenance(
         factory=model_name if ":" in model_name else None,
         num_classes=network.num_classes,
         seed=seed,
         weights=weights,
         weights_sha256=network.weights_sha256,
+        data=DataRecord(data.dataset, str(data.data_dir.resolve()) if data.data_dir else None)
+        if data.has_files
+        else None,
+        notes=tuple(notes),
     )
-    real = parity_samples(spec, data_dir)
-    return export_model(spec, network, out_root, source, options, real=real)
+    real = parity_samples(spec, data)
+    return export_model(spec, network, out_root, source, options, real=real, data=data)
 
 
 def export_trained(
@@ -314,15 +374,21 @@ def export_trained(
     """``kit train --export``: the run's best checkpoint, with parity on real test samples
     and the run's training record in the manifest."""
     from ..artifact import BEST_CHECKPOINT
-    from ..data import real_samples
     from ..train import training_record
 
     best = cfg.out / BEST_CHECKPOINT
     classes = cfg.num_classes or data.num_classes
     network = load_network(spec, weights=best, num_classes=classes, seed=cfg.seed)
-    real = real_samples(spec, data_dir, dataset=data.name) if data.name != "fake" else None
+    choice = DataChoice(data.name, data_dir, "the training run")
+    real = parity_samples(spec, choice)
+    record = DataRecord(data.name, str(data_dir.resolve()) if data_dir else None)
     source = Provenance(
-        num_classes=classes, seed=cfg.seed, weights=best, weights_sha256=network.weights_sha256
+        factory=cfg.model if ":" in cfg.model else None,
+        num_classes=classes,
+        seed=cfg.seed,
+        weights=best,
+        weights_sha256=network.weights_sha256,
+        data=record if choice.has_files else None,
     )
-    record = training_record(cfg, data, result)
-    return export_model(spec, network, out_root, source, real=real, training=record)
+    training = training_record(cfg, data, result)
+    return export_model(spec, network, out_root, source, real=real, training=training, data=choice)

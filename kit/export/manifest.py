@@ -21,6 +21,7 @@ from ..artifact import (
     FORMAT_VERSION,
     INPUT_NAME,
     WEIGHTS_FILE,
+    DataRecord,
     FileRecord,
     Manifest,
     MobileRecord,
@@ -75,6 +76,10 @@ class Provenance:
     seed: int = 0
     weights: Path | None = None
     weights_sha256: str | None = None
+    #: the data the network was trained and validated on (later commands' default)
+    data: DataRecord | None = None
+    #: lines for people about what the export holds (recorded in the manifest's note)
+    notes: tuple[str, ...] = ()
 
     def random_weights_note(self, name: str) -> str | None:
         """One line saying the export holds untrained weights (None when it does not)."""
@@ -84,6 +89,9 @@ class Provenance:
             f"{name} has random weights drawn from seed {self.seed} (no --weights given); "
             "pass --weights FILE to export trained weights"
         )
+
+    def all_notes(self, name: str) -> list[str]:
+        return [n for n in (self.random_weights_note(name), *self.notes) if n]
 
 
 def build_manifest(
@@ -112,7 +120,8 @@ def build_manifest(
         num_classes=source.num_classes,
         seed=source.seed,
         weights=weights,
-        note=source.random_weights_note(facts.name),
+        note="; ".join(source.all_notes(facts.name)) or None,
+        data=source.data,
     )
     outputs = zip(facts.outputs, output_shapes, strict=True)
     return Manifest(

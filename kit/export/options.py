@@ -14,6 +14,7 @@ from ..artifact import (
     Manifest,
     VariantRecord,
 )
+from ..data import DataChoice
 from ..parity import ParityReport
 
 __all__ = ["Calibration", "ExportOptions", "ExportResult"]
@@ -21,13 +22,13 @@ __all__ = ["Calibration", "ExportOptions", "ExportResult"]
 
 @dataclass(frozen=True)
 class Calibration:
-    """How int8 variants are calibrated and checked: ``size`` training samples of the
-    network's data set (``data_dir``/``dataset``), or random inputs when ``random``."""
+    """How int8 variants are calibrated and checked: ``size`` training samples of the data
+    ``data`` names (None: what the export's manifest records, else the network's recipe),
+    or random inputs when ``random``."""
 
     size: int = DEFAULT_CALIBRATION_SIZE
     random: bool = False
-    data_dir: Path | None = None
-    dataset: str | None = None
+    data: DataChoice | None = None
     limits: Limits = field(default_factory=Limits)
 
 

@@ -46,7 +46,16 @@ def format_text(report: dict[str, Any]) -> str:
                 if r["precision"] != "fp32" and r.get("delta") is not None
                 else ""
             )
-            lines.append(f"accuracy {r['precision']}: {r['accuracy']:.2%}{delta} [{r['source']}]")
+            lines.append(
+                f"accuracy {r['precision']} ({r['file']}): {r['accuracy']:.2%}{delta} [{r['source']}]"
+            )
+    pipeline = report["pipeline"]
+    if pipeline["status"] not in ("n/a", "not-run"):
+        lines.append(
+            f"whole pipeline ({pipeline['status']}): {pipeline['accuracy']:.2%} through kit's "
+            f"preprocessing, {pipeline['accuracy_eager']:.2%} eager, on {pipeline['images']} "
+            f"images of {pipeline['data']}"
+        )
     speed = report["speed"]
     lines.append(
         f"speed: measured {age_text(speed['age_s'])}"

@@ -156,6 +156,7 @@ def build_report(
         "facts": _facts(manifest),
         "files": _files(manifest),
         "matrix": _matrix(ctx, evidence),
+        "pipeline": _pipeline(ctx, evidence),
         "accuracy": _accuracy(ctx),
         "speed": _speed(ctx),
         "loads_in": loads_in,
@@ -202,6 +203,42 @@ def _parity_evidence(ctx: _Context, unreadable: list[str]) -> list[_Evidence]:
             unreadable.append(f"the manifest's parity record is not one kit wrote ({exc})")
     found.sort(key=lambda e: e.created, reverse=True)
     return sorted(found, key=lambda e: not e.here)  # stable: newest first within each
+
+
+def _pipeline(ctx: _Context, evidence: list[_Evidence]) -> dict[str, Any]:
+    """The whole-pipeline check (images through kit's preprocessing into model.onnx against
+    eager and the labels): the newest one made here for today's model.onnx, a carried one
+    shown as such, or why there is none."""
+    made = ctx.command(["parity", ctx.where])
+    if not ctx.manifest.facts.is_classifier or MODEL_FILE not in ctx.manifest.files:
+        return {"status": "n/a", "why": "only a classifier's pipeline is checked", **made}
+    for e in evidence:
+        if e.parity.pipeline is None:
+            continue
+        found = msgspec.to_builtins(e.parity.pipeline)
+        status = "pass" if found["passed"] else "fail"
+        stale = e.files is not None and e.files.get(MODEL_FILE) != ctx.digests.get(MODEL_FILE)
+        if not e.here:
+            status = "carried"
+        elif stale:
+            status = "stale"
+        found["runnable"] = status in ("carried", "stale")
+        return {
+            **found,
+            "status": status,
+            "source": e.source,
+            "origin": _origin(e.here),
+            "created": e.created,
+            "age_s": seconds_since(e.created, ctx.now),
+            **made,
+        }
+    known = ctx.manifest.model.data or ctx.options.dataset or ctx.options.data_dir
+    return {
+        "status": "not-run",
+        "why": "not run yet" if known else "no labelled test images given (--dataset, --data-dir)",
+        "runnable": bool(known),
+        **made,
+    }
 
 
 def _rows(manifest: Manifest) -> list[dict[str, Any]]:
@@ -620,6 +657,10 @@ def _verdict(report: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         reasons.append(problems[-1])
     if counts["fail"]:
         reasons.append(f"{counts['fail']} parity cell(s) failed")
+    pipeline = report["pipeline"]
+    if pipeline["status"] == "fail":
+        problems = [*problems, f"the whole pipeline failed: {pipeline['why']}"]
+        reasons.append(problems[-1])
     if counts["stale"]:
         reasons.append(f"{counts['stale']} result(s) describe files that changed since")
     if counts["carried"]:

@@ -130,6 +130,7 @@ def render_report(report: dict[str, Any]) -> str:
         f"<p class=muted>{escape(_summary(report['facts']))} · {escape(report['directory'])} · "
         f"report generated {escape(report['generated'])} by kit</p></header>",
         _matrix_html(report["matrix"]),
+        _pipeline_html(report["pipeline"]),
         _accuracy_html(report["accuracy"]),
         _speed_html(report["speed"]),
         _loads_html(report["loads_in"]),
@@ -231,6 +232,39 @@ def _matrix_html(matrix: dict[str, Any]) -> str:
         f'<table class="matrix"><thead><tr><th>file</th>{head}</tr></thead><tbody>'
         + "".join(rows)
         + f"</tbody></table>{legend}</section>"
+    )
+
+
+def _pipeline_html(p: dict[str, Any]) -> str:
+    """The whole-pipeline check: images as their files hold them, through kit's own
+    preprocessing into model.onnx, against eager on the data set's tensors and the labels."""
+    title = (
+        '<section id="pipeline"><h2>The whole pipeline: images → kit\'s preprocessing → '
+        "model.onnx, against eager and the labels</h2>"
+    )
+    status = p["status"]
+    if status in ("n/a", "not-run"):
+        return (
+            f'{title}<p class="cell {escape(status)}" data-status="{escape(status)}">'
+            f"{escape(p['why'])}. <code>{escape(p['command'])}</code></p></section>"
+        )
+    rows = [
+        (
+            escape(p["data"]),
+            str(p["images"]),
+            _pct(p["accuracy"]),
+            _pct(p["accuracy_eager"]),
+            _pct(p["agreement"]),
+            f'<span class="status">{escape(status)}</span>'
+            + (f" {escape(p['why'])}" if p.get("why") else ""),
+        )
+    ]
+    head = ("test images", "images", "through kit", "eager", "top-1 agreement", "verdict")
+    made = f"from {escape(p['source'])} ({escape(p['origin'])}), {escape(age_text(p['age_s']))}"
+    return (
+        f'{title}<div class="cell {escape(status)}" data-status="{escape(status)}">'
+        f"{_table(head, rows, {1, 2, 3, 4})}</div><p class=muted>{made}. "
+        f"<code>{escape(p['command'])}</code></p></section>"
     )
 
 

@@ -45,11 +45,15 @@ class RunnerOptions:
         io_binding: Also make CUDA runners that bind inputs and outputs (for bench).
         inputs: Every batch the runners will see, so a runtime that starts a process per
             file (Node.js, a browser) answers them all in one go.
+        isolated: This process is a throwaway child already (no child of its own needed).
     """
 
     provider: str = "auto"
     io_binding: bool = False
     inputs: Sequence[np.ndarray] = ()
+    #: this process is already a throwaway child (cold start): a runtime that would load an
+    #: untrusted file in a child first loads it here directly
+    isolated: bool = False
 
 
 #: a backend's factory: (file, what the manifest says of it, options) -> its runners

@@ -8,6 +8,7 @@ one sentence naming it, and kit goes on.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -53,13 +54,33 @@ method.execute([torch.zeros(sizes)])
 PROBE_TIMEOUT = 300
 
 
+def _probed_marker(path: Path) -> Path:
+    """Where kit notes that these exact bytes loaded and ran in this ExecuTorch release (a
+    file in the user's own cache, named by the program's sha256: never the folder's say-so)."""
+    from .._files import sha256_file
+    from ..embed.packages import cache_dir
+
+    return cache_dir() / "pte-probed" / _version() / sha256_file(path)
+
+
 def probe(path: Path) -> None:
-    """Load and run ``path`` once in a child process.
+    """Load and run ``path`` once in a child process, unless these very bytes did already
+    in this ExecuTorch release (importing ExecuTorch alone takes seconds).
 
     Raises:
         ArtifactError: the child failed, aborted or hung; the sentence names the file, the
             runtime and what happened.
     """
+    marker = _probed_marker(path)
+    if marker.is_file():
+        return
+    _probe_in_child(path)
+    with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+
+
+def _probe_in_child(path: Path) -> None:
     command = [sys.executable, "-c", _PROBE, str(path)]
     try:
         done = subprocess.run(
@@ -86,7 +107,8 @@ def _make(path: Path, artifact: ArtifactFile, options: RunnerOptions) -> list[Ru
     import torch
     from executorch.runtime import Runtime
 
-    probe(path)  # a file that aborts ExecuTorch takes down a child, not kit
+    if not options.isolated:  # a file that aborts ExecuTorch takes down a child, not kit
+        probe(path)
     try:
         with native_output_to_file():  # its CPU probe prints to stderr on every load
             method = Runtime.get().load_program(str(path)).load_method("forward")

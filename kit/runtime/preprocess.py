@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["prepare_images", "resize", "to_channels"]
+__all__ = ["conversion_notes", "is_colour", "prepare_images", "resize", "to_channels"]
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's "L"
 
@@ -100,3 +100,32 @@ def prepare_images(
         img = resize(to_channels(image, c), h, w)
         batch[i] = (img.transpose(2, 0, 1) / 255.0 - m) / s
     return batch
+
+
+def is_colour(image: np.ndarray) -> bool:
+    """Whether a uint8 image holds colour (its channels differ somewhere), not grey."""
+    if image.ndim != 3 or image.shape[2] < 3:
+        return False
+    rgb = image[:, :, :3]
+    return bool((rgb[:, :, 0] != rgb[:, :, 1]).any() or (rgb[:, :, 1] != rgb[:, :, 2]).any())
+
+
+def conversion_notes(
+    image: np.ndarray, input_shape: Sequence[int | None], size: tuple[int, int] | None = None
+) -> list[str]:
+    """What feeding ``image`` to a model that takes ``input_shape`` (C, H, W) does to it, one
+    phrase each (nothing when the image is what the model takes); ``size`` is the image's
+    (height, width) in its file, when decoding made it smaller."""
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    c, h, w = (int(v) if v else 0 for v in input_shape)
+    height, width = size or image.shape[:2]
+    notes = []
+    if channels == 4:
+        notes.append("alpha dropped")
+    if c == 1 and channels >= 3:
+        notes.append("colour converted to grey" if is_colour(image) else "RGB read as grey")
+    elif c == 3 and channels == 1:
+        notes.append("grey repeated into 3 channels")
+    if h and w and (height, width) != (h, w):
+        notes.append(f"resized {width}x{height} -> {w}x{h}")
+    return notes

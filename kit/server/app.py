@@ -75,6 +75,7 @@ class _Decoder:
             sample_shape=entry.sample_shape,
             output_names=entry.model.output_names,
             max_batch=entry.max_batch,
+            classes=entry.classes,
         )
         if json_bytes <= self.inline_bytes:
             return job()
@@ -171,7 +172,7 @@ class _App:
             self.metrics.requests.labels(entry.name, "500").inc()
             log.exception("inference failed", extra={"event": "error", "model": entry.name})
             return _error(f"Inference failed: {exc}", 500)
-        payload, header_len = encode_response(entry.name, VERSION, req, outputs)
+        payload, header_len = encode_response(entry.name, VERSION, req, outputs, entry.labels)
         entry.ok.inc()
         entry.queue.observe(waited)
         entry.latency.observe(time.perf_counter() - started)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -46,6 +47,8 @@ class InferRequest:
     x: np.ndarray
     outputs: list[str]
     binary: dict[str, bool]
+    #: outputs asked for as the classification extension's top-k strings, and their k
+    classification: dict[str, int] = field(default_factory=dict)
 
 
 class RequestInput(msgspec.Struct):
@@ -214,15 +217,19 @@ def _flatten(values: Any, name: Any, depth: int) -> list[float]:
     return flat
 
 
-def _wanted_outputs(req: InferenceRequest, output_names: list[str]) -> dict[str, bool]:
-    """``{output: as binary}`` for what the request asks for (every output by default)."""
+def _wanted_outputs(
+    req: InferenceRequest, output_names: list[str], classes: int
+) -> tuple[dict[str, bool], dict[str, int]]:
+    """``{output: as binary}`` for what the request asks for (every output by default), and
+    ``{output: k}`` for those asked for as the classification extension's top k."""
     req_params = req.parameters or {}
     if not isinstance(req_params, dict):
         raise ProtocolError("The request's 'parameters' must be an object.")
     binary_default = bool(req_params.get("binary_data_output", False))
     if req.outputs is None:
-        return dict.fromkeys(output_names, binary_default)
+        return dict.fromkeys(output_names, binary_default), {}
     wanted: dict[str, bool] = {}
+    classification: dict[str, int] = {}
     for o in req.outputs:
         name = o.name
         if not isinstance(name, str) or name not in output_names:
@@ -230,10 +237,22 @@ def _wanted_outputs(req: InferenceRequest, output_names: list[str]) -> dict[str,
         if name in wanted:
             raise ProtocolError(f"Output {name!r} is requested more than once.")
         p = o.parameters or {}
-        wanted[name] = (
-            bool(p.get("binary_data", binary_default)) if isinstance(p, dict) else binary_default
+        if not isinstance(p, dict):
+            p = {}
+        wanted[name] = bool(p.get("binary_data", binary_default))
+        if "classification" in p:
+            classification[name] = _top_k(p["classification"], name, classes)
+    return wanted, classification
+
+
+def _top_k(value: Any, name: str, classes: int) -> int:
+    if not classes:
+        raise ProtocolError(
+            f"Output {name!r} is not a classifier's class scores, so it has no classification."
         )
-    return wanted
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ProtocolError("'classification' must be a positive integer: how many classes.")
+    return min(value, classes)
 
 
 def _split(body: bytes, header_length: str | None) -> tuple[bytes | memoryview, memoryview]:
@@ -260,8 +279,10 @@ def parse_infer_request(
     sample_shape: tuple[int, ...],
     output_names: list[str],
     max_batch: int,
+    classes: int = 0,
 ) -> InferRequest:
-    """Parse a JSON or binary-tensor infer request for a one-input model.
+    """Parse a JSON or binary-tensor infer request for a one-input model (``classes``: how
+    many its one output scores, when it is a classifier).
 
     The shape is checked against the model (rank, sample dimensions, at most ``max_batch``
     rows) before any tensor data is decoded.
@@ -291,17 +312,62 @@ def parse_infer_request(
         x = _json_tensor(spec, shape)
     if not np.isfinite(x).all():
         raise ProtocolError(f"Input {input_name!r} holds NaN or infinite values.")
-    wanted = _wanted_outputs(req, output_names)
+    wanted, classification = _wanted_outputs(req, output_names, classes)
     return InferRequest(
         id=str(req.id) if req.id is not None else None,
         x=np.ascontiguousarray(x, dtype=np.float32),
         outputs=list(wanted),
         binary=wanted,
+        classification=classification,
     )
 
 
+def classify(scores: np.ndarray, k: int, labels: Sequence[str]) -> list[list[str]]:
+    """Each row's top ``k`` classes as Triton's classification extension writes them:
+    ``"score:index:label"`` (the raw output value; the label when the model names it)."""
+    top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return [
+        [
+            f"{float(row[i]):f}:{int(i)}" + (f":{labels[i]}" if i < len(labels) else "")
+            for i in picks
+        ]
+        for row, picks in zip(scores, top, strict=True)
+    ]
+
+
+def _bytes_entry(name: str, rows: list[list[str]], binary: bool) -> tuple[dict[str, Any], bytes]:
+    """A BYTES output: JSON strings, or the binary extension's length-prefixed elements."""
+    entry: dict[str, Any] = {"name": name, "datatype": "BYTES", "shape": [len(rows), len(rows[0])]}
+    flat = [s for row in rows for s in row]
+    if not binary:
+        entry["data"] = flat
+        return entry, b""
+    raw = b"".join(len(b).to_bytes(4, "little") + b for b in (s.encode() for s in flat))
+    entry["parameters"] = {"binary_data_size": len(raw)}
+    return entry, raw
+
+
+def _tensor_entry(name: str, arr: np.ndarray, binary: bool) -> tuple[dict[str, Any], bytes]:
+    """A numeric output: JSON numbers, or the binary extension's little-endian bytes."""
+    if arr.dtype not in PROTOCOL_DATATYPES:  # anything else travels as float32
+        arr = arr.astype(np.float32)
+    arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+    datatype = PROTOCOL_DATATYPES[arr.dtype.newbyteorder("=")]
+    entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(arr.shape)}
+    if not binary:
+        entry["data"] = arr.reshape(-1).tolist()
+        return entry, b""
+    raw = arr.tobytes()
+    entry["parameters"] = {"binary_data_size": len(raw)}
+    return entry, raw
+
+
 def encode_response(
-    model_name: str, version: str, request: InferRequest, outputs: dict[str, np.ndarray]
+    model_name: str,
+    version: str,
+    request: InferRequest,
+    outputs: dict[str, np.ndarray],
+    labels: Sequence[str] = (),
 ) -> tuple[bytes, int | None]:
     """The response body, and the JSON header's length when binary tensors follow it."""
     header: dict[str, Any] = {"model_name": model_name, "model_version": version, "outputs": []}
@@ -316,18 +382,14 @@ def encode_response(
                 "(values this large overflow float32 arithmetic); scale the input as the "
                 "model expects."
             )
-        if arr.dtype not in PROTOCOL_DATATYPES:  # anything else travels as float32
-            arr = arr.astype(np.float32)
-        arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
-        datatype = PROTOCOL_DATATYPES[arr.dtype.newbyteorder("=")]
-        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(arr.shape)}
-        if request.binary[name]:
-            raw = arr.tobytes()
-            entry["parameters"] = {"binary_data_size": len(raw)}
-            blobs.append(raw)
+        if name in request.classification:
+            rows = classify(arr, request.classification[name], labels)
+            entry, raw = _bytes_entry(name, rows, request.binary[name])
         else:
-            entry["data"] = arr.reshape(-1).tolist()
+            entry, raw = _tensor_entry(name, arr, request.binary[name])
         header["outputs"].append(entry)
+        if request.binary[name]:
+            blobs.append(raw)
     head = msgspec.json.encode(header)
     if not blobs:
         return head, None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import math
 import time
 from concurrent.futures import Executor
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..artifact import LABELS_FILE
 from ..datatypes import ONNX_DATATYPES
 from ..runtime.session import Model
 from .batching import Batcher, BatchStats
@@ -66,6 +68,11 @@ class ServedModel:
         self.batch_rows = metrics.batch_rows.labels(name)
         self.compute = metrics.compute.labels(name)
         self.sample_shape = tuple(int(d) for d in model.input_shape)  # type: ignore[arg-type]
+        facts = model.facts
+        one_output = len(model.output_names) == 1
+        #: a classifier's class count (0 otherwise) and names, for the classification extension
+        self.classes = facts.num_classes if facts and facts.is_classifier and one_output else 0
+        self.labels = tuple(model.class_names) if self.classes else ()
         self.metadata = self._metadata()
         # the largest honest body: max_batch rows as JSON numbers, each at most ~24 bytes
         values = max_batch * math.prod(self.sample_shape)
@@ -103,13 +110,28 @@ class ServedModel:
             return {"name": tensor["name"], "data_type": data_type, "dims": tensor["shape"][1:]}
 
         md = self.metadata
-        return {
+        outputs = [dims(o) for o in md["outputs"]]
+        config: dict[str, Any] = {
             "name": self.name,
             "platform": "onnxruntime_onnx",
             "max_batch_size": self.max_batch,
             "input": [dims(i) for i in md["inputs"]],
-            "output": [dims(o) for o in md["outputs"]],
+            "output": outputs,
         }
+        facts = self.model.facts
+        if facts is not None:  # as kit triton writes them: clients read the facts back
+            config["parameters"] = {
+                k: {"string_value": v}
+                for k, v in {
+                    "kit.class_names": json.dumps(list(self.labels)),
+                    "kit.mean": json.dumps(list(facts.mean)),
+                    "kit.std": json.dumps(list(facts.std)),
+                    "kit.input_shape": json.dumps(list(facts.input_shape)),
+                }.items()
+            }
+        if self.classes:
+            outputs[0]["label_filename"] = LABELS_FILE
+        return config
 
     def start_batching(self, max_batch: int, max_delay: float) -> None:
         self.batcher = Batcher(

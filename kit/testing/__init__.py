@@ -19,23 +19,28 @@ def parity_report(
     artifact_dir: str | PathLike[str],
     *,
     runtimes: Sequence[str] = ("python",),
+    dataset: str | None = None,
     data_dir: str | PathLike[str] | None = None,
     **options: Any,
 ) -> Any:
     """``kit parity``'s report for an export (a :class:`kit.parity.ParityReport`).
 
-    Real samples come from ``data_dir``, or the bundled MNIST for the digit networks;
+    Real samples come from ``dataset``/``data_dir``, else the data the manifest records,
+    else the bundled MNIST for the digit networks;
     ``options`` go to :func:`kit.verify.verify_saved` (atol, rtol, batch_sizes, provider,
     endpoint, factory).
     """
     from ..artifact import read_manifest
-    from ..data import parity_samples
+    from ..data import choose_data, parity_samples
     from ..verify import saved_spec, verify_saved
 
     path = Path(artifact_dir)
-    spec = saved_spec(read_manifest(path), options.get("factory"))
-    real = parity_samples(spec, Path(data_dir) if data_dir else None)
-    return verify_saved(path, real=real, runtimes=runtimes, **options)
+    manifest = read_manifest(path)
+    spec = saved_spec(manifest, options.get("factory"))
+    folder = Path(data_dir) if data_dir else None
+    choice = choose_data(spec, dataset=dataset, data_dir=folder, recorded=manifest.model.data)
+    real = parity_samples(spec, choice)
+    return verify_saved(path, real=real, runtimes=runtimes, data=choice, **options)
 
 
 def assert_parity(artifact_dir: str | PathLike[str], **options: Any) -> None:

@@ -4,6 +4,20 @@ in, a file and a manifest record out."""
 
 from __future__ import annotations
 
-from .quantize import VariantCheck, add_variant, check_variant, convert_fp16, predictions
+from .quantize import (
+    VariantCheck,
+    add_variant,
+    check_variant,
+    convert_fp16,
+    predictions,
+    refuse_at_chance,
+)
 
-__all__ = ["VariantCheck", "add_variant", "check_variant", "convert_fp16", "predictions"]
+__all__ = [
+    "VariantCheck",
+    "add_variant",
+    "check_variant",
+    "convert_fp16",
+    "predictions",
+    "refuse_at_chance",
+]

@@ -30,6 +30,7 @@ from ..artifact import (
     write_manifest,
 )
 from ..errors import ArtifactError, KitError, first_line
+from ..rule import at_chance
 
 __all__ = [
     "VariantCheck",
@@ -38,6 +39,7 @@ __all__ = [
     "convert_fp16",
     "predictions",
     "quantize_int8",
+    "refuse_at_chance",
 ]
 
 _BATCH = 32
@@ -280,6 +282,7 @@ def add_variant(
                 f"{'; '.join(missed)}{_tried(search)}. Nothing was written; relax "
                 "--max-accuracy-drop or --min-agreement only if that cost is acceptable."
             )
+        refuse_at_chance(check, manifest, f"The {precision} variant of {artifact_dir.name}")
         staged.chmod(0o644)
         os.replace(staged, artifact_dir / name)
     finally:
@@ -302,6 +305,29 @@ def add_variant(
     file = describe_files(artifact_dir, {name: f"onnx-{precision}"})[name]
     write_manifest(artifact_dir, manifest.with_variant(record, file))
     return record
+
+
+def refuse_at_chance(check: VariantCheck, manifest: Manifest, what: str) -> None:
+    """A variant of trained weights whose accuracy on labelled data is what guessing gives
+    is refused, however well it agrees with fp32: the model (or its preprocessing) is wrong.
+
+    Raises:
+        KitError: it is at chance level.
+    """
+    classes = manifest.facts.num_classes
+    trained = manifest.model.weights is not None
+    if (
+        check.accuracy is None
+        or not trained
+        or not at_chance(check.accuracy, classes, check.samples)
+    ):
+        return
+    raise KitError(
+        f"{what} scores {check.accuracy:.2%} on {check.samples} labelled samples, chance level "
+        f"for {classes} classes, with trained weights. Nothing was written: the model or its "
+        "preprocessing is not right; see the whole-pipeline row of kit parity DIR and the "
+        "mean and std the export records."
+    )
 
 
 def _verified(artifact_dir: Path) -> Manifest:

@@ -20,6 +20,7 @@ from architectures import ModelSpec, UnknownModelError
 
 from ..artifact import (
     DEFAULT_BATCH_SIZES,
+    MODEL_FILE,
     ArtifactFile,
     Limits,
     Manifest,
@@ -27,8 +28,16 @@ from ..artifact import (
     served_name,
     verify_files,
 )
+from ..data import DataChoice
 from ..errors import ArtifactError, UsageError, first_line
-from ..models import load_network, read_state_dict, registered_spec, resolve_spec
+from ..models import (
+    GivenFacts,
+    load_network,
+    read_state_dict,
+    registered_spec,
+    resolve_spec,
+    with_facts,
+)
 from ..parity import ParityReport, RunFn, Runner, random_inputs, run_parity
 from ..rule import Agreement, Tolerance
 from ..runners import HOME_RUNTIMES, RunnerOptions, artifact_label, covered_formats, make_runners
@@ -128,9 +137,11 @@ class Check:
             return
         real = [(label, x) for label, x in inputs if not label.startswith("random")]
         if not real or len(real[-1][1]) < MIN_VARIANT_SAMPLES:
+            have = f"the test data holds {len(real[-1][1])}" if real else "pass --data-dir"
             self.report.notes.append(
                 f"variants {', '.join(artifacts)} not checked: they are judged by top-1 "
-                f"agreement on at least {MIN_VARIANT_SAMPLES} real samples; pass --data-dir"
+                f"agreement on at least {MIN_VARIANT_SAMPLES} real samples ({have}); their "
+                "own check on the whole test set is in the manifest (kit report)"
             )
             return
         for artifact in artifacts:
@@ -177,7 +188,9 @@ def check_artifacts(
 
 
 def saved_spec(manifest: Manifest, factory: str | None = None) -> ModelSpec:
-    """The network's spec as an export's manifest records it, at its input shape.
+    """The network's spec as an export's manifest records it: its input shape, and the
+    normalisation and class names the export carries (facts are data; only code is not
+    taken from a manifest).
 
     A network is rebuilt from kit's registry or from the ``factory`` the caller names
     (``--factory``), nothing else: a manifest is a file people download, and a factory (or
@@ -189,8 +202,10 @@ def saved_spec(manifest: Manifest, factory: str | None = None) -> ModelSpec:
             named no factory (the sentence says to pass ``--factory``).
     """
     shape = tuple(manifest.model.input_shape)
+    facts = manifest.facts
+    said = GivenFacts(facts.mean, facts.std, facts.class_names or None, shape)
     if factory:
-        return resolve_spec(factory, shape)
+        return with_facts(resolve_spec(factory, shape), said)
     recorded, name = manifest.model.factory, manifest.model.name
     if recorded:
         raise UsageError(
@@ -199,7 +214,7 @@ def saved_spec(manifest: Manifest, factory: str | None = None) -> ModelSpec:
             f"{recorded}."
         )
     try:
-        return registered_spec(name, shape)
+        return with_facts(registered_spec(name, shape), said)
     except UnknownModelError:
         raise UsageError(
             f"This export names the network {name!r}, which kit does not register, and kit "
@@ -232,7 +247,25 @@ def rebuild_reference(
             f"The manifest in {directory} says num_classes {asked} but {path} holds "
             f"{found} classes; re-export the model (kit export --weights alone reads the count)."
         ) from None
+    _takes_the_input(network.model, spec, factory)
     return spec, network.model
+
+
+def _takes_the_input(model: nn.Module, spec: ModelSpec, factory: str | None) -> None:
+    """The rebuilt network runs on one sample of the export's input shape.
+
+    Raises:
+        UsageError: it does not (a --factory for another network).
+    """
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *spec.input_shape))
+    except Exception as exc:  # a network can fail in any way on the wrong input
+        which = f"--factory {factory}" if factory else spec.name
+        raise UsageError(
+            f"{which} does not take this export's input {[1, *spec.input_shape]} "
+            f"({first_line(exc)}); pass the factory the export was made from."
+        ) from None
 
 
 def verify_saved(
@@ -246,10 +279,13 @@ def verify_saved(
     runtimes: Sequence[str] = ("python",),
     endpoint: tuple[str, str | None] | None = None,
     factory: str | None = None,
+    data: DataChoice | None = None,
 ) -> ParityReport:
     """Re-verify a saved export: every file's sha256, then parity against eager in each of
     ``runtimes``, or (``endpoint``: URL and served name, the manifest's by default) the
-    model a live inference server serves. The eager reference is rebuilt from the manifest.
+    model a live inference server serves. The eager reference is rebuilt from the manifest;
+    with ``data`` that holds labelled images, the whole pipeline (images through kit's
+    preprocessing into model.onnx) is checked too.
 
     Raises:
         ArtifactError: the directory has no readable, valid manifest.
@@ -270,9 +306,16 @@ def verify_saved(
         for v in manifest.variants.values()
     }
     artifacts = manifest.artifacts()
-    return check.run(
+    report = check.run(
         directory, artifacts, inputs, runtimes=runtimes, provider=provider, limits=limits
     )
+    if data is not None and MODEL_FILE in manifest.files and not report.failures:
+        from .pipeline import check_pipeline
+
+        trained = manifest.model.weights is not None
+        found = check_pipeline(directory / MODEL_FILE, spec, model, data, trained=trained)
+        report.pipeline = found.to_dict() if found is not None else None
+    return report
 
 
 def _check_endpoint(

@@ -200,7 +200,10 @@ function clearPad() {
 function setUpDrawing() {
   let last = null;
   const at = (e) => { const r = pad.getBoundingClientRect(); return [(e.clientX - r.left) * pad.width / r.width, (e.clientY - r.top) * pad.height / r.height]; };
-  pad.addEventListener('pointerdown', (e) => { last = at(e); pad.setPointerCapture(e.pointerId); });
+  pad.addEventListener('pointerdown', (e) => {
+    if (document.body.dataset.mode !== 'digit') return; // colour models take pictures
+    last = at(e); pad.setPointerCapture(e.pointerId);
+  });
   pad.addEventListener('pointermove', (e) => {
     if (!last) return;
     const next = at(e);
@@ -242,6 +245,22 @@ function setUpFiles() {
   $('file').addEventListener('change', (e) => openFile(e.target.files[0]));
 }
 
+// The page follows the model: a drawing pad for a 1-channel model (digits), a picture to
+// upload or drop for a colour one, with its size and classes said.
+function adapt(model) {
+  const [c, h, w] = model.facts.input_shape;
+  const names = model.facts.class_names.slice(0, 8).map(inert).join(', ');
+  const more = model.facts.class_names.length > 8 ? ', …' : '';
+  const digit = c === 1;
+  document.body.dataset.mode = digit ? 'digit' : 'picture';
+  $('title').textContent = digit ? 'Draw a digit' : `Classify a picture: ${inert(model.name)}`;
+  document.title = `kit: ${digit ? 'draw a digit' : 'classify a picture'}`;
+  $('how').textContent = digit
+    ? 'Draw with the mouse, or drop an image file on the pad.'
+    : `This model takes ${c === 3 ? 'colour' : `${c}-channel`} pictures (resized to ${w}x${h}) and ` +
+      `names ${model.facts.class_names.length} classes (${names}${more}): upload one, or drop it on the pad.`;
+}
+
 async function main() {
   clearPad();
   setUpDrawing();
@@ -254,9 +273,12 @@ async function main() {
   $('model').value = state.name;
   const linkReport = () => { $('report').href = `/report/${encodeURIComponent(state.name)}`; };
   linkReport();
-  $('model').addEventListener('change', (e) => { state.name = e.target.value; linkReport(); clearPad(); loadModel(state.name).catch((err) => say(String(err.message), true)); });
+  $('model').addEventListener('change', (e) => {
+    state.name = e.target.value; linkReport(); clearPad();
+    loadModel(state.name).then(adapt).catch((err) => say(String(err.message), true));
+  });
   await loadOrt();
-  await loadModel(state.name);
+  adapt(await loadModel(state.name));
   document.body.dataset.ready = 'true';
 }
 

@@ -1,5 +1,6 @@
-"""Image files for ``kit predict``: every mode kit accepts as the same 8-bit picture, and no
-file (a decompression bomb, a header claiming 10^10 pixels) costs unbounded memory."""
+"""Image files for ``kit predict`` and the pipeline check: every mode kit accepts as the same
+8-bit picture, and no file (a decompression bomb, a header claiming 10^10 pixels) costs
+unbounded memory. Pillow and numpy only (no torch)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from ..errors import InputError, UsageError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "read_image"]
+__all__ = ["DEFAULT_MAX_PIXELS", "image_size", "read_image"]
 
 #: the largest image decoded unless --max-image-pixels says otherwise (an 8000 x 8000 photo)
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -64,6 +65,21 @@ def read_image(
             return _eight_bit(img, path)
     except FileNotFoundError:
         raise UsageError(f"Image {path} does not exist.") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise InputError(f"Cannot read image {path}: {str(exc).rstrip('.')}.") from None
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) as the file's header says (nothing decoded).
+
+    Raises:
+        InputError: not an image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with _own_pixel_limit(), Image.open(path) as img:
+            return img.size
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise InputError(f"Cannot read image {path}: {str(exc).rstrip('.')}.") from None
 
