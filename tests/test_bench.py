@@ -26,7 +26,16 @@ def test_the_peak_is_measured_for_fp32_and_int8() -> None:
 
 def test_bench_times_every_artifact_at_every_batch_size(lenet_export: Path, tmp_path: Path) -> None:
     plot = tmp_path / "bench.png"
-    args = ["bench", str(lenet_export), "--seconds", "0.05", "--batch-sizes", "1,2"]
+    args = [
+        "bench",
+        str(lenet_export),
+        "--seconds",
+        "0.05",
+        "--batch-sizes",
+        "1,2",
+        "--cold-runs",
+        "0",
+    ]
     result = CliRunner().invoke(cli, [*args, "--json", "--plot", str(plot)], prog_name="kit")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)

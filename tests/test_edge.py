@@ -158,7 +158,10 @@ def test_an_advisory_row_warns_with_its_numbers_and_does_not_fail() -> None:
 
 
 def test_bench_times_each_edge_runtime(edge_export: Path) -> None:
-    code, text = run("bench", str(edge_export), "--batch-sizes", "1", "--seconds", "0.05", "--json")
+    code, text = run(
+        "bench", str(edge_export), "--batch-sizes", "1", "--seconds", "0.05", "--cold-runs", "1",
+        "--json",
+    )  # fmt: skip
     assert code == 0, text
     runtimes = {r["runtime"].split()[0] for r in json.loads(text)["rows"]}
     assert {"executorch", "litert", "openvino"} <= runtimes

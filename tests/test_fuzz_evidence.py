@@ -258,7 +258,7 @@ def test_reference_data_is_checked_or_refused_never_passed_blind(
 
 
 @settings(
-    max_examples=max(CASES // 10, 5),
+    max_examples=max(CASES // 20, 5),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
