@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import kit.runtime as kr
@@ -181,3 +181,45 @@ def test_any_path_and_method(server: str, method: str, parts: list[str], body: b
 def test_the_server_answers_correctly_after_the_fuzzing(server: str, model: kr.Model) -> None:
     """Runs after the fuzz tests above (file order): the server kept serving through them."""
     _assert_still_serves(server, model)
+
+
+@FUZZ
+@given(values=st.lists(numbers, max_size=64) | json_values)
+@example(values=[2**63, 2**64 - 1, 1e308, 5e-324, -0.0, 3])
+@example(values=[0.5, -(2**63) - 1])
+@example(values=[[0.5], 0.5])
+def test_the_fast_json_path_agrees_with_the_strict_one(values: Any) -> None:
+    """simdjson's flat-list path either declines (None) or gives exactly what the strict
+    msgspec path gives; nested and non-numeric data always take the strict path."""
+    import warnings
+
+    from kit.server.protocol import _flat_numbers
+
+    raw = json.dumps(values, allow_nan=False) if _json_safe(values) else None
+    if raw is None:
+        return
+    fast = _flat_numbers(raw.encode())
+    flat_numbers = isinstance(values, list) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+    )
+    if not flat_numbers:
+        assert fast is None
+        return
+    if fast is None:  # only an integer past 64 bits sends a flat list to the strict path
+        assert any(isinstance(v, int) and not -(2**63) <= v < 2**64 for v in values)
+        return
+    with warnings.catch_warnings(), np.errstate(over="ignore"):
+        warnings.simplefilter("ignore")
+        expected = np.array([float(v) for v in values], np.float64).astype(np.float32)
+    assert fast.dtype == np.float32 and np.array_equal(fast, expected)
+
+
+def _json_safe(value: Any) -> bool:
+    """JSON can carry it (no NaN or infinity anywhere)."""
+    if isinstance(value, float):
+        return value == value and abs(value) != float("inf")
+    if isinstance(value, list):
+        return all(_json_safe(v) for v in value)
+    if isinstance(value, dict):
+        return all(_json_safe(v) for v in value.values())
+    return True

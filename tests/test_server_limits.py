@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -279,7 +282,18 @@ def test_websocket_and_range_requests_stay_in_the_protocol(server: str) -> None:
         assert status == 200 and b"<html" in body.lower()  # the whole page, never plain text
 
 
-def test_port_0_logs_the_port_it_got(shipped: Path) -> None:
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.add(int(stat.parent.name))
+    return found
+
+
+def test_port_0_logs_its_port_and_sigterm_leaves_no_worker(shipped: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "kit", "serve", str(shipped / "lenet"), "--port", "0"],
         stderr=subprocess.PIPE,
@@ -301,9 +315,29 @@ def test_port_0_logs_the_port_it_got(shipped: Path) -> None:
             except OSError:
                 time.sleep(0.2)
         assert ready
+        # a JSON body over the inline limit starts the decoding worker process
+        values = ", ".join(["0.12345678901234567"] * (64 * 784))
+        body = (
+            '{"inputs": [{"name": "input", "shape": [64, 1, 28, 28], "datatype": "FP32", '
+            f'"data": [{values}]}}]}}'
+        ).encode()
+        assert len(body) > 1 << 20
+        assert request(f"127.0.0.1:{port}", "POST", INFER, body)[0] == 200
+        workers = _children(proc.pid)
+        assert workers, "no decoding worker was started"
     finally:
         proc.terminate()
         proc.wait(30)
+    # uvicorn ends the process with the SIGTERM it caught: nothing at exit reaps a worker
+    deadline = time.monotonic() + 10
+    while (
+        left := [p for p in workers if Path(f"/proc/{p}").exists()]
+    ) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    names = [Path(f"/proc/{p}/cmdline").read_bytes() for p in left]
+    for pid in left:  # do not leave them running past a failure
+        os.kill(pid, signal.SIGKILL)
+    assert not left, names
 
 
 # -- 15. numbers only; a non-finite output says so ---------------------------------------------

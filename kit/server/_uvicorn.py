@@ -12,8 +12,6 @@ import logging
 import socket
 from typing import Any
 
-from starlette.applications import Starlette
-
 from ..errors import UsageError
 from .config import ServerConfig
 
@@ -92,6 +90,35 @@ class _TooLarge(Exception):
     """Headers past the limits; raised inside httptools' callbacks to stop the parser."""
 
 
+class _Deadlines:
+    """One timer for all of a server's connections: each connection notes when its current
+    stage (headers, body) must be over, and a sweep every ``SWEEP_S`` refuses those past it.
+    Two per-request timers cost more than the request's parsing; a deadline costs a store.
+    """
+
+    SWEEP_S = 0.25
+
+    def __init__(self) -> None:
+        self.open: set[Any] = set()
+        self._handle: asyncio.TimerHandle | None = None
+
+    def add(self, protocol: Any) -> None:
+        self.open.add(protocol)
+        if self._handle is None:
+            self._handle = protocol.loop.call_later(self.SWEEP_S, self._sweep, protocol.loop)
+
+    def discard(self, protocol: Any) -> None:
+        self.open.discard(protocol)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        for protocol in [p for p in self.open if p.deadline is not None and p.deadline[0] < now]:
+            _, status, message = protocol.deadline
+            protocol.deadline = None
+            _refuse(protocol.transport, status, message)
+        self._handle = loop.call_later(self.SWEEP_S, self._sweep, loop) if self.open else None
+
+
 def _http_protocol(cfg: ServerConfig) -> type[asyncio.Protocol] | str:
     """uvicorn's httptools protocol with coalesced writes, JSON errors, a connection limit,
     header size and count limits, and header and body timeouts ("auto", uvicorn's own
@@ -102,9 +129,14 @@ def _http_protocol(cfg: ServerConfig) -> type[asyncio.Protocol] | str:
         logging.getLogger("kit.server").warning("httptools is missing: no header limits")
         return "auto"
 
+    deadlines = _Deadlines()
+    headers_late = (408, f"The request headers did not arrive within {cfg.header_timeout:g} s.")
+    body_late = (408, f"The body did not arrive within {cfg.body_timeout:g} s.")
+
     class Protocol(HttpToolsProtocol):
         _refusal: tuple[int, str] | None = None
-        _timer: asyncio.TimerHandle | None = None
+        #: (loop time, status, message): when the current stage must be over, and the answer
+        deadline: tuple[float, int, str] | None = None
         _header_bytes = 0
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -113,35 +145,22 @@ def _http_protocol(cfg: ServerConfig) -> type[asyncio.Protocol] | str:
                 message = f"The server holds its limit of {cfg.max_connections} connections; retry shortly."
                 _refuse(self.transport, 503, message)
                 return
-            self._wait(
-                cfg.header_timeout,
-                408,
-                f"The request headers did not arrive within {cfg.header_timeout:g} s.",
-            )
+            deadlines.add(self)
+            self._expect(cfg.header_timeout, headers_late)
 
-        def _wait(self, seconds: float, status: int, message: str) -> None:
-            """Close the connection with ``status`` unless the next stage comes in time."""
-            self._stop_waiting()
-            self._timer = self.loop.call_later(seconds, _refuse, self.transport, status, message)
-
-        def _stop_waiting(self) -> None:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+        def _expect(self, seconds: float, answer: tuple[int, str]) -> None:
+            """Refuse with ``answer`` unless the next stage comes within ``seconds``."""
+            self.deadline = (self.loop.time() + seconds, *answer)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._stop_waiting()
+            deadlines.discard(self)
             super().connection_lost(exc)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._header_bytes = 0
-            if self._timer is None:
-                self._wait(
-                    cfg.header_timeout,
-                    408,
-                    f"The request headers did not arrive within {cfg.header_timeout:g} s.",
-                )
+            if self.deadline is None:
+                self._expect(cfg.header_timeout, headers_late)
 
         def on_url(self, url: bytes) -> None:
             self._count(len(url))
@@ -162,23 +181,20 @@ def _http_protocol(cfg: ServerConfig) -> type[asyncio.Protocol] | str:
                 raise _TooLarge()
 
         def on_headers_complete(self) -> None:
-            self._stop_waiting()
             super().on_headers_complete()
-            self._wait(
-                cfg.body_timeout + 1, 408, f"The body did not arrive within {cfg.body_timeout:g} s."
-            )
+            self._expect(cfg.body_timeout, body_late)
 
         def on_message_complete(self) -> None:
-            self._stop_waiting()
+            self.deadline = None
             super().on_message_complete()
 
         def on_response_complete(self) -> None:
-            self._stop_waiting()  # answered (a 413 before its body, say): nothing to wait for
+            self.deadline = None  # answered (a 413 before its body, say): nothing to wait for
             super().on_response_complete()
 
         def send_400_response(self, msg: str) -> None:
             """What HTTP parsing itself rejects gets the protocol's JSON error too."""
-            self._stop_waiting()
+            self.deadline = None
             status, message = self._refusal or (
                 400,
                 f"{msg.rstrip('.')}: not a valid HTTP/1.1 request.",
@@ -189,7 +205,7 @@ def _http_protocol(cfg: ServerConfig) -> type[asyncio.Protocol] | str:
 
 
 def uvicorn_config(
-    app: Starlette,
+    app: Any,
     cfg: ServerConfig,
     *,
     host: str = "127.0.0.1",

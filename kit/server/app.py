@@ -9,37 +9,32 @@ exhaust memory, block the event loop, rebind DNS) is limited here and in :mod:`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
 import logging
-import multiprocessing
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..runtime.session import Model
 from ._uvicorn import JsonFormatter, listen_socket, uvicorn_config
 from .config import LOOPBACK_HOSTS, ServerConfig
-from .limits import BodyBudget, HostCheck, allowed_hosts, read_body
+from .decoding import Decoder
+from .fast import GONE as _GONE
+from .fast import InferPath
+from .limits import BodyBudget, HostCheck, allowed_hosts
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .page import page_routes
 from .protocol import (
-    HEADER_LENGTH,
-    InferRequest,
     ProtocolError,
-    encode_response,
-    parse_infer_request,
 )
 from .repository import load_models
 from .served import VERSION, ServedModel, inline_rows
@@ -48,54 +43,9 @@ __all__ = ["ServerConfig", "create_app", "load_models", "serve"]
 
 log = logging.getLogger("kit.server")
 
-#: a client that hung up: nothing to answer, one log line
-_GONE = 499
-
 
 def _error(message: str, status: int) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
-
-
-class _Decoder:
-    """Parses request bodies: small ones on the event loop, large JSON in a worker process
-    (decoding holds the GIL, so a thread would still stall every other client)."""
-
-    def __init__(self, inline_bytes: int) -> None:
-        self.inline_bytes = inline_bytes
-        self._pool: ProcessPoolExecutor | None = None
-
-    async def parse(self, entry: ServedModel, body: bytes, header: str | None) -> InferRequest:
-        digits = header is not None and header.isascii() and header.isdigit()
-        json_bytes = int(header) if digits else len(body)  # type: ignore[arg-type]
-        job = functools.partial(
-            parse_infer_request,
-            body,
-            header,
-            input_name=entry.model.input_name,
-            sample_shape=entry.sample_shape,
-            output_names=entry.model.output_names,
-            max_batch=entry.max_batch,
-            classes=entry.classes,
-        )
-        if json_bytes <= self.inline_bytes:
-            return job()
-        loop = asyncio.get_running_loop()
-        try:  # the job is pickled to the worker: a module function and plain arguments
-            return await loop.run_in_executor(self._workers(), job)
-        except BrokenProcessPool:
-            self.close()
-            raise ProtocolError("The decoding worker stopped; retry the request.", 503) from None
-
-    def _workers(self) -> Executor:
-        if self._pool is None:
-            context = multiprocessing.get_context("spawn")  # never fork a threaded server
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
-        return self._pool
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
 
 
 class _App:
@@ -110,7 +60,7 @@ class _App:
         self.served: dict[str, ServedModel] = {}
         self.ready = False
         self.budget = BodyBudget(cfg.max_inflight_body_bytes)
-        self.decoder = _Decoder(cfg.inline_decode_bytes)
+        self.decoder = Decoder(cfg.inline_decode_bytes)
 
     def lookup(self, request: Request) -> ServedModel:
         name = request.path_params["model"]
@@ -149,40 +99,13 @@ class _App:
     async def model_config(self, request: Request) -> Response:
         return JSONResponse(self.lookup(request).config())
 
-    async def _request(self, request: Request, entry: ServedModel) -> InferRequest:
-        """The request's body, read within its limits and parsed (off the loop if large)."""
-        length = request.headers.get("content-length", "")
-        size = min(int(length), entry.body_limit) if length.isdigit() else entry.body_limit
-        async with self.budget.hold(size):
-            try:
-                body = await read_body(request, entry.body_limit, self.cfg.body_timeout)
-            except ClientDisconnect:
-                raise ProtocolError("The client hung up before its body arrived.", _GONE) from None
-            return await self.decoder.parse(entry, body, request.headers.get(HEADER_LENGTH))
-
-    async def infer(self, request: Request) -> Response:
-        started = time.perf_counter()
+    async def declined_infer(self, request: Request) -> Response:
+        """An infer request the hot path (:mod:`.fast`) did not take: why, in the protocol's
+        words (a server not ready, an unknown model or version)."""
         if not self.ready:
             raise ProtocolError("The server is not ready.", 503)
-        entry = self.lookup(request)
-        req = await self._request(request, entry)
-        try:
-            outputs, waited = await entry.infer(req.x)
-        except Exception as exc:  # the runtime failed on valid input: a server error
-            self.metrics.requests.labels(entry.name, "500").inc()
-            log.exception("inference failed", extra={"event": "error", "model": entry.name})
-            return _error(f"Inference failed: {exc}", 500)
-        payload, header_len = encode_response(entry.name, VERSION, req, outputs, entry.labels)
-        entry.ok.inc()
-        entry.queue.observe(waited)
-        entry.latency.observe(time.perf_counter() - started)
-        if header_len is None:
-            return Response(payload, media_type="application/json")
-        return Response(
-            payload,
-            media_type="application/octet-stream",
-            headers={"Inference-Header-Content-Length": str(header_len)},
-        )
+        self.lookup(request)
+        raise ProtocolError("The server is not ready.", 503)  # it was a moment ago: retry
 
     async def repository_index(self, request: Request) -> Response:
         """Triton's repository index: every served model, ready (the page lists them)."""
@@ -221,7 +144,7 @@ class _App:
     def routes(self) -> list[Route]:
         prefixes = ["/v2/models/{model}", "/v2/models/{model}/versions/{version}"]
         # Starlette tries routes in order: the hot one first saves a regex match per route.
-        routes = [Route(f"{p}/infer", self.infer, methods=["POST"]) for p in prefixes]
+        routes = [Route(f"{p}/infer", self.declined_infer, methods=["POST"]) for p in prefixes]
         routes += [
             Route("/v2", self.server_metadata),
             Route("/v2/health/live", self.live),
@@ -275,19 +198,19 @@ async def _lifespan(self: _App) -> AsyncIterator[None]:
             if entry.batcher is not None:
                 await entry.batcher.stop()
         self.executor.shutdown(wait=True)
-        self.decoder.close()
+        self.decoder.close(wait=True)
         log.info("stopped", extra={"event": "stopped"})
 
 
 def create_app(
     models: dict[str, Model], config: ServerConfig | None = None, *, host: str = "127.0.0.1"
-) -> Starlette:
+) -> InferPath:
     """An ASGI app serving ``models`` (name -> loaded model) over the v2 protocol, answering
     only the Host names that fit ``host``, the address it is bound to."""
     cfg = config or ServerConfig()
     app = _App(models, cfg)
     hosts = allowed_hosts(host, cfg.allowed_hosts, LOOPBACK_HOSTS)
-    return Starlette(
+    rest = Starlette(
         routes=app.routes(),
         middleware=[Middleware(HostCheck, allowed=hosts)],
         lifespan=lambda _: _lifespan(app),
@@ -297,6 +220,7 @@ def create_app(
             Exception: app.server_error,
         },
     )
+    return InferPath(rest, app, hosts)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -1,19 +1,17 @@
-"""What keeps one client from exhausting or fooling the server: request bodies read within a
-size limit, a time limit and a budget shared by all clients, and Host names checked
-against the address the server is bound to (DNS rebinding)."""
+"""What keeps one client from exhausting or fooling the server: a budget of request body
+bytes shared by all clients, and Host names checked against the address the server is bound
+to (DNS rebinding). Each model's body size limit is applied as its body is read
+(:mod:`kit.server.fast`); the time limits are the connection's (:mod:`kit.server._uvicorn`)."""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 from .protocol import ProtocolError
 
-__all__ = ["BodyBudget", "HostCheck", "allowed_hosts", "read_body"]
+__all__ = ["BodyBudget", "HostCheck", "allowed_hosts", "host_allowed"]
 
 
 class BodyBudget:
@@ -22,39 +20,17 @@ class BodyBudget:
     def __init__(self, limit: int) -> None:
         self.limit, self.held = limit, 0
 
-    @asynccontextmanager
-    async def hold(self, size: int) -> AsyncIterator[None]:
-        """Hold ``size`` bytes for the block, or refuse with 503 when they do not fit."""
+    def take(self, size: int) -> None:
+        """Hold ``size`` bytes (give them back with :meth:`release`), or refuse with 503
+        when they do not fit."""
         if self.held + size > self.limit:
             raise ProtocolError(
                 "The server is holding as many request bodies as it allows; retry shortly.", 503
             )
         self.held += size
-        try:
-            yield
-        finally:
-            self.held -= size
 
-
-async def read_body(request: Any, limit: int, timeout: float) -> bytes:
-    """The request body, refused with 413 past ``limit`` bytes (before reading any of it when
-    Content-Length says so) and with 408 when the client takes longer than ``timeout``."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise ProtocolError(f"The body is {length} bytes; this model's limit is {limit}.", 413)
-    chunks, size = [], 0
-    try:
-        async with asyncio.timeout(timeout):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise ProtocolError(
-                        f"The body exceeds this model's limit of {limit} bytes.", 413
-                    )
-                chunks.append(chunk)
-    except TimeoutError:
-        raise ProtocolError(f"The body did not arrive within {timeout:g} s.", 408) from None
-    return b"".join(chunks)
+    def release(self, size: int) -> None:
+        self.held -= size
 
 
 def _is_loopback(host: str) -> bool:
@@ -83,6 +59,12 @@ def _host_name(value: str) -> str:
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
+def host_allowed(headers: list[tuple[bytes, bytes]], allowed: set[str]) -> bool:
+    """Whether the request's Host header (raw ASGI headers) names one of ``allowed``."""
+    host = next((v.decode("latin-1") for k, v in headers if k == b"host"), "")
+    return _host_name(host) in allowed
+
+
 class HostCheck:
     """ASGI middleware: a request whose Host header is not allowed gets the protocol's 400
     (so a web page on another origin cannot read a server on a user's machine through DNS
@@ -95,10 +77,10 @@ class HostCheck:
         if self.allowed is None or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
-        if _host_name(host) in self.allowed:
+        if host_allowed(scope["headers"], self.allowed):
             await self.app(scope, receive, send)
             return
+        host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), "")
         body = json.dumps(
             {"error": f"Host {host!r} is not served here; kit serve --allow-host adds a name."}
         ).encode()

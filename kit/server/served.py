@@ -63,6 +63,7 @@ class ServedModel:
         self.inline_rows = inline
         # labelled children looked up once, not on every request
         self.ok = metrics.requests.labels(name, "200")
+        self.failed = metrics.requests.labels(name, "500")
         self.queue = metrics.queue.labels(name)
         self.latency = metrics.latency.labels(name)
         self.batch_rows = metrics.batch_rows.labels(name)
