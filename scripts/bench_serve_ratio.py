@@ -144,6 +144,38 @@ def kit_serve(checkout: Path, export: Path, server_args: list[str]) -> Iterator[
         shutil.rmtree(folder, ignore_errors=True)
 
 
+_GRANIAN_APP = """
+import os
+from pathlib import Path
+from kit.server.app import ServerConfig, create_app, load_models
+
+cfg = ServerConfig(max_batch_size=32, max_queue_delay_us=500)
+app = create_app(load_models(Path(os.environ["KIT_EXPORTS"])), cfg)
+"""
+
+
+@contextlib.contextmanager
+def granian(export: Path) -> Iterator[int]:
+    """kit's ASGI app (this checkout) under granian (pip install granian) instead of
+    uvicorn: the same routes, batching and limits kit's own code keeps."""
+    port = free_port()
+    folder = Path(tempfile.mkdtemp())
+    (folder / export.name).symlink_to(export.resolve())
+    (folder / "granian_app.py").write_text(_GRANIAN_APP)
+    env = {**os.environ, "KIT_EXPORTS": str(folder), "PYTHONPATH": f"{folder}:{ROOT}"}
+    command = [sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop"]
+    command += ["--port", str(port), "granian_app:app"]
+    proc = subprocess.Popen(command, env=env, cwd=folder, stderr=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL)  # fmt: skip
+    try:
+        _wait(port, "/v2/health/ready", proc, "granian")
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _mlserver_venv() -> Path:
     if not (MLSERVER_VENV / "bin" / "mlserver").exists():
         subprocess.run([sys.executable, "-m", "venv", str(MLSERVER_VENV)], check=True)
@@ -224,6 +256,7 @@ def main() -> None:
         help="A/B: another kit checkout (repeatable)",
     )
     parser.add_argument("--no-mlserver", action="store_true")
+    parser.add_argument("--granian", action="store_true", help="also kit's app under granian")
     parser.add_argument("--server-arg", action="append", default=[], help="passed to kit serve")
     args = parser.parse_args()
     commit = subprocess.run(
@@ -249,6 +282,13 @@ def main() -> None:
                 # stops would still be decoded during the next measurement
                 for kind in ("binary", "json"):
                     found[f"kit {label} {kind}"] = wrk(
+                        url, body[kind], args.seconds, args.clients, script
+                    )
+        if args.granian:
+            with granian(args.export) as port:
+                url = f"http://127.0.0.1:{port}/v2/models/{args.export.name}/infer"
+                for kind in ("binary", "json"):
+                    found[f"kit HEAD under granian {kind}"] = wrk(
                         url, body[kind], args.seconds, args.clients, script
                     )
         if not args.no_mlserver:

@@ -30,25 +30,34 @@ def _frame(entry: str) -> str:
 
 
 def summarize(collapsed: Path, top: int) -> None:
-    own: collections.Counter[str] = collections.Counter()
-    inside: collections.Counter[str] = collections.Counter()
+    """Per thread: its share of the samples, where its CPU was (self time) and the widest
+    frames below the ones every one of its samples shares (the entry points)."""
+    threads: dict[str, list[tuple[list[str], int]]] = collections.defaultdict(list)
     total = 0
     for line in collapsed.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        frames = [_frame(f) for f in stack.split(";")[1:]]  # drop the thread name
-        n = int(count)
-        total += n
-        if frames:
-            own[frames[-1]] += n
-        for f in set(frames):
-            inside[f] += n
+        frames = [_frame(f) for f in stack.split(";")]
+        kind = "workers" if "Thread._bootstrap (threading.py)" in frames else "main"
+        threads[kind].append((frames, int(count)))
+        total += int(count)
     print(f"{total} samples")
-    print("self time (where the CPU was):")
-    for f, n in own.most_common(top):
-        print(f"  {n / total:6.1%}  {f}")
-    print("time inside (the flame graph's widest frames):")
-    for f, n in inside.most_common(top):
-        print(f"  {n / total:6.1%}  {f}")
+    for kind, stacks in sorted(threads.items()):
+        own: collections.Counter[str] = collections.Counter()
+        inside: collections.Counter[str] = collections.Counter()
+        mine = sum(n for _, n in stacks)
+        for frames, n in stacks:
+            if frames:
+                own[frames[-1]] += n
+            for f in set(frames):
+                inside[f] += n
+        shared = {f for f, n in inside.items() if n >= 0.99 * mine}
+        print(f"{kind} thread(s): {mine / total:.1%} of the samples")
+        print("  self time (where the CPU was):")
+        for f, n in own.most_common(top):
+            print(f"    {n / total:6.1%}  {f}")
+        print("  time inside, below the entry points:")
+        for f, n in [(f, n) for f, n in inside.most_common() if f not in shared][:top]:
+            print(f"    {n / total:6.1%}  {f}")
 
 
 def main() -> None:
