@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from ._table import format_table
-from .artifact import MODEL_FILE, read_manifest, verify_files
+from .artifact import MODEL_FILE, open_export, read_manifest
+from .catalogue import runtime_record
 from .data import DataChoice
-from .errors import ArtifactError
 from .parity import Runner
 
 __all__ = ["BenchRow", "bench", "count_macs", "format_rows", "peak_gmacs", "plot_rows"]
@@ -145,18 +145,16 @@ def _runners(directory: Path, factory: str | None, notes: list[str]) -> list[Run
     with and without IOBinding when a GPU is present), from the runner registry; a runtime
     not installed here is a note, not an error."""
     from .embed.packages import RuntimeMissing
-    from .runners import HOME_RUNTIMES, RunnerOptions, make_runners
+    from .runners import RunnerOptions, home_select, make_runners
     from .runners.torch import eager_runner
     from .verify import rebuild_reference
 
-    manifest = read_manifest(directory)
-    if problems := verify_files(directory, manifest.files):
-        raise ArtifactError(f"Refusing to bench {directory}: {'; '.join(problems)}.")
+    manifest = open_export(directory, "bench")
     spec, eager = rebuild_reference(directory, manifest, factory)
     options = RunnerOptions(provider="auto", io_binding=True)
     artifacts = manifest.artifacts()
     found = [eager_runner(eager, spec.name)]
-    for runtime in dict.fromkeys(HOME_RUNTIMES[a.format] for a in artifacts):
+    for runtime in dict.fromkeys(home_select(a.format) for a in artifacts):
         try:
             found += make_runners(directory, artifacts, [runtime], options)
         except RuntimeMissing as exc:
@@ -212,6 +210,7 @@ def bench(
     macs = count_macs(directory / MODEL_FILE) if MODEL_FILE in manifest.files else 0
     before = peak_gmacs()
     rows: list[BenchRow] = []
+    shares: list[tuple[BenchRow, str]] = []
     bar = tqdm(
         total=len(runners) * len(batch_sizes),
         desc="bench",
@@ -226,17 +225,16 @@ def bench(
                 x = np.ascontiguousarray(np.resize(pool, (b, *shape)))
             times = _time(functools.partial(runner.run, x), seconds)
             row = _row(runner.artifact, runner.runtime, b, times)
-            if macs and "CUDA" not in runner.runtime:
-                row.peak_share = 0.0  # filled in once the peak is known
+            if macs and _on_cpu(runner):  # the share of the CPU's peak, once it is known
+                shares.append((row, "int8" if runner.precision == "int8" else "fp32"))
             rows.append(row)
             bar.update()
     bar.close()
     # The machine's speed drifts: the peak is the best of a measurement before and after.
     after = peak_gmacs()
     peaks = {k: max(before[k], after[k]) for k in before}
-    for row in rows:
-        if row.peak_share is not None:
-            row.peak_share = row.images_per_s * macs / (peaks[_kind(row.artifact)] * 1e9)
+    for row, kind in shares:
+        row.peak_share = row.images_per_s * macs / (peaks[kind] * 1e9)
     for precision, peak in peaks.items():  # the physical limit, as rows of their own
         for b in batch_sizes:
             limit = peak * 1e9 / macs if macs else float("nan")
@@ -260,15 +258,14 @@ def _cold(directory: Path, runners: list[Runner], runs: int) -> list[dict[str, A
         return []
     from .cold import cold_starts
 
-    installed = {r.runtime.split()[0] for r in runners}
-    home = {"torch": "python", "CPUExecutionProvider": "python", "CUDAExecutionProvider": "python"}
-    installed = {home.get(r, r) for r in installed} | {"python"}
+    installed = {r.key for r in runners}
     found = cold_starts(directory, runs=runs, installed=installed)
     return [{**asdict(c), "total_s": c.total_s} for c in found]
 
 
-def _kind(artifact: str) -> str:
-    return "int8" if "int8" in artifact else "fp32"
+def _on_cpu(runner: Runner) -> bool:
+    record = runtime_record(runner.key)
+    return record is not None and record.provider != "cuda"
 
 
 def format_rows(rows: list[BenchRow], hardware: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .artifact import ArtifactFile, read_manifest
+from .catalogue import RUNTIMES, Runtime, home_runtime
 
 __all__ = ["ColdStart", "cold_starts"]
 
@@ -21,13 +22,13 @@ import importlib, json, sys, time
 t0 = time.perf_counter()
 directory, name, fmt, precision, runtime, modules = sys.argv[1:7]
 import numpy as np
-for module in modules.split(","):
+for module in filter(None, modules.split(",")):
     importlib.import_module(module)
 t1 = time.perf_counter()
 from pathlib import Path
 from kit.artifact import ArtifactFile, read_manifest
 from kit.runners import RunnerOptions, make_runners
-if fmt == "eager":
+if fmt == "eager":  # EAGER
     from kit.runners.torch import eager_run
     from kit.verify import rebuild_reference
     manifest = read_manifest(Path(directory))
@@ -44,17 +45,13 @@ t3 = time.perf_counter()
 print(json.dumps([t1 - t0, t2 - t1, t3 - t2]))
 """
 
-#: the modules a format's runtime is imported with (what its cold start pays first)
-_MODULES = {
-    "eager": "torch,kit.runners.torch",
-    "torchscript": "torch,kit.runners.torch",
-    "pt2": "torch,kit.runners.torch",
-    "onnx": "onnxruntime,kit.runners.onnxruntime",
-    "ort": "onnxruntime,kit.runners.onnxruntime",
-    "pte": "executorch.runtime,kit.runners.executorch",
-    "tflite": "ai_edge_litert.interpreter,kit.runners.litert",
-    "openvino": "kit.runners.openvino",
-}
+#: eager PyTorch, timed beside the files as if it were one more format
+EAGER = "eager"
+
+
+def _home(fmt: str) -> Runtime:
+    """The runtime a format's cold start is timed in (eager: PyTorch)."""
+    return RUNTIMES["torch"] if fmt == EAGER else home_runtime(fmt)
 
 
 @dataclass
@@ -73,9 +70,12 @@ class ColdStart:
         return self.import_s + self.load_s + self.first_s
 
 
-def _once(directory: Path, artifact: ArtifactFile, runtime: str) -> list[float] | None:
-    args = [str(directory), artifact.name, artifact.format, artifact.precision, runtime]
-    command = [sys.executable, "-c", _PROGRAM, *args, _MODULES[artifact.format]]
+def _once(directory: Path, artifact: ArtifactFile, runtime: Runtime) -> list[float] | None:
+    """One fresh process: import the runtime (what it imports first, then kit's modules for
+    it), load the file, run it once."""
+    modules = ",".join([*runtime.imports, *runtime.modules])
+    args = [str(directory), artifact.name, artifact.format, artifact.precision, runtime.select]
+    command = [sys.executable, "-c", _PROGRAM, *args, modules]
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=600)
     if done.returncode != 0:
         return None
@@ -85,15 +85,14 @@ def _once(directory: Path, artifact: ArtifactFile, runtime: str) -> list[float] 
 def cold_starts(
     directory: Path, *, runs: int = 3, installed: set[str] | None = None
 ) -> list[ColdStart]:
-    """The cold start of eager PyTorch and of each artifact in its home runtime (those in
-    ``installed`` when given: a runtime missing here is left out by the caller)."""
-    from .runners import HOME_RUNTIMES
-
+    """The cold start of eager PyTorch and of each artifact in its home runtime (those whose
+    catalogue key is in ``installed`` when given: a runtime missing here is left out by the
+    caller)."""
     manifest = read_manifest(directory)
     found = []
-    for artifact in [ArtifactFile("", "eager"), *manifest.artifacts()]:
-        runtime = HOME_RUNTIMES.get(artifact.format, "python")
-        if installed is not None and runtime not in installed:
+    for artifact in [ArtifactFile("", EAGER), *manifest.artifacts()]:
+        runtime = _home(artifact.format)
+        if installed is not None and runtime.key not in installed:
             continue
         times = [t for t in (_once(directory, artifact, runtime) for _ in range(runs)) if t]
         if not times:
@@ -104,5 +103,5 @@ def cold_starts(
             else f"{artifact.format} {artifact.precision}"
         )
         first, load, infer = (statistics.median(t[i] for t in times) for i in range(3))
-        found.append(ColdStart(label, runtime, first, load, infer, len(times)))
+        found.append(ColdStart(label, runtime.select, first, load, infer, len(times)))
     return found

@@ -13,9 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from .artifact import MODEL_FILE, ArtifactFile, Limits, Manifest, read_manifest, verify_files
+from .artifact import (
+    MODEL_FILE,
+    ArtifactFile,
+    Limits,
+    Manifest,
+    open_export,
+)
 from .data import arrays, choose_data, load_dataset
-from .errors import ArtifactError, UsageError
+from .errors import UsageError
 from .evaluate import top1
 from .models import GivenFacts, with_facts
 from .results import load_results
@@ -88,12 +94,7 @@ def compare_exports(
 
 
 def _checked(directory: Path) -> Manifest:
-    manifest = read_manifest(directory)
-    if problems := verify_files(directory, manifest.files):
-        raise ArtifactError(f"Refusing to compare {directory}: {'; '.join(problems)}.")
-    if MODEL_FILE not in manifest.files:
-        raise ArtifactError(f"{directory} has no {MODEL_FILE} to compare; export it with onnx.")
-    return manifest
+    return open_export(directory, "compare", needs=(MODEL_FILE,))
 
 
 def _same_task(first: Manifest, second: Manifest) -> None:

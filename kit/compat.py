@@ -254,12 +254,9 @@ def check_export(directory: Path, targets: list[OrtTarget]) -> list[Finding]:
     Raises:
         ArtifactError: the export is missing or tampered with.
     """
-    from .artifact import read_manifest, verify_files
-    from .errors import ArtifactError
+    from .artifact import open_export
 
-    manifest = read_manifest(directory)
-    if problems := verify_files(directory, manifest.files):
-        raise ArtifactError(f"Refusing to check {directory}: {'; '.join(problems)}.")
+    manifest = open_export(directory, "check")
     found = []
     for target in targets:
         executorch = target.runtime == "executorch"

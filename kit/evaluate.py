@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .data import DataBundle, arrays, choose_data, load_dataset
-from .errors import ArtifactError, DataError, UsageError
+from .errors import DataError, UsageError
 from .models import load_network, resolve_spec, with_facts
 from .train import evaluate, pick_device
 
@@ -62,14 +62,12 @@ def evaluate_exported(
     """Accuracy of an exported ONNX model and of each variant on onnxruntime (runners from
     :mod:`kit.runners`, as apps run them), and their top-1 agreement with the eager network
     rebuilt from the manifest."""
-    from .artifact import read_manifest, verify_files
+    from .artifact import open_export
     from .runners import make_runners
     from .runners.torch import eager_run
     from .verify import rebuild_reference
 
-    manifest = read_manifest(artifact_dir)
-    if problems := verify_files(artifact_dir, manifest.files):
-        raise ArtifactError(f"Refusing to evaluate {artifact_dir}: {'; '.join(problems)}.")
+    manifest = open_export(artifact_dir, "evaluate")
     spec, reference = rebuild_reference(artifact_dir, manifest, factory)
     choice = choose_data(spec, dataset=dataset, data_dir=data_dir, recorded=manifest.model.data)
     if not choice.has_files:

@@ -48,6 +48,7 @@ class Runner:
         note: What a report should say about it (a static batch, a precision default).
         advisory: Its rows warn instead of failing (a runtime's default precision, which
             a deployment may keep but parity does not judge).
+        key: Its runtime's key in :mod:`kit.catalogue` (what reports place its rows by).
     """
 
     artifact: str
@@ -57,6 +58,7 @@ class Runner:
     batch_sizes: tuple[int, ...] | None = None
     note: str | None = None
     advisory: bool = False
+    key: str = ""
 
 
 @dataclass
@@ -286,6 +288,8 @@ def run_parity(
         for runner in runners:
             where = (runner.artifact, runner.runtime, label)
             rows = _compare_run(runner.run, x, expected, names, where, judge)
+            for row in rows:
+                row.key = runner.key
             report.comparisons += [_advise(c) for c in rows] if runner.advisory else rows
     return report
 

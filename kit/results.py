@@ -79,6 +79,9 @@ class ParityRow(msgspec.Struct, frozen=True):
     top1_agreement: _Share | None = None
     error: _Text | None = None
     warning: _Text | None = None
+    #: the runtime's catalogue key (absent in results saved before kit 0.x: those rows
+    #: are placed in no column, and the report names the command that renews them)
+    key: _Name = ""
 
 
 class PipelineData(msgspec.Struct, frozen=True):

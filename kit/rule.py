@@ -49,6 +49,8 @@ class Comparison:
     error: str | None = None
     #: an advisory row outside the rule (a runtime's default precision): shown, not failed
     warning: str | None = None
+    #: the runtime's key in kit.catalogue (reports place rows by it, never by ``runtime``)
+    key: str = ""
 
 
 def _figures(actual: np.ndarray, expected: np.ndarray, into: Comparison) -> np.ndarray | None:

@@ -62,6 +62,7 @@ def _failed_parity(model: str) -> dict[str, Any]:
             max_abs=0.5,
             scale=1.0,
             kind="tolerance",
+            key="onnxruntime-cpu",
         )
     )
     return report.to_dict()
@@ -316,3 +317,17 @@ def test_served_page_follows_saved_results(kit_server: str, shipped_mnist_cnn: P
         assert "kit eval served-test" in changed and "50.00%" in changed
     finally:
         path.unlink()
+
+
+def test_a_result_from_before_runtime_keys_renders_and_names_its_renewal(export: Path) -> None:
+    """Rows saved before parity rows carried their runtime's catalogue key are placed in no
+    column (nothing reads a runtime from a label); the report says so and how to renew."""
+    old = _failed_parity("mnist_cnn")
+    for row in old["comparisons"]:
+        del row["key"]
+    save_result(export, "parity-python", old, "kit parity X")
+    report = build_report(export, verify=False)
+    cell = _cells(report)[("onnx", "onnxruntime-cpu")]
+    assert cell["status"] != "fail"  # the failing row is not read as the CPU column's
+    said = [p for p in report["problems"] if "older kit" in p]
+    assert said and "kit parity" in said[0], report["problems"]

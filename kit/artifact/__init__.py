@@ -8,6 +8,10 @@ other module spells these names.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
+from typing import overload
+
+from ..catalogue import FORMATS as _CATALOGUE
 from .facts import FactsError, Limits, ModelFacts
 from .manifest import (
     FORMAT_VERSION,
@@ -23,7 +27,9 @@ from .manifest import (
     TensorRecord,
     VariantRecord,
     WeightsRecord,
+    checked_export,
     describe_files,
+    open_export,
     read_manifest,
     verify_files,
     write_manifest,
@@ -80,7 +86,9 @@ __all__ = [
     "TensorRecord",
     "VariantRecord",
     "WeightsRecord",
+    "checked_export",
     "describe_files",
+    "open_export",
     "read_manifest",
     "served_name",
     "variant_key",
@@ -88,17 +96,38 @@ __all__ = [
     "write_manifest",
 ]
 
-#: One file per export format, in an ``exported/NAME/`` directory.
-FILE_NAMES = {
-    "onnx": "model.onnx",
-    "torchscript": "model.ts",
-    "pt2": "model.pt2",
-    "ort": "model.ort",  # ORT mobile's format, converted from model.onnx
-    "pte": "model.pte",  # ExecuTorch, lowered to XNNPACK from the torch.export program
-    "tflite": "model.tflite",  # LiteRT (TensorFlow Lite), from litert-torch
-    "openvino": "model.xml",  # OpenVINO IR, converted from model.onnx; weights beside it
-}
-FORMATS = tuple(FILE_NAMES)
+
+class _FileNames(Mapping[str, str]):
+    """format -> file name, from the catalogue."""
+
+    def __getitem__(self, fmt: str) -> str:
+        return _CATALOGUE[fmt].file
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_CATALOGUE)
+
+    def __len__(self) -> int:
+        return len(_CATALOGUE)
+
+
+class _Formats(Sequence[str]):
+    """Every format, in the catalogue's order (``onnx`` before what is made from it)."""
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[str]: ...
+    def __getitem__(self, i: int | slice) -> str | Sequence[str]:
+        return list(_CATALOGUE)[i]
+
+    def __len__(self) -> int:
+        return len(_CATALOGUE)
+
+
+#: One file per export format, in an ``exported/NAME/`` directory (``kit.catalogue``'s
+#: format records, read live: a format added there is here too).
+FILE_NAMES: Mapping[str, str] = _FileNames()
+FORMATS: Sequence[str] = _Formats()
 #: OpenVINO IR keeps its weights in a second file beside ``model.xml``.
 OPENVINO_WEIGHTS = "model.bin"
 #: What ``kit export`` writes unless ``--formats`` says otherwise.

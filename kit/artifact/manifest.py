@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from .._files import sha256_file, write_text_atomic
+from ..catalogue import FORMATS  # the formats a runner runs (weights and configs are not)
 from ..errors import ArtifactError
 from .facts import Limits, ModelFacts, validation_sentence
 
@@ -220,7 +221,7 @@ class Manifest(msgspec.Struct, frozen=True):
         found = []
         for name, record in self.files.items():
             fmt = record.format.partition("-")[0] if name in precision else record.format
-            if fmt in RUNNABLE_FORMATS:
+            if fmt in FORMATS:
                 found.append(ArtifactFile(name, fmt, precision.get(name, "fp32")))
         return found
 
@@ -237,10 +238,6 @@ class Manifest(msgspec.Struct, frozen=True):
 
     def to_dict(self) -> dict[str, Any]:
         return msgspec.to_builtins(self)  # type: ignore[no-any-return]
-
-
-#: file formats a runner can run (weights and operator configs are not)
-RUNNABLE_FORMATS = ("onnx", "torchscript", "pt2", "ort", "pte", "tflite", "openvino")
 
 
 def _variant_key(record: VariantRecord) -> str:
@@ -356,3 +353,25 @@ def verify_files(directory: Path, files: dict[str, FileRecord]) -> list[str]:
         elif os.stat(path).st_size != record.size or sha256_file(path) != record.sha256:
             problems.append(f"{name} does not match the sha256 in {MANIFEST} (modified or corrupt)")
     return problems
+
+
+def checked_export(directory: Path) -> tuple[Manifest, list[str]]:
+    """An export's manifest, and what is wrong with the files it lists (nothing: all match)."""
+    manifest = read_manifest(directory)
+    return manifest, verify_files(directory, manifest.files)
+
+
+def open_export(directory: Path, doing: str, *, needs: tuple[str, ...] = ()) -> Manifest:
+    """An export's manifest once every file it lists matches its sha256, and it has each
+    file ``needs`` names; else one sentence: ``Refusing to DOING DIRECTORY: why.``
+
+    Raises:
+        ArtifactError: no manifest, an invalid one, a missing or tampered file, or a file
+            the caller needs that this export lacks.
+    """
+    manifest, problems = checked_export(directory)
+    problems += [f"it has no {name} (export it with that format)" for name in needs
+                 if name not in manifest.files]  # fmt: skip
+    if problems:
+        raise ArtifactError(f"Refusing to {doing} {directory}: {'; '.join(problems)}.")
+    return manifest

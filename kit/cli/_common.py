@@ -256,9 +256,10 @@ def _report_out(report: Any, as_json: bool, extra: dict[str, Any] | None = None)
 
 
 def _shipped_model() -> Path:
-    """The reference mnist_cnn that ships in the repository's exported/."""
-    here = Path(__file__).resolve().parents[2] / "exported" / "mnist_cnn"
-    return here if here.is_dir() else DEFAULT_EXPORT_DIR / "mnist_cnn"
+    """The reference mnist_cnn: the copy an installed kit carries (``kit/_shipped``), else
+    the one in ./exported (a checkout, run from its root)."""
+    installed = Path(__file__).resolve().parent.parent / "_shipped" / "mnist_cnn"
+    return installed if installed.is_dir() else DEFAULT_EXPORT_DIR / "mnist_cnn"
 
 
 def _save_result(directory: Path, kind: str, data: dict[str, Any], args: list[str]) -> None:

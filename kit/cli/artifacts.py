@@ -225,7 +225,14 @@ def export(
       kit export --model mnist_cnn --target onnxruntime==1.16.3     # for an older runtime
       kit export --model mypkg.nets:segmenter --input-shape 3,224,224 --output-names mask
     """
-    from ..export import Calibration, ExportOptions, add_formats, export_network, parse_formats
+    from ..export import (
+        Calibration,
+        ExportOptions,
+        add_formats,
+        check_request,
+        export_network,
+        parse_formats,
+    )
     from ..models import GivenFacts
 
     if (existing is None) == (model_name is None):
@@ -238,44 +245,24 @@ def export(
     except UsageError as exc:
         raise click.BadParameter(str(exc), param_hint="--formats") from None
     variants = _variants(precisions)
-    pte_int8 = variants == ["int8"] and "pte" in fmt_list
-    if existing is None and variants and "onnx" not in fmt_list and not pte_int8:
-        raise click.BadParameter(
-            "int8 and fp16 variants need onnx in --formats (int8 also comes as model.int8.pte "
-            "with pte).",
-            param_hint="--precision",
-        )
-    options = ExportOptions(
-        formats=fmt_list,
-        opset=opset,
-        atol=atol,
-        rtol=rtol,
-        batch_sizes=batch_sizes,
-        output_names=[n.strip() for n in output_names.split(",")] if output_names else None,
-        keep_failed=keep_failed,
-        precisions=variants,
-        calibration=Calibration(
-            calibration_size,
-            random_calibration,
-            limits=Limits(max_accuracy_drop / 100, min_agreement / 100),
-        ),
-        openvino_fp16=openvino_fp16,
-        target=target,
-    )
-    if target is not None:
-        if existing is not None:
-            raise click.BadParameter(
-                "sets how model.onnx is written; export again with --model.", param_hint="--target"
-            )
-        from ..compat import export_limits, parse_target
-
-        export_limits(parse_target(target))  # refuse before exporting anything
     given = GivenFacts(mean=mean, std=std, class_names=class_names)
-    if existing is not None and given != GivenFacts():
-        raise click.UsageError(
-            "--mean, --std and --class-names say how a new export is made; export again with "
-            "--model (an export's facts are fixed once its files are proven)."
-        )
+    check_request(
+        adding=existing is not None,
+        formats=fmt_list,
+        precisions=variants,
+        target=target,
+        new_facts=given != GivenFacts(),
+    )
+    calibration = Calibration(
+        calibration_size,
+        random_calibration,
+        limits=Limits(max_accuracy_drop / 100, min_agreement / 100),
+    )
+    names = [n.strip() for n in output_names.split(",")] if output_names else None
+    options = ExportOptions(
+        fmt_list, opset, atol, rtol, batch_sizes, names, keep_failed, True, variants,
+        calibration, openvino_fp16, target,
+    )  # fmt: skip
     try:
         if existing is not None:
             result = add_formats(

@@ -119,34 +119,25 @@ def _embedded_checks() -> list[Check]:
     ]
 
 
-#: the edge runtimes: (check name, distribution, extra, what kit does with it)
-_EDGE = (
-    (
-        "executorch",
-        "executorch",
-        "executorch",
-        ".pte files (kit export --formats pte; --runtime executorch)",
-    ),
-    ("litert", "ai-edge-litert", "litert", ".tflite files (--formats tflite; --runtime litert)"),
-    ("openvino", "openvino", "openvino", "OpenVINO IR (--formats openvino; --runtime openvino)"),
-)
-
-
-def _edge_checks() -> list[Check]:
-    """ExecuTorch, LiteRT and OpenVINO: installed, which version, and how to get them."""
+def _extra_checks() -> list[Check]:
+    """Every runtime of the catalogue an extra installs (ExecuTorch, LiteRT, OpenVINO, and
+    any added): installed, which version, and how to get it."""
     from importlib.metadata import PackageNotFoundError, version
 
+    from ..catalogue import RUNTIMES
+
     checks = []
-    for name, distribution, extra, what in _EDGE:
+    for r in RUNTIMES.values():
+        if r.extra is None or r.shown != "always" or r.package is None:
+            continue
+        formats = ", ".join(r.formats)
+        what = f"{formats} files (kit export --formats {formats}; --runtime {r.select})"
         try:
-            detail, ready = f"{distribution} {version(distribution)}: {what}", True
+            detail, ready = f"{r.package} {version(r.package)}: {what}", True
         except PackageNotFoundError:
-            detail, ready = f"{distribution} not installed: {what}", False
-        checks.append(
-            Check(
-                name, ready, detail, "" if ready else f"pip install 'kit[{extra}]' (or 'kit[edge]')"
-            )
-        )
+            detail, ready = f"{r.package} not installed: {what}", False
+        fix = "" if ready else f"pip install 'kit[{r.extra}]' (or 'kit[edge]')"
+        checks.append(Check(r.key, ready, detail, fix))
     return checks
 
 
@@ -182,7 +173,7 @@ def doctor(install: str | None, as_json: bool) -> None:
         install_web_files()
     if install in ("node", "all"):
         install_node_package()
-    checks = _onnxruntime_checks() + _embedded_checks() + _edge_checks()
+    checks = _onnxruntime_checks() + _embedded_checks() + _extra_checks()
     if as_json:
         _echo_json([asdict(c) for c in checks])
     else:

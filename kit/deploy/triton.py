@@ -28,9 +28,9 @@ from ..artifact import (
     MODEL_FILE,
     PERF_DATA_FILE,
     ModelFacts,
+    open_export,
     read_manifest,
     served_name,
-    verify_files,
 )
 from ..datatypes import PROTOCOL_DATATYPES
 from ..errors import ArtifactError, UsageError
@@ -284,11 +284,7 @@ def models_of(export: Path) -> list[tuple[str, Path, ModelFacts | None]]:
         ArtifactError: not an export directory, a file that does not match its manifest,
             or no model.onnx.
     """
-    manifest = read_manifest(export)
-    if problems := verify_files(export, manifest.files):
-        raise ArtifactError(f"Refusing to deploy {export}: {'; '.join(problems)}.")
-    if MODEL_FILE not in manifest.files:
-        raise ArtifactError(f"{export} has no {MODEL_FILE}; export with onnx in --formats.")
+    manifest = open_export(export, "deploy", needs=(MODEL_FILE,))
     return [
         (served_name(manifest.name, p), export / name, manifest.facts)
         for p, name in [

@@ -12,7 +12,6 @@ import base64
 import hashlib
 import io
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -38,7 +37,6 @@ __all__ = [
     "node_version",
     "onnxruntime_dir",
     "pinned_label",
-    "pinned_version",
     "web_dir",
 ]
 
@@ -216,12 +214,6 @@ def find_browser() -> str | None:
 def pinned_label(version: str) -> str:
     """How reports name ``onnxruntime==version`` run from kit's cache."""
     return f"onnxruntime {version} (cpu, kit's cache)"
-
-
-def pinned_version(label: str) -> str | None:
-    """The version in a :func:`pinned_label` (None for any other runtime's label)."""
-    found = re.fullmatch(r"onnxruntime (\S+) \(cpu, kit's cache\)", label)
-    return found[1] if found else None
 
 
 def onnxruntime_dir(version: str) -> Path:

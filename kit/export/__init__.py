@@ -8,7 +8,7 @@ from ..errors import UsageError
 from .extend import add_formats, add_variant_from_data
 from .job import export_model, export_network, export_trained
 from .manifest import Provenance
-from .options import Calibration, ExportOptions, ExportResult
+from .options import Calibration, ExportOptions, ExportResult, check_request
 
 __all__ = [
     "Calibration",
@@ -17,6 +17,7 @@ __all__ = [
     "Provenance",
     "add_formats",
     "add_variant_from_data",
+    "check_request",
     "export_model",
     "export_network",
     "export_trained",

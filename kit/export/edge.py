@@ -21,18 +21,12 @@ from torch import nn
 
 from .._native import native_output_to_file
 from ..artifact import FACTS_KEY, ModelFacts
+from ..catalogue import FORMATS, home_runtime
 from ..embed.packages import RuntimeMissing
 from ..errors import ArtifactError, first_line
 from ..runners.openvino import openvino_reason
 
-__all__ = ["EXTRAS", "export_openvino", "export_pte", "export_tflite", "quantize_pte", "require"]
-
-#: the module each edge format needs, and the extra that installs it
-EXTRAS = {
-    "pte": ("executorch.exir", "executorch", "ExecuTorch"),
-    "tflite": ("litert_torch", "litert", "LiteRT (litert-torch)"),
-    "openvino": ("openvino", "openvino", "OpenVINO"),
-}
+__all__ = ["export_openvino", "export_pte", "export_tflite", "quantize_pte", "require"]
 
 
 def require(fmt: str) -> Any:
@@ -41,13 +35,14 @@ def require(fmt: str) -> Any:
     Raises:
         RuntimeMissing: it is not installed (the sentence names the extra).
     """
-    module, extra, name = EXTRAS[fmt]
+    record = FORMATS[fmt]
+    module, extra, name = record.writes_with, home_runtime(fmt).extra, record.writer
     if fmt == "openvino":
         from ..runners.openvino import import_openvino
 
         return import_openvino()
     try:
-        return importlib.import_module(module)
+        return importlib.import_module(str(module))
     except ImportError:
         raise RuntimeMissing(
             f"{name} is not installed, so kit cannot write or run {fmt} files: "

@@ -30,13 +30,13 @@ from ..artifact import (
     MobileRecord,
     VariantRecord,
     describe_files,
+    open_export,
     read_manifest,
     variant_key,
-    verify_files,
     write_manifest,
 )
 from ..data import DataChoice, choose_data, parity_samples
-from ..errors import ArtifactError, KitError
+from ..errors import KitError
 from ..models import Network
 from ..parity import ParityReport
 from ..rule import Tolerance
@@ -61,9 +61,7 @@ class _Export:
     def open(cls, directory: Path, factory: str | None) -> _Export:
         from ..verify import rebuild_reference
 
-        manifest = read_manifest(directory)
-        if problems := verify_files(directory, manifest.files):
-            raise ArtifactError(f"Refusing to add to {directory}: {'; '.join(problems)}.")
+        manifest = open_export(directory, "add to")
         spec, model = rebuild_reference(directory, manifest, factory)
         network = Network(model, manifest.model.num_classes, manifest.facts.weights_sha256)
         return cls(directory, manifest, spec, network)

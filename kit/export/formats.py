@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import shutil
 import time
@@ -26,10 +27,11 @@ from ..artifact import (
     ArtifactFile,
     ModelFacts,
 )
+from ..catalogue import FORMATS as CATALOGUE
 from ..errors import ArtifactError
 from ..parity import ParityReport
 from ..rule import Tolerance
-from ..runners import HOME_RUNTIMES
+from ..runners import home_select
 from ..verify.check import check_artifacts
 from .mobile import MobileFit
 from .options import ExportOptions
@@ -87,7 +89,7 @@ def write_formats(
     if {"onnx", "pt2"} & set(formats):
         with step(bar, "torch.export"):
             program = export_program(model, example, name=facts.name)
-    for fmt in sorted(formats, key=lambda f: f in _MADE_FROM_ONNX):
+    for fmt in sorted(formats, key=lambda f: f in _MADE_FROM_ONNX or _added(f) is not None):
         path = staging / FILE_NAMES[fmt]
         with step(bar, fmt):
             if fmt == "onnx":
@@ -98,6 +100,8 @@ def write_formats(
                 save_program(program, path)  # type: ignore[arg-type]
             elif fmt == "torchscript":
                 export_torchscript(model, example, path, name=facts.name)
+            elif (write := _added(fmt)) is not None:
+                write(model, example, path, source)
             elif fmt in ("pte", "tflite"):
                 write = export_pte if fmt == "pte" else export_tflite
                 write(model, example[:1], path, name=facts.name)  # a phone's static batch of 1
@@ -111,6 +115,15 @@ def write_formats(
                 written.files[OPENVINO_WEIGHTS] = "openvino-weights"
         written.files[FILE_NAMES[fmt]] = fmt
     return written
+
+
+def _added(fmt: str) -> Any:
+    """The writer of a format added to the catalogue with its own (None for kit's own)."""
+    named = CATALOGUE[fmt].write
+    if named is None:
+        return None
+    module, _, function = named.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def check_free_space(staging: Path, model: nn.Module, copies: int) -> None:
@@ -164,5 +177,5 @@ def check_formats(
         real=real,
         seed=seed,
         output_names=outputs,
-        runtimes=sorted({HOME_RUNTIMES[f] for f in options.formats}),
+        runtimes=sorted({home_select(f) for f in options.formats}),
     )

@@ -15,9 +15,10 @@ from ..artifact import (
     VariantRecord,
 )
 from ..data import DataChoice
+from ..errors import UsageError
 from ..parity import ParityReport
 
-__all__ = ["Calibration", "ExportOptions", "ExportResult"]
+__all__ = ["Calibration", "ExportOptions", "ExportResult", "check_request"]
 
 
 @dataclass(frozen=True)
@@ -78,3 +79,40 @@ class ExportResult:
     #: what the export found worth saying besides parity (random weights, model.ort's fit)
     notes: list[str] = field(default_factory=list)
     variants: dict[str, VariantRecord] = field(default_factory=dict)
+
+
+def check_request(
+    *,
+    adding: bool,
+    formats: Sequence[str],
+    precisions: Sequence[str],
+    target: str | None,
+    new_facts: bool,
+) -> None:
+    """The rules of one export request, checked before anything is written: which
+    precisions need which formats, what only a new export can set.
+
+    Args:
+        adding: Formats are added to an existing export (not a new one).
+        new_facts: --mean, --std or --class-names were given.
+
+    Raises:
+        UsageError: the request breaks one (the sentence names the flags).
+    """
+    pte_int8 = list(precisions) == ["int8"] and "pte" in formats
+    if not adding and precisions and "onnx" not in formats and not pte_int8:
+        raise UsageError(
+            "--precision int8 and fp16 variants need onnx in --formats (int8 also comes as "
+            "model.int8.pte with pte)."
+        )
+    if target is not None and adding:
+        raise UsageError("--target sets how model.onnx is written; export again with --model.")
+    if target is not None:
+        from ..compat import export_limits, parse_target
+
+        export_limits(parse_target(target))  # refuse before exporting anything
+    if adding and new_facts:
+        raise UsageError(
+            "--mean, --std and --class-names say how a new export is made; export again with "
+            "--model (an export's facts are fixed once its files are proven)."
+        )

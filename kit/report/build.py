@@ -24,7 +24,6 @@ import msgspec
 
 from ..artifact import (
     FILE_NAMES,
-    FORMATS,
     MODEL_FILE,
     ArtifactFile,
     Manifest,
@@ -32,8 +31,9 @@ from ..artifact import (
     variant_key,
     verify_files,
 )
+from ..catalogue import FORMATS as CATALOGUE
+from ..catalogue import PINNED
 from ..compat import oldest_readers, onnx_versions
-from ..embed.packages import pinned_version
 from ..errors import first_line
 from ..results import (
     BenchData,
@@ -53,16 +53,6 @@ __all__ = ["REPORT_VERSION", "RunOptions", "build_report", "kit_command"]
 
 #: The report JSON's layout version.
 REPORT_VERSION = 2
-#: The package whose version wrote each format (from the manifest's ``versions``).
-_WRITERS = {
-    "onnx": "onnx",
-    "ort": "onnxruntime",
-    "torchscript": "torch",
-    "pt2": "torch",
-    "pte": "executorch",
-    "tflite": "litert-torch",
-    "openvino": "openvino",
-}
 CARRIED = "carried in: not made by kit on this machine, so it counts for nothing until rerun here"
 
 
@@ -169,11 +159,10 @@ def build_report(
 
 def _matrix(ctx: _Context, evidence: list[_Evidence]) -> dict[str, Any]:
     """Every file (and format not exported) by every runtime column, each cell judged."""
-    labels = {c.runtime for e in evidence for c in e.parity.comparisons}
+    keys = {c.key for e in evidence for c in e.parity.comparisons}
     manifest = ctx.manifest
-    targets = [t.partition("==")[2] for t in manifest.targets if t.startswith("onnxruntime==")]
-    pinned = [v for label in labels if (v := pinned_version(label))]
-    columns = columns_for(labels, targets + pinned)
+    pinned = [v for key in [*manifest.targets, *keys] if (v := _pinned(key))]
+    columns = columns_for(keys, pinned)
     missing = {c.key: c.missing() for c in columns}
 
     def cells(row: dict[str, Any]) -> dict[str, Any]:
@@ -201,6 +190,13 @@ def _parity_evidence(ctx: _Context, unreadable: list[str]) -> list[_Evidence]:
             )
         except msgspec.ValidationError as exc:
             unreadable.append(f"the manifest's parity record is not one kit wrote ({exc})")
+    for e in found:
+        if e.source != "manifest" and any(not c.key for c in e.parity.comparisons):
+            renew = kit_command(["parity", ctx.where, *ctx.options.args()])
+            unreadable.append(
+                f"{e.source} was saved by an older kit (its rows name no runtime), so no "
+                f"column shows them: renew it with {renew}"
+            )
     found.sort(key=lambda e: e.created, reverse=True)
     return sorted(found, key=lambda e: not e.here)  # stable: newest first within each
 
@@ -250,7 +246,7 @@ def _rows(manifest: Manifest) -> list[dict[str, Any]]:
     have = {a.format for a in manifest.artifacts()}
     rows += [
         {"artifact": f, "file": None, "format": f, "precision": "fp32"}
-        for f in FORMATS
+        for f in CATALOGUE
         if f not in have
     ]
     return rows
@@ -274,9 +270,7 @@ def _cell(
     renew = ctx.command(column.command(ctx.where))
     for e in evidence:
         rows = [
-            c
-            for c in e.parity.comparisons
-            if c.artifact == row["artifact"] and column.matches(c.runtime)
+            c for c in e.parity.comparisons if c.artifact == row["artifact"] and c.key == column.key
         ]
         if rows:
             cell = _judged(ctx, row, rows, e)
@@ -385,9 +379,8 @@ def _variant_check(ctx: _Context, row: dict[str, Any], column: Column) -> dict[s
     """A variant's own check (top-1 agreement with the fp32 file on held-out data, made by
     ``kit quantize`` or export), in the column of the runtime it was measured in, when no
     parity run covers it."""
-    home = {"onnx": "onnxruntime-cpu", "pte": "executorch"}
     found = _variant_record(ctx, row["file"])
-    if found is None or home.get(row["format"]) != column.key:
+    if found is None or CATALOGUE[row["format"]].home != column.key:
         return None
     record, saved = found
     passed = record.verified and record.agreement >= record.limits.min_agreement
@@ -558,7 +551,7 @@ def _loads_in(
 
 
 def _readers(ctx: _Context, artifact: ArtifactFile) -> dict[str, Any]:
-    writer = _WRITERS.get(artifact.format, artifact.format)
+    writer = CATALOGUE[artifact.format].writer
     wrote = ctx.manifest.versions.get(writer)
     if artifact.format != "onnx":
         rule = f"{writer} {wrote} or newer" if wrote else "its manifest does not say"
@@ -606,7 +599,7 @@ def _proven(
         if not e.here or (e.files or {}).get(artifact.name) != ctx.digests.get(artifact.name):
             continue
         for c in e.parity.comparisons:
-            if c.artifact == artifact.label and (version := pinned_version(c.runtime)):
+            if c.artifact == artifact.label and (version := _pinned(c.key)):
                 entry = found.setdefault(version, {"onnxruntime": version, "passed": True})
                 entry["passed"] = entry["passed"] and c.passed
     return list(found.values())
@@ -677,3 +670,9 @@ def _verdict(report: dict[str, Any], problems: list[str]) -> dict[str, Any]:
     else:
         state = "ready"
     return {"state": state, "counts": counts, "reasons": reasons}
+
+
+def _pinned(key: str) -> str | None:
+    """The version of a pinned onnxruntime's runtime key (``onnxruntime==1.16.3``)."""
+    found = PINNED.fullmatch(key)
+    return found[1] if found else None

@@ -41,7 +41,7 @@ class Endpoint:
 
     def runner(self, artifact: str = "endpoint", precision: str = "fp32") -> Runner:
         """This endpoint as a parity runner."""
-        return Runner(artifact, self.label, self.run, precision=precision)
+        return Runner(artifact, self.label, self.run, precision=precision, key="endpoint")
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         """Every output for ``x``, in requests of at most ``max_batch`` rows."""

@@ -21,7 +21,7 @@ from ..artifact import ArtifactFile
 from ..embed.packages import RuntimeMissing
 from ..errors import ArtifactError, first_line
 from ..parity import Runner
-from . import Backend, RunnerOptions, artifact_label, in_chunks, register
+from .registry import Backend, RunnerOptions, artifact_label, in_chunks, register
 
 __all__: list[str] = []
 
@@ -128,6 +128,7 @@ def _make(path: Path, artifact: ArtifactFile, options: RunnerOptions) -> list[Ru
             precision=artifact.precision,
             batch_sizes=(batch,),
             note=note,
+            key="executorch",
         )
     ]
 

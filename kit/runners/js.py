@@ -19,7 +19,7 @@ from ..embed.browser import BROWSER_RUNTIME, BrowserError, browser_ready, run_in
 from ..embed.node import NODE_RUNTIME, NodeError, run_in_node
 from ..embed.packages import install_node_package
 from ..parity import Runner
-from . import Backend, RunnerOptions, artifact_label, register
+from .registry import Backend, RunnerOptions, artifact_label, register
 
 __all__ = ["prefetched"]
 
@@ -45,10 +45,11 @@ def prefetched(
     return run
 
 
-def _maker(label: str, run_all: RunAll, failure: type[Exception]) -> Any:
+def _maker(key: str, label: str, run_all: RunAll, failure: type[Exception]) -> Any:
     def make(path: Path, artifact: ArtifactFile, options: RunnerOptions) -> list[Runner]:
         run = prefetched(run_all, failure, path, options.inputs)
-        return [Runner(artifact_label(artifact), label, run, precision=artifact.precision)]
+        precision = artifact.precision
+        return [Runner(artifact_label(artifact), label, run, precision=precision, key=key)]
 
     return make
 
@@ -63,7 +64,11 @@ def _browser_ready() -> None:
 
 register(
     Backend(
-        "node", "node", ("onnx", "ort"), _maker(NODE_RUNTIME, run_in_node, NodeError), _node_ready
+        "node",
+        "node",
+        ("onnx", "ort"),
+        _maker("node", NODE_RUNTIME, run_in_node, NodeError),
+        _node_ready,
     )
 )
 register(
@@ -71,7 +76,7 @@ register(
         "browser",
         "browser",
         ("onnx", "ort"),
-        _maker(BROWSER_RUNTIME, run_in_browser, BrowserError),
+        _maker("browser", BROWSER_RUNTIME, run_in_browser, BrowserError),
         _browser_ready,
     )
 )

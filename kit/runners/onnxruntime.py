@@ -22,7 +22,7 @@ from ..runtime.providers import (
     provider_name,
 )
 from ..runtime.session import Model
-from . import Backend, RunnerOptions, artifact_label, register
+from .registry import Backend, RunnerOptions, artifact_label, register
 
 __all__ = ["graph_runner", "provider_requests"]
 
@@ -53,7 +53,8 @@ def _runner(model: Model, artifact: str, label: str, precision: str) -> Runner:
     def run(x: np.ndarray) -> list[np.ndarray]:
         return list(model.predict(np.ascontiguousarray(x, np.float32), validate=False).values())
 
-    return Runner(artifact, label, run, precision=precision)
+    key = "onnxruntime-cpu" if model.provider == CPU else "onnxruntime-cuda"
+    return Runner(artifact, label, run, precision=precision, key=key)
 
 
 def _make(path: Path, artifact: ArtifactFile, options: RunnerOptions) -> list[Runner]:

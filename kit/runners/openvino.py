@@ -19,7 +19,7 @@ from ..artifact import ArtifactFile
 from ..embed.packages import RuntimeMissing
 from ..errors import ArtifactError, first_line
 from ..parity import Runner
-from . import Backend, RunnerOptions, artifact_label, register
+from .registry import Backend, RunnerOptions, artifact_label, register
 
 __all__ = ["HINT", "import_openvino", "openvino_reason"]
 
@@ -94,7 +94,13 @@ def _make(path: Path, artifact: ArtifactFile, options: RunnerOptions) -> list[Ru
         raise ArtifactError(f"OpenVINO cannot load {path.name}: {openvino_reason(exc)}.") from None
     name, version = artifact_label(artifact), ov.__version__.split("-")[0]
     runners = [
-        Runner(name, f"openvino {version} CPU (f32)", _run(exact), precision=artifact.precision)
+        Runner(
+            name,
+            f"openvino {version} CPU (f32)",
+            _run(exact),
+            precision=artifact.precision,
+            key="openvino",
+        )
     ]
     if (fallback := _precision(default)) != "f32":
         note = (
@@ -109,6 +115,7 @@ def _make(path: Path, artifact: ArtifactFile, options: RunnerOptions) -> list[Ru
                 precision=artifact.precision,
                 note=note,
                 advisory=True,
+                key="openvino-default",
             )
         )
     return runners

@@ -15,15 +15,14 @@ from pathlib import Path
 import numpy as np
 
 from ..artifact import ArtifactFile
+from ..catalogue import PINNED
 from ..embed.packages import install_onnxruntime, pinned_label
 from ..errors import KitError
 from ..parity import Runner
-from . import Backend, RunnerOptions, artifact_label, register
+from .registry import Backend, RunnerOptions, artifact_label, register_family
 
 __all__ = ["PINNED", "PinnedError", "backend_for", "run_pinned"]
 
-#: ``onnxruntime==X.Y.Z`` as a ``--runtime`` name
-PINNED = re.compile(r"^onnxruntime==(\d+\.\d+\.\d+)$")
 CHILD = Path(__file__).resolve().parent.parent / "embed" / "ort_child.py"
 
 
@@ -87,10 +86,13 @@ def backend_for(runtime: str) -> Backend | None:
         from .js import prefetched
 
         run = prefetched(lambda p, b: run_pinned(version, p, b), PinnedError, path, options.inputs)
-        label = pinned_label(version)
-        return [Runner(artifact_label(artifact), label, run, precision=artifact.precision)]
+        label, precision = pinned_label(version), artifact.precision
+        return [Runner(artifact_label(artifact), label, run, precision=precision, key=runtime)]
 
     def ready() -> None:
         install_onnxruntime(version)
 
-    return register(Backend(runtime, runtime, ("onnx",), make, ready))
+    return Backend(runtime, runtime, ("onnx",), make, ready)
+
+
+register_family(PINNED, backend_for)

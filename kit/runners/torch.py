@@ -14,7 +14,7 @@ import torch
 from ..artifact import ArtifactFile
 from ..outputs import flatten_outputs
 from ..parity import Runner
-from . import Backend, RunnerOptions, artifact_label, register
+from .registry import Backend, RunnerOptions, artifact_label, register
 
 __all__ = [
     "eager_run",
@@ -46,7 +46,7 @@ def eager_run(model: torch.nn.Module, network: str) -> Any:
 
 
 def eager_runner(model: torch.nn.Module, network: str) -> Runner:
-    return Runner("eager", "torch (cpu)", eager_run(model, network))
+    return Runner("eager", "torch (cpu)", eager_run(model, network), key="torch")
 
 
 @contextlib.contextmanager
@@ -78,7 +78,7 @@ def _load(path: Path, fmt: str) -> Any:
 def _make(path: Path, artifact: ArtifactFile, options: RunnerOptions) -> list[Runner]:
     module = _load(path, artifact.format)
     run = module_run(module, path.name)
-    return [Runner(artifact_label(artifact), _LABELS[artifact.format], run)]
+    return [Runner(artifact_label(artifact), _LABELS[artifact.format], run, key="torch")]
 
 
 register(Backend("torch", "python", ("torchscript", "pt2"), _make))

@@ -25,8 +25,9 @@ from ..artifact import (
     VARIANT_FILES,
     Manifest,
     ModelFacts,
-    read_manifest,
-    verify_files,
+)
+from ..artifact import (
+    open_export as verified_export,
 )
 from ..errors import ArtifactError, ProviderError, UsageError, first_line
 from .preprocess import prepare_images
@@ -239,10 +240,7 @@ def open_export(directory: Path) -> Manifest:
             f"{directory} has no {MANIFEST}, so nothing in it can be verified; pass the .onnx "
             "file itself to load it unverified."
         )
-    manifest = read_manifest(directory)
-    if problems := verify_files(directory, manifest.files):
-        raise ArtifactError(f"Refusing to load {directory}: {'; '.join(problems)}.")
-    return manifest
+    return verified_export(directory, "load")
 
 
 def precision_file(directory: Path, manifest: Manifest, precision: str) -> Path:

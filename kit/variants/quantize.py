@@ -25,8 +25,7 @@ from ..artifact import (
     Manifest,
     VariantRecord,
     describe_files,
-    read_manifest,
-    verify_files,
+    open_export,
     write_manifest,
 )
 from ..errors import ArtifactError, KitError, first_line
@@ -336,13 +335,7 @@ def _verified(artifact_dir: Path) -> Manifest:
     Raises:
         ArtifactError: it does not.
     """
-    manifest = read_manifest(artifact_dir)
-    problems = verify_files(artifact_dir, manifest.files)
-    if problems or MODEL_FILE not in manifest.files:
-        raise ArtifactError(
-            f"Refusing to quantize {artifact_dir}: {'; '.join(problems) or 'it has no ' + MODEL_FILE}."
-        )
-    return manifest
+    return open_export(artifact_dir, "quantize", needs=(MODEL_FILE,))
 
 
 def _make(

@@ -24,7 +24,7 @@ from ..artifact import (
     ArtifactFile,
     Limits,
     Manifest,
-    read_manifest,
+    checked_export,
     served_name,
     verify_files,
 )
@@ -40,7 +40,7 @@ from ..models import (
 )
 from ..parity import ParityReport, RunFn, Runner, random_inputs, run_parity
 from ..rule import Agreement, Tolerance
-from ..runners import HOME_RUNTIMES, RunnerOptions, artifact_label, covered_formats, make_runners
+from ..runners import RunnerOptions, artifact_label, covered_formats, home_select, make_runners
 from ..runners.endpoint import connect, metadata_problems
 from ..runners.torch import eager_run
 
@@ -122,7 +122,7 @@ class Check:
         elsewhere: dict[str, list[str]] = {}
         for a in artifacts:
             if a.format not in covered:
-                elsewhere.setdefault(HOME_RUNTIMES.get(a.format, "?"), []).append(a.name)
+                elsewhere.setdefault(home_select(a.format), []).append(a.name)
         if elsewhere:
             where = "; ".join(
                 f"{', '.join(n)} in {r} (--runtime {r})" for r, n in elsewhere.items()
@@ -290,10 +290,9 @@ def verify_saved(
     Raises:
         ArtifactError: the directory has no readable, valid manifest.
     """
-    manifest = read_manifest(directory)
+    manifest, problems = checked_export(directory)
     facts = manifest.facts
     rule = Tolerance(facts.atol if atol is None else atol, facts.rtol if rtol is None else rtol)
-    problems = verify_files(directory, manifest.files)
     if problems:  # nothing runs that is not what export wrote
         return ParityReport(model=manifest.name, rule=rule, problems=problems)
     spec, model = rebuild_reference(directory, manifest, factory)
@@ -369,12 +368,11 @@ def verify_reference(
     """
     from ..runtime.reference import reference_sets
 
-    manifest = read_manifest(directory)
+    manifest, problems = checked_export(directory)
     record = manifest.reference
     rule = Tolerance(manifest.facts.atol, manifest.facts.rtol)
     if record is not None:
         rule = Tolerance(record.atol, record.rtol)
-    problems = verify_files(directory, manifest.files)
     if problems:
         return ParityReport(model=manifest.name, rule=rule, problems=problems)
     sets = reference_sets(directory, manifest)
