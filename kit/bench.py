@@ -24,7 +24,7 @@ from ._table import format_table
 from .artifact import MODEL_FILE, open_export, read_manifest
 from .catalogue import runtime_record
 from .data import DataChoice
-from .parity import Runner
+from .parity import Runner, closing
 
 __all__ = ["BenchRow", "bench", "count_macs", "format_rows", "peak_gmacs", "plot_rows"]
 
@@ -217,18 +217,8 @@ def bench(
         disable=not progress or None,
         leave=False,
     )
-    for runner in runners:
-        for b in batch_sizes:
-            bar.set_postfix_str(f"{runner.artifact} {runner.runtime} b={b}")
-            x = np.random.default_rng(b).standard_normal((b, *shape), dtype=np.float32)
-            if pool is not None:
-                x = np.ascontiguousarray(np.resize(pool, (b, *shape)))
-            times = _time(functools.partial(runner.run, x), seconds)
-            row = _row(runner.artifact, runner.runtime, b, times)
-            if macs and _on_cpu(runner):  # the share of the CPU's peak, once it is known
-                shares.append((row, "int8" if runner.precision == "int8" else "fp32"))
-            rows.append(row)
-            bar.update()
+    with closing(runners):
+        _time_all(runners, batch_sizes, shape, pool, seconds, macs, rows, shares, bar)
     bar.close()
     # The machine's speed drifts: the peak is the best of a measurement before and after.
     after = peak_gmacs()
@@ -261,6 +251,33 @@ def _cold(directory: Path, runners: list[Runner], runs: int) -> list[dict[str, A
     installed = {r.key for r in runners}
     found = cold_starts(directory, runs=runs, installed=installed)
     return [{**asdict(c), "total_s": c.total_s} for c in found]
+
+
+def _time_all(
+    runners: list[Runner],
+    batch_sizes: Sequence[int],
+    shape: tuple[int, ...],
+    pool: np.ndarray | None,
+    seconds: float,
+    macs: int,
+    rows: list[BenchRow],
+    shares: list[tuple[BenchRow, str]],
+    bar: Any,
+) -> None:
+    """Time every runner at every batch size into ``rows`` (and the CPU rows into ``shares``,
+    whose share of the peak is filled in once the peak is known)."""
+    for runner in runners:
+        for b in batch_sizes:
+            bar.set_postfix_str(f"{runner.artifact} {runner.runtime} b={b}")
+            x = np.random.default_rng(b).standard_normal((b, *shape), dtype=np.float32)
+            if pool is not None:
+                x = np.ascontiguousarray(np.resize(pool, (b, *shape)))
+            times = _time(functools.partial(runner.run, x), seconds)
+            row = _row(runner.artifact, runner.runtime, b, times)
+            if macs and _on_cpu(runner):  # the share of the CPU's peak, once it is known
+                shares.append((row, "int8" if runner.precision == "int8" else "fp32"))
+            rows.append(row)
+            bar.update()
 
 
 def _on_cpu(runner: Runner) -> bool:

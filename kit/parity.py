@@ -9,8 +9,9 @@ everything that is wrong.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "Comparison",
     "ParityReport",
     "Runner",
+    "closing",
     "format_report",
     "pipeline_line",
     "random_inputs",
@@ -49,6 +51,10 @@ class Runner:
         advisory: Its rows warn instead of failing (a runtime's default precision, which
             a deployment may keep but parity does not judge).
         key: Its runtime's key in :mod:`kit.catalogue` (what reports place its rows by).
+        closer: Ends what it started (a Node.js process, a browser); :meth:`close` calls it.
+
+    A runner's life cycle: made (``kit.runners.make_runners``), run on batches as they
+    come, closed (:func:`closing` closes a list of them).
     """
 
     artifact: str
@@ -59,6 +65,21 @@ class Runner:
     note: str | None = None
     advisory: bool = False
     key: str = ""
+    closer: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        if self.closer is not None:
+            self.closer()
+
+
+@contextlib.contextmanager
+def closing(runners: Sequence[Runner]) -> Iterator[Sequence[Runner]]:
+    """``runners``, each closed on the way out (whatever happened inside)."""
+    try:
+        yield runners
+    finally:
+        for runner in runners:
+            runner.close()
 
 
 @dataclass

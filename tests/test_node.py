@@ -109,3 +109,43 @@ def test_an_unreachable_registry_is_one_sentence_and_leaves_nothing(
     with pytest.raises(Exception, match=f"npm could not install onnxruntime-node@{ORT_JS_VERSION}"):
         install_node_package(quiet=True)
     assert sorted(p.name for p in tmp_path.iterdir()) in ([], ["npm-cache"])
+
+
+def test_a_node_runner_takes_inputs_as_they_come_and_its_process_ends_on_close(
+    node_modules: Path, shipped_mnist_cnn: Path
+) -> None:
+    """A runner's life cycle: one Node.js process for the file, started by the first batch,
+    answering each batch as it comes (none announced in advance), gone once closed."""
+    import os
+
+    import onnxruntime as ort
+
+    from kit.artifact import ArtifactFile
+    from kit.parity import closing
+    from kit.runners import make_runners
+
+    def node_children() -> set[int]:
+        found = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                name, rest = stat.read_text().rsplit(")", 1)
+            except OSError:
+                continue
+            if name.endswith("(node") and int(rest.split()[1]) == os.getpid():
+                found.add(int(stat.parent.name))
+        return found
+
+    before = node_children()
+    onnx = [ArtifactFile(MODEL_FILE, "onnx")]
+    python = ort.InferenceSession(str(shipped_mnist_cnn / MODEL_FILE))
+    with closing(make_runners(shipped_mnist_cnn, onnx, ["node"])) as runners:
+        (runner,) = runners
+        assert runner.key == "node" and node_children() == before  # nothing started yet
+        for n in (2, 1, 4):
+            x = np.random.default_rng(n).random((n, 1, 28, 28), dtype=np.float32)
+            (logits,) = runner.run(x)
+            expected = python.run(None, {"input": x})[0]
+            np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+        started = node_children() - before
+        assert len(started) == 1  # one process for every batch
+    assert not (node_children() & started)

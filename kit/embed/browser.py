@@ -16,7 +16,7 @@ import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +27,14 @@ from ..errors import KitError
 from ._explain import explain
 from .packages import ORT_JS_VERSION, WEB_FILES, RuntimeMissing, find_browser, install_web_files
 
-__all__ = ["BROWSER_RUNTIME", "BrowserError", "browser_ready", "run_in_browser"]
+__all__ = ["BROWSER_RUNTIME", "BrowserError", "BrowserSession", "browser_ready", "run_in_browser"]
 
 #: how reports name this runtime
 BROWSER_RUNTIME = f"onnxruntime-web {ORT_JS_VERSION} (wasm, chromium)"
 
 
-#: runs every batch in the page; outputs come back as base64 of their bytes
-_RUN = """async ({batches}) => {
+#: runs one batch in the page (the session made on the first); outputs come back as base64
+_RUN = """async ({file, shape}) => {
   const ort = await import('/ort/ort.wasm.min.mjs');
   ort.env.wasm.wasmPaths = location.origin + '/ort/';
   ort.env.wasm.numThreads = 1;
@@ -45,24 +45,22 @@ _RUN = """async ({batches}) => {
     }
     return btoa(text);
   };
-  let session;
-  try {
-    session = await ort.InferenceSession.create('/model');
-  } catch (err) {
-    return { error: `cannot load the model: ${err.message || err}` };
+  if (!window.kitSession) {
+    try {
+      window.kitSession = await ort.InferenceSession.create('/model');
+    } catch (err) {
+      return { error: `cannot load the model: ${err.message || err}` };
+    }
   }
-  const answers = [];
-  for (const batch of batches) {
-    const data = new Float32Array(await (await fetch(batch.file)).arrayBuffer());
-    const input = new ort.Tensor('float32', data, batch.shape);
-    const outputs = await session.run({ [session.inputNames[0]]: input });
-    answers.push(session.outputNames.map((name) => {
-      const t = outputs[name];
-      const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-      return { name, type: t.type, dims: t.dims, data: base64(bytes) };
-    }));
-  }
-  return { answers };
+  const session = window.kitSession;
+  const data = new Float32Array(await (await fetch(file)).arrayBuffer());
+  const input = new ort.Tensor('float32', data, shape);
+  const outputs = await session.run({ [session.inputNames[0]]: input });
+  return { outputs: session.outputNames.map((name) => {
+    const t = outputs[name];
+    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    return { name, type: t.type, dims: t.dims, data: base64(bytes) };
+  }) };
 }"""
 
 
@@ -93,19 +91,14 @@ def _origin(root: Path) -> Iterator[str]:
         server.server_close()
 
 
-def _site(root: Path, model: Path, batches: Sequence[np.ndarray]) -> list[dict[str, Any]]:
-    """Lay out the origin's files in ``root``; returns the batches' descriptions."""
+def _site(root: Path, model: Path) -> None:
+    """Lay out the origin's files in ``root``: onnxruntime-web's, the model, a page."""
     (root / "ort").mkdir()
     for name in WEB_FILES:
         (root / "ort" / name).symlink_to(install_web_files(quiet=True) / name)
     (root / "model").symlink_to(model.resolve())
     (root / "index.html").write_text("<!doctype html><title>kit</title>")
     (root / "favicon.ico").write_bytes(b"")
-    described = []
-    for i, x in enumerate(batches):
-        np.ascontiguousarray(x, dtype="<f4").tofile(root / f"in-{i}")
-        described.append({"file": f"/in-{i}", "shape": list(x.shape)})
-    return described
 
 
 def browser_ready() -> str:
@@ -126,42 +119,75 @@ def browser_ready() -> str:
     return executable
 
 
-def run_in_browser(model: Path, batches: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
-    """Every output of ``model`` for each float32 batch, computed by onnxruntime-web.
+class BrowserSession:
+    """``model`` in one page of a headless system Chromium: ``run`` a batch as it comes,
+    ``close`` to end the browser, its origin and their files.
 
-    Raises:
+    playwright's sync API belongs to the thread that started it (and refuses one with an
+    event loop running), so one worker thread of the session's own does all of it.
+
+    Raises (from ``run``):
         RuntimeMissing: no system Chromium, or playwright is not installed.
         BrowserError: onnxruntime-web refused the model or an input.
     """
-    executable = browser_ready()
-    from playwright.sync_api import sync_playwright
 
-    with tempfile.TemporaryDirectory(prefix="kit-web-") as tmp, _origin(Path(tmp)) as url:
-        described = _site(Path(tmp), model, batches)
-        # its own thread: playwright's sync API refuses a thread with an event loop running
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            result = pool.submit(_evaluate, sync_playwright, executable, url, described).result()
-    if "error" in result:
-        raise BrowserError(explain(BROWSER_RUNTIME, result["error"], model))
-    return [
-        [
-            np.frombuffer(base64.b64decode(o["data"]), dtype=JS_DTYPES[o["type"]]).reshape(
-                o["dims"]
-            )
-            for o in outputs
-        ]
-        for outputs in result["answers"]
-    ]
+    def __init__(self, model: Path) -> None:
+        self.model = model
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kit-browser")
+        self._stack = ExitStack()
+        self._page: Any = None
+        self._root: Path | None = None
+        self._count = 0
 
+    def _open(self) -> Any:
+        from playwright.sync_api import sync_playwright
 
-def _evaluate(
-    sync_playwright: Any, executable: str, url: str, described: list[dict[str, Any]]
-) -> dict[str, Any]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        executable = browser_ready()
+        self._root = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="kit-web-")))
+        _site(self._root, self.model)
+        url = self._stack.enter_context(_origin(self._root))
+        playwright = self._stack.enter_context(sync_playwright())
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        self._stack.callback(browser.close)
+        self._page = browser.new_page()
+        self._page.goto(url + "/index.html")
+        return self._page
+
+    def _run(self, x: np.ndarray) -> list[np.ndarray]:
+        page = self._page or self._open()
+        assert self._root is not None
+        self._count += 1
+        name = f"in-{self._count}"
+        np.ascontiguousarray(x, dtype="<f4").tofile(self._root / name)
         try:
-            page = browser.new_page()
-            page.goto(url + "/index.html")
-            return dict(page.evaluate(_RUN, {"batches": described}))
+            result = dict(page.evaluate(_RUN, {"file": f"/{name}", "shape": list(x.shape)}))
         finally:
-            browser.close()
+            (self._root / name).unlink(missing_ok=True)
+        if "error" in result:
+            raise BrowserError(explain(BROWSER_RUNTIME, result["error"], self.model))
+        return [
+            np.frombuffer(base64.b64decode(o["data"]), JS_DTYPES[o["type"]]).reshape(o["dims"])
+            for o in result["outputs"]
+        ]
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every output for the float32 batch ``x``."""
+        return self._thread.submit(self._run, x).result()
+
+    def close(self) -> None:
+        """End the browser, the origin and their files (and the session's thread)."""
+        self._thread.submit(self._stack.close).result()
+        self._page = None
+        self._thread.shutdown()
+
+    def __enter__(self) -> BrowserSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_in_browser(model: Path, batches: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
+    """Every output of ``model`` for each float32 batch, in one onnxruntime-web page."""
+    with BrowserSession(model) as session:
+        return [session.run(x) for x in batches]

@@ -4,24 +4,23 @@ run in a process of its own that answers every batch of a file."""
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..artifact import ArtifactFile
 from ..catalogue import PINNED
+from ..embed.child import ChildSession
 from ..embed.packages import install_onnxruntime, pinned_label
 from ..errors import KitError
 from ..parity import Runner
 from .registry import Backend, RunnerOptions, artifact_label, register_family
 
-__all__ = ["PINNED", "PinnedError", "backend_for", "run_pinned"]
+__all__ = ["PinnedError", "PinnedSession", "backend_for", "run_pinned"]
 
 CHILD = Path(__file__).resolve().parent.parent / "embed" / "ort_child.py"
 
@@ -30,40 +29,46 @@ class PinnedError(KitError):
     """The pinned onnxruntime refused a model or an input (its own words are in it)."""
 
 
-def run_pinned(version: str, model: Path, batches: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
-    """Every output of ``model`` for each float32 batch, in onnxruntime ``version``.
+class PinnedSession(ChildSession):
+    """``model`` in one process of onnxruntime ``version``: ``run`` a batch, ``close`` to end.
 
-    Raises:
+    Raises (from ``run``):
         RuntimeMissing: that version cannot be installed here.
         PinnedError: it cannot load the model or run an input.
     """
-    site = install_onnxruntime(version)
-    with tempfile.TemporaryDirectory(prefix="kit-ort-") as tmp:
-        work = Path(tmp)
-        described = []
-        for i, x in enumerate(batches):
-            np.ascontiguousarray(x, dtype="<f4").tofile(work / f"in-{i}.bin")
-            described.append({"file": str(work / f"in-{i}.bin"), "shape": list(x.shape)})
-        job = {"model": str(model.resolve()), "batches": described, "out_dir": tmp}
-        (work / "job.json").write_text(json.dumps(job))
-        command = [sys.executable, "-S", "-E", str(CHILD), str(site), str(work / "job.json")]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if not (work / "result.json").is_file():
-            tail = " | ".join(done.stderr.strip().splitlines()[-2:]) or f"exit {done.returncode}"
-            raise PinnedError(f"onnxruntime {version} failed before answering: {tail}")
-        return _answers(json.loads((work / "result.json").read_text()), version, model)
+
+    def __init__(self, version: str, model: Path) -> None:
+        def command(work: Path) -> list[str]:
+            site = install_onnxruntime(version)
+            return [
+                sys.executable,
+                "-S",
+                "-E",
+                str(CHILD),
+                str(site),
+                str(model.resolve()),
+                str(work),
+            ]
+
+        def failure(said: str, stopped: bool) -> Exception:
+            if stopped:
+                return PinnedError(f"onnxruntime {version} {said}")
+            error, hint = _reason(said), ""
+            if "IR version" in error or "opset" in error.lower():
+                hint = f"; export for it: kit export --target onnxruntime=={version}"
+            return PinnedError(f"onnxruntime {version} cannot load {model.name}: {error}{hint}")
+
+        super().__init__(command, _decode, failure)
 
 
-def _answers(result: dict, version: str, model: Path) -> list[list[np.ndarray]]:  # type: ignore[type-arg]
-    if "error" in result:
-        error, hint = _reason(result["error"]), ""
-        if "IR version" in error or "opset" in error.lower():
-            hint = f"; export for it: kit export --target onnxruntime=={version}"
-        raise PinnedError(f"onnxruntime {version} cannot load {model.name}: {error}{hint}")
-    return [
-        [np.fromfile(o["file"], dtype=o["dtype"]).reshape(o["shape"]) for o in outputs]
-        for outputs in result["batches"]
-    ]
+def _decode(o: dict[str, Any]) -> np.ndarray:
+    return np.fromfile(o["file"], dtype=o["dtype"]).reshape(o["shape"])
+
+
+def run_pinned(version: str, model: Path, batches: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
+    """Every output of ``model`` for each float32 batch, in one process of ``version``."""
+    with PinnedSession(version, model) as session:
+        return [session.run(x) for x in batches]
 
 
 #: onnxruntime's words for what it cannot read, without the source location before them
@@ -83,11 +88,10 @@ def backend_for(runtime: str) -> Backend | None:
     version = found[1]
 
     def make(path: Path, artifact: ArtifactFile, options: RunnerOptions) -> list[Runner]:
-        from .js import prefetched
-
-        run = prefetched(lambda p, b: run_pinned(version, p, b), PinnedError, path, options.inputs)
+        session = PinnedSession(version, path)
         label, precision = pinned_label(version), artifact.precision
-        return [Runner(artifact_label(artifact), label, run, precision=precision, key=runtime)]
+        name = artifact_label(artifact)
+        return [Runner(name, label, session.run, precision, key=runtime, closer=session.close)]
 
     def ready() -> None:
         install_onnxruntime(version)

@@ -47,14 +47,11 @@ class RunnerOptions:
         provider: onnxruntime's providers: ``auto`` (CUDA too when a GPU is present),
             ``cpu`` or ``cuda`` (CUDA or a :class:`~kit.errors.ProviderError`).
         io_binding: Also make CUDA runners that bind inputs and outputs (for bench).
-        inputs: Every batch the runners will see, so a runtime that starts a process per
-            file (Node.js, a browser) answers them all in one go.
         isolated: This process is a throwaway child already (no child of its own needed).
     """
 
     provider: str = "auto"
     io_binding: bool = False
-    inputs: Sequence[np.ndarray] = ()
     #: this process is already a throwaway child (cold start): a runtime that would load an
     #: untrusted file in a child first loads it here directly
     isolated: bool = False

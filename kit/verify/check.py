@@ -38,7 +38,7 @@ from ..models import (
     resolve_spec,
     with_facts,
 )
-from ..parity import ParityReport, RunFn, Runner, random_inputs, run_parity
+from ..parity import ParityReport, RunFn, Runner, closing, random_inputs, run_parity
 from ..rule import Agreement, Tolerance
 from ..runners import RunnerOptions, artifact_label, covered_formats, home_select, make_runners
 from ..runners.endpoint import connect, metadata_problems
@@ -96,7 +96,7 @@ class Check:
             ProviderError: ``provider`` names a provider that cannot run here.
             RuntimeMissing: a runtime asked for cannot run here.
         """
-        options = RunnerOptions(provider=provider, inputs=[x for _, x in inputs])
+        options = RunnerOptions(provider=provider)
         self._elsewhere(artifacts, covered_formats(runtimes))
         try:
             runners = make_runners(directory, artifacts, runtimes, options)
@@ -112,9 +112,11 @@ class Check:
         for runner in runners:
             if runner.note and runner.note not in self.report.notes:
                 self.report.notes.append(runner.note)
-        full = [r for r in runners if r.precision == "fp32"]
-        run_parity(self.reference, full, inputs, report=self.report, output_names=self.output_names)
-        self._variants([r for r in runners if r.precision != "fp32"], inputs, limits or {})
+        with closing(runners):
+            full = [r for r in runners if r.precision == "fp32"]
+            names = self.output_names
+            run_parity(self.reference, full, inputs, report=self.report, output_names=names)
+            self._variants([r for r in runners if r.precision != "fp32"], inputs, limits or {})
         return self.report
 
     def _elsewhere(self, artifacts: Sequence[ArtifactFile], covered: set[str]) -> None:
