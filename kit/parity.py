@@ -13,17 +13,22 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import numpy as np
 
+from ._bounded import Count, Name, Share, Size, Text
 from ._table import format_table
 from .errors import ParityError, ShapeMismatch, ToleranceExceeded, first_line
 from .rule import Comparison, Rule, Tolerance
 
 __all__ = [
     "Comparison",
+    "ParityData",
     "ParityReport",
+    "ParityRow",
+    "PipelineData",
     "Runner",
     "closing",
     "format_report",
@@ -80,6 +85,54 @@ def closing(runners: Sequence[Runner]) -> Iterator[Sequence[Runner]]:
     finally:
         for runner in runners:
             runner.close()
+
+
+# -- the saved form of a ParityReport, read back through these types ---------------------
+
+
+class ParityRow(msgspec.Struct, frozen=True):
+    """One comparison of a saved parity report (the fields a report shows)."""
+
+    artifact: Name
+    runtime: Name
+    inputs: Name
+    batch: Count
+    passed: bool
+    output: Name = "logits"
+    max_abs: Size | None = None
+    scale: Size | None = None
+    top1_agreement: Share | None = None
+    error: Text | None = None
+    warning: Text | None = None
+    #: the runtime's catalogue key (absent in reports saved before rows carried it: those
+    #: rows are placed in no column, and the report names the command that renews them)
+    key: Name = ""
+
+
+class PipelineData(msgspec.Struct, frozen=True):
+    """The whole-pipeline check of a parity run (``kit.verify.pipeline``)."""
+
+    data: Text
+    images: Count
+    classes: Count
+    agreement: Share
+    accuracy: Share
+    accuracy_eager: Share
+    trained: bool
+    passed: bool
+    why: Text | None = None
+
+
+class ParityData(msgspec.Struct, frozen=True):
+    """A ``kit parity`` report as saved (:meth:`ParityReport.to_dict`) and read back: every
+    field bounded, since a saved report may come from anywhere."""
+
+    atol: Size
+    rtol: Size
+    comparisons: Annotated[list[ParityRow], msgspec.Meta(max_length=20000)]
+    notes: Annotated[list[Text], msgspec.Meta(max_length=200)] = []
+    problems: Annotated[list[Text], msgspec.Meta(max_length=200)] = []
+    pipeline: PipelineData | None = None
 
 
 @dataclass
@@ -283,13 +336,14 @@ def random_inputs(
 
 
 def run_parity(
-    reference: RunFn,
+    reference: RunFn | None,
     runners: Sequence[Runner],
     inputs: Sequence[tuple[str, np.ndarray]],
     *,
     report: ParityReport,
     rule: Rule | None = None,
     output_names: Sequence[str] | None = None,
+    expected: Sequence[Sequence[np.ndarray]] | None = None,
 ) -> ParityReport:
     """Compare every runner with ``reference`` on the same inputs, judged by ``rule``
     (the report's own when None); rows are added to ``report``.
@@ -301,14 +355,16 @@ def run_parity(
         report: The report to add to (one that holds sha256 problems, say).
         rule: How to judge (a variant's :class:`~kit.rule.Agreement`, say).
         output_names: The outputs' names for the report (``logits``, ``output_0..``).
+        expected: The reference's outputs for each input when known already (reference
+            data kept in an export); ``reference`` is not called then.
     """
     judge = rule or report.rule
-    for label, x in inputs:
-        expected = reference(x)
-        names = _names(output_names, len(expected))
+    for i, (label, x) in enumerate(inputs):
+        wanted = list(expected[i]) if expected is not None else reference(x)  # type: ignore[misc]
+        names = _names(output_names, len(wanted))
         for runner in runners:
             where = (runner.artifact, runner.runtime, label)
-            rows = _compare_run(runner.run, x, expected, names, where, judge)
+            rows = _compare_run(runner.run, x, wanted, names, where, judge)
             for row in rows:
                 row.key = runner.key
             report.comparisons += [_advise(c) for c in rows] if runner.advisory else rows

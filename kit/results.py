@@ -23,10 +23,17 @@ from typing import Annotated, Any
 import msgspec
 
 from . import __version__
+from ._bounded import Count as _Count
+from ._bounded import Duration as _Duration
+from ._bounded import Name as _Name
+from ._bounded import Rate as _Rate
+from ._bounded import Share as _Share
+from ._bounded import Text as _Text
 from ._files import write_inside
 from ._signing import sign, signed_here
 from .artifact import RESULTS_DIR, read_manifest
 from .artifact.facts import validation_sentence
+from .parity import ParityData, ParityRow, PipelineData
 
 __all__ = [
     "MAX_RESULT_BYTES",
@@ -53,60 +60,6 @@ MAX_RESULTS = 64
 _KIND = re.compile(r"[a-z][a-z0-9.=+_-]{0,100}")
 #: how far a clock may run ahead of this one before a result counts as dated in the future
 _CLOCK_SKEW = timedelta(minutes=5)
-
-# Bounded field types: a forged value fails validation, never a later computation.
-_Text = Annotated[str, msgspec.Meta(max_length=4000)]
-_Name = Annotated[str, msgspec.Meta(max_length=300)]
-_Count = Annotated[int, msgspec.Meta(ge=0, le=1 << 40)]
-_Share = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
-_Size = Annotated[float, msgspec.Meta(ge=0.0, le=1e300)]
-#: a time in milliseconds or seconds: at least a nanosecond, at most a day and some
-_Duration = Annotated[float, msgspec.Meta(ge=1e-9, le=1e8)]
-_Rate = Annotated[float, msgspec.Meta(ge=0.0, le=1e12)]
-
-
-class ParityRow(msgspec.Struct, frozen=True):
-    """One comparison of a saved parity report (the fields a report shows)."""
-
-    artifact: _Name
-    runtime: _Name
-    inputs: _Name
-    batch: _Count
-    passed: bool
-    output: _Name = "logits"
-    max_abs: _Size | None = None
-    scale: _Size | None = None
-    top1_agreement: _Share | None = None
-    error: _Text | None = None
-    warning: _Text | None = None
-    #: the runtime's catalogue key (absent in results saved before kit 0.x: those rows
-    #: are placed in no column, and the report names the command that renews them)
-    key: _Name = ""
-
-
-class PipelineData(msgspec.Struct, frozen=True):
-    """The whole-pipeline check of a parity run (``kit.verify.pipeline``)."""
-
-    data: _Text
-    images: _Count
-    classes: _Count
-    agreement: _Share
-    accuracy: _Share
-    accuracy_eager: _Share
-    trained: bool
-    passed: bool
-    why: _Text | None = None
-
-
-class ParityData(msgspec.Struct, frozen=True):
-    """A ``kit parity`` report as saved (``ParityReport.to_dict``)."""
-
-    atol: _Size
-    rtol: _Size
-    comparisons: Annotated[list[ParityRow], msgspec.Meta(max_length=20000)]
-    notes: Annotated[list[_Text], msgspec.Meta(max_length=200)] = []
-    problems: Annotated[list[_Text], msgspec.Meta(max_length=200)] = []
-    pipeline: PipelineData | None = None
 
 
 class BenchRow(msgspec.Struct, frozen=True):

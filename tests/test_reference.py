@@ -247,3 +247,18 @@ def test_bench_reports_cold_start(digits: Path) -> None:
     assert {"eager", "onnx", "onnx int8", "torchscript", "pt2"} <= set(cold)
     assert all(c["total_s"] > 0 and c["runs"] == 1 for c in cold.values())
     assert cold["onnx"]["import_s"] < cold["eager"]["import_s"]  # onnxruntime, not torch
+
+
+def test_self_check_fails_an_artifact_returning_fewer_outputs(digits: Path) -> None:
+    """Judged through kit.parity's one comparison: fewer outputs is a failure, never fewer
+    rows that all pass."""
+    from kit.parity import Runner
+    from kit.runtime.reference import judge, reference_sets
+
+    manifest = read_manifest(digits)
+    sets = reference_sets(digits, manifest)
+    empty = Runner("model.onnx", "nothing", lambda x: [], key="onnxruntime-cpu")
+    check = judge("model.onnx", manifest, sets, empty, None)
+    assert check.rows and not check.passed
+    with pytest.raises(ArtifactError, match="returns 0 outputs"):
+        check.raise_for_failures()

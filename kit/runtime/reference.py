@@ -17,6 +17,7 @@ import numpy as np
 from .._files import read_regular
 from ..artifact import Manifest
 from ..errors import ArtifactError
+from ..parity import ParityReport, Runner, run_parity
 from ..rule import Agreement, Comparison, Tolerance
 
 __all__ = ["SelfCheck", "parse_tensor", "read_tensor", "reference_sets"]
@@ -210,28 +211,29 @@ def judge(
     artifact: str,
     manifest: Manifest,
     sets: list[tuple[str, bool, np.ndarray, list[np.ndarray]]],
-    run: object,
+    runner: Runner,
     agreement: float | None,
 ) -> SelfCheck:
-    """Run ``run`` (a batch in, its outputs out) on every set and judge each output."""
+    """Run ``runner`` on every set and judge each output through :func:`kit.parity.run_parity`
+    (an artifact returning fewer outputs than the reference holds fails)."""
     assert manifest.reference is not None
     tolerance = Tolerance(manifest.reference.atol, manifest.reference.rtol)
     rule = tolerance if agreement is None else Agreement(agreement)
-    rows = []
-    for label, real, x, expected in sets:
-        if agreement is not None and not real:
-            continue  # a variant is judged on the real samples only
-        actual = list(run(x))  # type: ignore[operator]
-        for k, (name, e) in enumerate(zip(manifest.output_names, expected, strict=True)):
-            row = Comparison(artifact, "onnxruntime", label, len(x), name)
-            if k >= len(actual):
-                row.kind = "error"
-                row.error = f"the artifact returned {len(actual)} outputs, the reference holds {len(expected)}"
-                rows.append(row)
-            else:
-                rows.append(rule.judge(np.asarray(actual[k]), e, row))
-    if not rows:
+    # a variant is judged on the real samples only
+    chosen = [s for s in sets if agreement is None or s[1]]
+    inputs = [(s[0], s[2]) for s in chosen]
+    report = ParityReport(artifact, tolerance)
+    run_parity(
+        None,
+        [runner],
+        inputs,
+        report=report,
+        rule=rule,
+        output_names=manifest.output_names,
+        expected=[s[3] for s in chosen],
+    )
+    if not report.comparisons:
         raise ArtifactError(
             f"{artifact} has no reference samples its rule can judge ({rule.describe()})."
         )
-    return SelfCheck(artifact, rule.describe(), rows)
+    return SelfCheck(artifact, rule.describe(), report.comparisons)

@@ -30,6 +30,7 @@ from ..artifact import (
     open_export as verified_export,
 )
 from ..errors import ArtifactError, ProviderError, UsageError, first_line
+from ..parity import Runner
 from .preprocess import prepare_images
 from .providers import create_session
 from .reference import SelfCheck
@@ -217,7 +218,9 @@ class Model:
             outputs = self.predict(x)
             return [outputs[name] for name in self.output_names]
 
-        check = judge(self.path.name, manifest, sets, run, agreement)
+        key = "onnxruntime-cpu" if self.provider == "CPUExecutionProvider" else "onnxruntime-cuda"
+        runner = Runner(self.path.name, f"onnxruntime {self.provider}", run, key=key)
+        check = judge(self.path.name, manifest, sets, runner, agreement)
         check.raise_for_failures()
         return check
 
