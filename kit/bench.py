@@ -144,7 +144,7 @@ def _runners(directory: Path, factory: str | None, notes: list[str]) -> list[Run
     """Eager PyTorch and every artifact of the export in the runtime it is made for (CUDA
     with and without IOBinding when a GPU is present), from the runner registry; a runtime
     not installed here is a note, not an error."""
-    from .embed.packages import RuntimeMissing
+    from .errors import RuntimeMissing
     from .runners import RunnerOptions, home_select, make_runners
     from .runners.torch import eager_runner
     from .verify import rebuild_reference

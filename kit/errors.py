@@ -66,3 +66,7 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     text = str(exc).strip()
     line = text.splitlines()[0] if text else type(exc).__name__
     return line[:limit].rstrip(".")
+
+
+class RuntimeMissing(UsageError):
+    """A second runtime (Node.js, npm, a browser) is not installed (the CLI exits 2)."""

@@ -20,6 +20,7 @@ import numpy as np
 
 from ._bounded import Count, Name, Share, Size, Text
 from ._table import format_table
+from .artifact import SINGLE_OUTPUT
 from .errors import ParityError, ShapeMismatch, ToleranceExceeded, first_line
 from .rule import Comparison, Rule, Tolerance
 
@@ -98,7 +99,7 @@ class ParityRow(msgspec.Struct, frozen=True):
     inputs: Name
     batch: Count
     passed: bool
-    output: Name = "logits"
+    output: Name = SINGLE_OUTPUT
     max_abs: Size | None = None
     scale: Size | None = None
     top1_agreement: Share | None = None
@@ -385,7 +386,7 @@ def _names(given: Sequence[str] | None, count: int) -> list[str]:
     names = list(given or [])
     if len(names) == count:
         return names
-    return ["logits"] if count == 1 else [f"output_{i}" for i in range(count)]
+    return [SINGLE_OUTPUT] if count == 1 else [f"output_{i}" for i in range(count)]
 
 
 def _compare_run(

@@ -37,7 +37,7 @@ class Comparison:
     runtime: str
     inputs: str
     batch: int
-    output: str = "logits"
+    output: str = ""  # the output's name (the caller names it; kit.rule knows no contract)
     max_abs: float = math.nan
     max_rel: float = math.nan
     mean_abs: float = math.nan

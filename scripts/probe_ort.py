@@ -19,7 +19,7 @@ import onnx
 from _bench import env_info
 from onnx import TensorProto, helper
 
-from kit.embed.packages import install_onnxruntime
+from kit.cache import install_onnxruntime
 
 IRS = range(7, 16)
 OPSETS = range(13, 31)

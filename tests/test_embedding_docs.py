@@ -20,9 +20,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from kit.cache import cache_dir
 from kit.cli import cli
 from kit.data import read_idx
-from kit.embed.packages import WEB_FILES, cache_dir, install_node_package, install_web_files
+from kit.embed.packages import WEB_FILES, install_node_package, install_web_files
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "EMBEDDING.md"
 PNGJS = "pngjs@7.0.0"

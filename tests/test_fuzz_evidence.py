@@ -275,7 +275,7 @@ def test_compare_refuses_or_compares_never_crashes(
     bench: bool,
 ) -> None:
     from kit.artifact import Limits
-    from kit.compare import compare_exports
+    from kit.evaluate.compare import compare_exports
 
     b = tmp_path_factory.mktemp("b") / "mnist_cnn"
     shutil.copytree(shipped / "mnist_cnn", b, ignore=shutil.ignore_patterns(RESULTS_DIR))

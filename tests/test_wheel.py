@@ -22,6 +22,9 @@ SOURCES = ("kit", "architectures", "pyproject.toml", "setup.py", "README.md")
 
 pytestmark = pytest.mark.slow
 
+#: a user's environment: nothing pointing into a checkout
+CLEAN = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
 
 def _wheel(tmp: Path) -> Path:
     """The wheel of a clean copy of the sources (the build leaves nothing in the checkout)."""
@@ -44,22 +47,23 @@ def _venv(tmp: Path, wheel: Path) -> Path:
     """A fresh venv with the wheel installed; its dependencies are this venv's (read as a
     plain path, so this checkout's editable install is not)."""
     venv = tmp / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], env=CLEAN, check=True
+    )
     python = venv / "bin" / "python"
     site = subprocess.run(
         [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True,
+        env=CLEAN, capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     Path(site, "outer.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     install = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q"]
-    subprocess.run([*install, "--no-deps", str(wheel)], check=True, timeout=600)
+    subprocess.run([*install, "--no-deps", str(wheel)], env=CLEAN, check=True, timeout=600)
     return venv
 
 
 def _run(venv: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     return subprocess.run(
-        [str(venv / "bin" / "kit"), *args], cwd=cwd, env=env, capture_output=True, text=True,
+        [str(venv / "bin" / "kit"), *args], cwd=cwd, env=CLEAN, capture_output=True, text=True,
         timeout=300,
     )  # fmt: skip
 
@@ -70,7 +74,7 @@ def test_an_installed_wheel_works_outside_the_source_tree(tmp_path: Path) -> Non
     work.mkdir()
     where = subprocess.run(
         [venv / "bin" / "python", "-c", "import kit; print(kit.__file__)"],
-        cwd=work, capture_output=True, text=True, check=True,
+        cwd=work, env=CLEAN, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert str(venv) in where and str(ROOT) not in where, where
     shipped = Path(where.strip()).parent / "_shipped" / "mnist_cnn"
@@ -103,7 +107,7 @@ def _serve_answers(venv: Path, work: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([venv / "bin" / "kit", "serve", "--port", str(port)], cwd=work,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                            env=CLEAN, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}/v2/models/mnist_cnn"
         deadline = time.monotonic() + 60

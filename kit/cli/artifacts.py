@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,59 @@ def list_cmd(as_json: bool) -> None:
         echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)) + "  " + r[4])
 
 
-@cli.command()
+_EXPORT_EXAMPLES = """\b
+Examples:
+  kit export --model alexnet
+  kit export --model alexnet --weights my_10_class.safetensors
+  kit export --model mnist_cnn --weights runs/mnist_cnn/best.safetensors
+  kit export --model mypkg.nets:tiny --input-shape 3,32,32 --formats onnx
+  kit export --model mynets:tiny --input-shape 3,32,32 --weights runs/tiny/best.safetensors \\
+      --dataset imagefolder --data-dir shapes/      # facts from the checkpoint
+  kit export --model mynets:tiny --input-shape 3,32,32 --mean 0.5 --std 0.25 \\
+      --class-names circle,square,triangle --weights my.safetensors
+  kit export --model mnist_cnn --formats onnx,ort   # + model.ort for phones
+  kit export --model mnist_cnn --formats onnx,pte,tflite,openvino
+  kit export exported/mnist_cnn --formats pte --precision int8   # add to an export
+  kit export --model mnist_cnn --target onnxruntime==1.16.3     # for an older runtime
+  kit export --model mypkg.nets:segmenter --input-shape 3,224,224 --output-names mask
+"""
+
+
+@dataclass(frozen=True)
+class _ExportArgs:
+    """``kit export``'s options, as click parsed them."""
+
+    existing: Path | None
+    model_name: str | None
+    weights: Path | None
+    num_classes: int | None
+    input_shape: tuple[int, ...] | None
+    formats: str
+    openvino_fp16: bool
+    factory: str | None
+    target: str | None
+    opset: int | None
+    out_dir: Path
+    seed: int
+    output_names: str | None
+    keep_failed: bool
+    precisions: str
+    calibration_size: int
+    random_calibration: bool
+    max_accuracy_drop: float
+    min_agreement: float
+    atol: float | None
+    rtol: float | None
+    batch_sizes: tuple[int, ...]
+    dataset: str | None
+    data_dir: Path | None
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+    class_names: tuple[str, ...] | None
+    as_json: bool
+
+
+@cli.command(epilog=_EXPORT_EXAMPLES)
 @click.argument("existing", required=False, type=click.Path(path_type=Path))
 @click.option(
     "--model",
@@ -157,36 +210,7 @@ def list_cmd(as_json: bool) -> None:
 )
 @_parity_options
 # Long only by its parameter list (one per option) and its docstring (the --help text).
-def export(
-    existing: Path | None,
-    model_name: str | None,
-    weights: Path | None,
-    num_classes: int | None,
-    input_shape: tuple[int, ...] | None,
-    formats: str,
-    openvino_fp16: bool,
-    factory: str | None,
-    target: str | None,
-    opset: int | None,
-    out_dir: Path,
-    seed: int,
-    output_names: str | None,
-    keep_failed: bool,
-    precisions: str,
-    calibration_size: int,
-    random_calibration: bool,
-    max_accuracy_drop: float,
-    min_agreement: float,
-    atol: float | None,
-    rtol: float | None,
-    batch_sizes: tuple[int, ...],
-    dataset: str | None,
-    data_dir: Path | None,
-    mean: tuple[float, ...] | None,
-    std: tuple[float, ...] | None,
-    class_names: tuple[str, ...] | None,
-    as_json: bool,
-) -> None:
+def export(**given: Any) -> None:
     """Export a network and prove each artifact matches eager PyTorch.
 
     Writes OUT/NAME/ with model.onnx (dynamo exporter, dynamic batch axis, facts in its
@@ -208,84 +232,66 @@ def export(
     bundled MNIST), the export also proves the whole pipeline: test images through kit's
     own preprocessing into model.onnx, against eager and the labels; trained weights that
     answer at chance level that way fail the export.
-
-    \b
-    Examples:
-      kit export --model alexnet
-      kit export --model alexnet --weights my_10_class.safetensors
-      kit export --model mnist_cnn --weights runs/mnist_cnn/best.safetensors
-      kit export --model mypkg.nets:tiny --input-shape 3,32,32 --formats onnx
-      kit export --model mynets:tiny --input-shape 3,32,32 --weights runs/tiny/best.safetensors \\
-          --dataset imagefolder --data-dir shapes/      # facts from the checkpoint
-      kit export --model mynets:tiny --input-shape 3,32,32 --mean 0.5 --std 0.25 \\
-          --class-names circle,square,triangle --weights my.safetensors
-      kit export --model mnist_cnn --formats onnx,ort   # + model.ort for phones
-      kit export --model mnist_cnn --formats onnx,pte,tflite,openvino
-      kit export exported/mnist_cnn --formats pte --precision int8   # add to an export
-      kit export --model mnist_cnn --target onnxruntime==1.16.3     # for an older runtime
-      kit export --model mypkg.nets:segmenter --input-shape 3,224,224 --output-names mask
     """
-    from ..export import (
-        Calibration,
-        ExportOptions,
-        add_formats,
-        check_request,
-        export_network,
-        parse_formats,
-    )
+    a = _ExportArgs(**given)
+    from ..export import add_formats, check_request, export_network, parse_formats
     from ..models import GivenFacts
 
-    if (existing is None) == (model_name is None):
+    if (a.existing is None) == (a.model_name is None):
         raise click.UsageError(
             "Give --model NAME to export a network, or an exported/NAME directory to add "
             "--formats (and --precision variants) to it."
         )
     try:
-        fmt_list = parse_formats(formats, have_onnx=existing is not None)
+        fmt_list = parse_formats(a.formats, have_onnx=a.existing is not None)
     except UsageError as exc:
         raise click.BadParameter(str(exc), param_hint="--formats") from None
-    variants = _variants(precisions)
-    given = GivenFacts(mean=mean, std=std, class_names=class_names)
+    variants = _variants(a.precisions)
+    facts = GivenFacts(mean=a.mean, std=a.std, class_names=a.class_names)
     check_request(
-        adding=existing is not None,
+        adding=a.existing is not None,
         formats=fmt_list,
         precisions=variants,
-        target=target,
-        new_facts=given != GivenFacts(),
+        target=a.target,
+        new_facts=facts != GivenFacts(),
     )
-    calibration = Calibration(
-        calibration_size,
-        random_calibration,
-        limits=Limits(max_accuracy_drop / 100, min_agreement / 100),
-    )
-    names = [n.strip() for n in output_names.split(",")] if output_names else None
-    options = ExportOptions(
-        fmt_list, opset, atol, rtol, batch_sizes, names, keep_failed, True, variants,
-        calibration, openvino_fp16, target,
-    )  # fmt: skip
+    options = _export_options(a, fmt_list, variants)
     try:
-        if existing is not None:
+        if a.existing is not None:
             result = add_formats(
-                existing, options, factory=factory, dataset=dataset, data_dir=data_dir
+                a.existing, options, factory=a.factory, dataset=a.dataset, data_dir=a.data_dir
             )
         else:
-            assert model_name is not None
+            assert a.model_name is not None
             result = export_network(
-                model_name,
-                out_dir,
-                weights=weights,
-                num_classes=num_classes,
-                input_shape=input_shape,
-                seed=seed,
-                given=given,
-                dataset=dataset,
-                data_dir=data_dir,
+                a.model_name,
+                a.out_dir,
+                weights=a.weights,
+                num_classes=a.num_classes,
+                input_shape=a.input_shape,
+                seed=a.seed,
+                given=facts,
+                dataset=a.dataset,
+                data_dir=a.data_dir,
                 options=options,
             )
     except ParityError as exc:
         _explain_parity_failure(exc)
         raise
-    _print_export(result, as_json)
+    _print_export(result, a.as_json)
+
+
+def _export_options(a: _ExportArgs, formats: list[str], variants: list[str]) -> Any:
+    """The library's ExportOptions from the parsed flags."""
+    from ..export import Calibration, ExportOptions
+
+    limits = Limits(a.max_accuracy_drop / 100, a.min_agreement / 100)
+    calibration = Calibration(a.calibration_size, a.random_calibration, limits=limits)
+    names = [n.strip() for n in a.output_names.split(",")] if a.output_names else None
+    return ExportOptions(
+        formats, a.opset, a.atol, a.rtol, a.batch_sizes, names, a.keep_failed, True, variants,
+        calibration, a.openvino_fp16, a.target,
+    )  # fmt: skip
 
 
 def _print_export(result: Any, as_json: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,27 @@ _SERVING = ServerConfig()
 
 #: GPU indices count from 0
 _gpu_list = _int_list_from(0, "0,1")
+
+
+@dataclass(frozen=True)
+class _TritonArgs:
+    """``kit triton``'s options, as click parsed them."""
+
+    exports: tuple[Path, ...]
+    repo: Path
+    max_batch_size: int
+    max_queue_delay_us: int
+    preferred_batch_sizes: tuple[int, ...] | None
+    device: str
+    gpus: tuple[int, ...] | None
+    instances: int
+    max_opset: int
+    kserve: Path | None
+    storage_uri: str | None
+    kserve_name: str | None
+    cpu_request: str
+    memory: str
+    gpu_count: int
 
 
 @cli.command()
@@ -101,23 +123,7 @@ _gpu_list = _int_list_from(0, "0,1")
     help="GPUs per predictor pod (with --kserve).",
 )
 # Long only by its parameter list (one per option) and its docstring (the --help text).
-def triton(
-    exports: tuple[Path, ...],
-    repo: Path,
-    max_batch_size: int,
-    max_queue_delay_us: int,
-    preferred_batch_sizes: tuple[int, ...] | None,
-    device: str,
-    gpus: tuple[int, ...] | None,
-    instances: int,
-    max_opset: int,
-    kserve: Path | None,
-    storage_uri: str | None,
-    kserve_name: str | None,
-    cpu_request: str,
-    memory: str,
-    gpu_count: int,
-) -> None:
+def triton(**given: Any) -> None:
     """Write exports into a Triton model repository: REPO/NAME/config.pbtxt + 1/model.onnx.
 
     Each variant (kit quantize) becomes its own model, NAME_int8. The config says
@@ -135,6 +141,7 @@ def triton(
       kit triton exported/alexnet --repo models/ --gpus 0,1 --instances 2 \\
           --kserve alexnet.yaml --storage-uri gs://my-bucket/models
     """
+    a = _TritonArgs(**given)
     from ..deploy.kserve import KServeOptions, write_inference_service
     from ..deploy.triton import (
         TritonOptions,
@@ -145,25 +152,25 @@ def triton(
     )
     from ..errors import UsageError
 
-    if kserve is not None and not storage_uri:
+    if a.kserve is not None and not a.storage_uri:
         raise UsageError("--kserve needs --storage-uri: where the repository will be uploaded.")
-    if preferred_batch_sizes and max(preferred_batch_sizes) > max_batch_size:
+    if a.preferred_batch_sizes and max(a.preferred_batch_sizes) > a.max_batch_size:
         raise click.BadParameter(
             "must not exceed --max-batch-size.", param_hint="--preferred-batch-sizes"
         )
     options = TritonOptions(
-        max_batch_size=max_batch_size,
-        max_queue_delay_us=max_queue_delay_us,
-        preferred_batch_sizes=preferred_batch_sizes or (),
-        device="gpu" if gpus else device,
-        gpus=gpus or (),
-        instances=instances,
-        max_opset=max_opset,
+        max_batch_size=a.max_batch_size,
+        max_queue_delay_us=a.max_queue_delay_us,
+        preferred_batch_sizes=a.preferred_batch_sizes or (),
+        device="gpu" if a.gpus else a.device,
+        gpus=a.gpus or (),
+        instances=a.instances,
+        max_opset=a.max_opset,
     )
     models: list[tuple[str, Path, Any]] = []
     seen: dict[str, Path] = {}
-    perf = {export: perf_analyzer_data(export) for export in exports}
-    for export in exports:
+    perf = {export: perf_analyzer_data(export) for export in a.exports}
+    for export in a.exports:
         for name, onnx_path, facts in models_of(export):
             if name in seen:
                 raise UsageError(
@@ -176,11 +183,11 @@ def triton(
         model_config(name, onnx_path, facts, options)
     for name, onnx_path, facts in models:
         data = perf[seen[name]]
-        written = write_model(repo, name, onnx_path, facts, options, data)
+        written = write_model(a.repo, name, onnx_path, facts, options, data)
         also = ", perf_analyzer_data.json from its reference data" if data else ""
         echo(f"wrote {written}/  (config.pbtxt checked against {onnx_path.name}{also})")
-    if kserve is not None:
-        assert storage_uri is not None
-        service = KServeOptions(storage_uri, cpu=cpu_request, memory=memory, gpus=gpu_count)
-        path = write_inference_service(kserve, kserve_name or repo.resolve().name, service)
-        echo(f"wrote {path}  (upload {repo}/ to {storage_uri}, then kubectl apply -f {path})")
+    if a.kserve is not None:
+        assert a.storage_uri is not None
+        service = KServeOptions(a.storage_uri, cpu=a.cpu_request, memory=a.memory, gpus=a.gpu_count)
+        path = write_inference_service(a.kserve, a.kserve_name or a.repo.resolve().name, service)
+        echo(f"wrote {path}  (upload {a.repo}/ to {a.storage_uri}, then kubectl apply -f {path})")

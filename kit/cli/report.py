@@ -180,7 +180,7 @@ def _compare(
     data: tuple[str | None, Path | None],
     factory: str | None,
 ) -> None:
-    from ..compare import compare_exports
+    from ..evaluate.compare import compare_exports
     from ..report import render_compare
 
     dataset, data_dir = data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,35 @@ from ._common import (
     factory_option,
     facts_options,
 )
+
+
+@dataclass(frozen=True)
+class _TrainArgs:
+    """``kit train``'s options, as click parsed them."""
+
+    model_name: str
+    input_shape: tuple[int, ...] | None
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+    class_names: tuple[str, ...] | None
+    dataset: str | None
+    data_dir: Path | None
+    download: bool
+    epochs: int | None
+    batch_size: int | None
+    lr: float | None
+    weight_decay: float | None
+    optimizer: str | None
+    augment: bool | None
+    device: str
+    out: Path | None
+    resume: bool
+    seed: int
+    num_classes: int | None
+    fake_size: int
+    do_export: bool
+    export_dir: Path
+    as_json: bool
 
 
 @cli.command()
@@ -81,31 +111,7 @@ from ._common import (
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 # Long only by its parameter list (one per option) and its docstring (the --help text).
-def train(
-    model_name: str,
-    input_shape: tuple[int, ...] | None,
-    mean: tuple[float, ...] | None,
-    std: tuple[float, ...] | None,
-    class_names: tuple[str, ...] | None,
-    dataset: str | None,
-    data_dir: Path | None,
-    download: bool,
-    epochs: int | None,
-    batch_size: int | None,
-    lr: float | None,
-    weight_decay: float | None,
-    optimizer: str | None,
-    augment: bool | None,
-    device: str,
-    out: Path | None,
-    resume: bool,
-    seed: int,
-    num_classes: int | None,
-    fake_size: int,
-    do_export: bool,
-    export_dir: Path,
-    as_json: bool,
-) -> None:
+def train(**given: Any) -> None:
     """Train a network on real data, on CUDA when there is one.
 
     Every option defaults to the network's recipe in the registry, so
@@ -132,39 +138,10 @@ def train(
     \b
       torchrun --nproc-per-node 2 -m kit train --model lenet --data-dir DIR
     """
-    from ..models import GivenFacts
-    from ..runfiles import RunFiles, format_metrics
-    from ..train import TrainConfig, prepare_training
-    from ..train import train as run_training
+    from ..runfiles import format_metrics
 
-    given = GivenFacts(mean=mean, std=std, class_names=class_names, input_shape=input_shape)
-    plan = prepare_training(
-        model_name,
-        given,
-        dataset=dataset,
-        data_dir=data_dir,
-        download=download,
-        num_classes=num_classes,
-        fake_size=fake_size,
-    )
-    spec, data, choice = plan.spec, plan.data, plan.choice
-    for note in plan.notes:
-        echo(f"note: {note}", err=True)
-    cfg = TrainConfig.from_recipe(
-        model_name,
-        spec.recipe,
-        out=out or Path("runs") / spec.name,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        optimizer=optimizer,
-        augment=None if augment is None else ("affine" if augment else "none"),
-        device=device,
-        seed=seed,
-        num_classes=num_classes,
-    )
-    result = run_training(cfg, spec, data, resume=resume, reports=RunFiles(cfg, spec, data))
+    a = _TrainArgs(**given)
+    cfg, spec, data, choice, result = _train(a)
     if int(os.environ.get("RANK", 0)) != 0:
         return
     summary: dict[str, Any] = {
@@ -173,23 +150,61 @@ def train(
         "best_test_acc": result.best_test_acc,
         "metrics": result.metrics,
     }
-    if not as_json:
+    if not a.as_json:
         echo(f"{spec.name} on {data.description}")
         echo(format_metrics(result.metrics))
         echo(
             f"best test accuracy {result.best_test_acc:.2%} at epoch {result.best_epoch}; run files in {cfg.out}/"
         )
-    if do_export:
+    if a.do_export:
         from ..export import export_trained
         from ..parity import format_report
 
-        exported = export_trained(cfg, spec, data, result, choice.data_dir, export_dir)
+        exported = export_trained(cfg, spec, data, result, choice.data_dir, a.export_dir)
         summary["exported"] = str(exported.directory)
-        if not as_json:
+        if not a.as_json:
             echo(format_report(exported.report))
             echo(f"exported to {exported.directory}/")
-    if as_json:
+    if a.as_json:
         _echo_json(summary)
+
+
+def _train(a: _TrainArgs) -> tuple[Any, Any, Any, Any, Any]:
+    """Prepare the data and the run, then train: (config, spec, data, choice, result)."""
+    from ..models import GivenFacts
+    from ..runfiles import RunFiles
+    from ..train import TrainConfig, prepare_training
+    from ..train import train as run_training
+
+    facts = GivenFacts(mean=a.mean, std=a.std, class_names=a.class_names, input_shape=a.input_shape)
+    plan = prepare_training(
+        a.model_name,
+        facts,
+        dataset=a.dataset,
+        data_dir=a.data_dir,
+        download=a.download,
+        num_classes=a.num_classes,
+        fake_size=a.fake_size,
+    )
+    spec, data, choice = plan.spec, plan.data, plan.choice
+    for note in plan.notes:
+        echo(f"note: {note}", err=True)
+    cfg = TrainConfig.from_recipe(
+        a.model_name,
+        spec.recipe,
+        out=a.out or Path("runs") / spec.name,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        lr=a.lr,
+        weight_decay=a.weight_decay,
+        optimizer=a.optimizer,
+        augment=None if a.augment is None else ("affine" if a.augment else "none"),
+        device=a.device,
+        seed=a.seed,
+        num_classes=a.num_classes,
+    )
+    result = run_training(cfg, spec, data, resume=a.resume, reports=RunFiles(cfg, spec, data))
+    return cfg, spec, data, choice, result
 
 
 @cli.command("eval")

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from ..datatypes import JS_DTYPES
-from ..errors import KitError
+from ..errors import KitError, RuntimeMissing
 from ._explain import explain
-from .packages import ORT_JS_VERSION, WEB_FILES, RuntimeMissing, find_browser, install_web_files
+from .packages import ORT_JS_VERSION, WEB_FILES, find_browser, install_web_files
 
 __all__ = ["BROWSER_RUNTIME", "BrowserError", "BrowserSession", "browser_ready", "run_in_browser"]
 

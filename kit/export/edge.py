@@ -22,8 +22,7 @@ from torch import nn
 from .._native import native_output_to_file
 from ..artifact import FACTS_KEY, ModelFacts
 from ..catalogue import FORMATS, home_runtime
-from ..embed.packages import RuntimeMissing
-from ..errors import ArtifactError, first_line
+from ..errors import ArtifactError, RuntimeMissing, first_line
 from ..runners.openvino import openvino_reason
 
 __all__ = ["export_openvino", "export_pte", "export_tflite", "quantize_pte", "require"]

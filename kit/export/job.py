@@ -254,14 +254,7 @@ def export_model(
         staged = _stage(staging, network, example, spec, facts, source, options, real)
         if data is not None and "onnx" in options.formats and not staged.report.failures:
             _check_pipeline(staging, spec, network, source, data, staged.report, training)
-        try:
-            staged.report.raise_for_failures()
-        except ParityError as exc:
-            if options.keep_failed:
-                exc.kept = _keep_failed(
-                    staging, out_root / f"{spec.name}{FAILED_SUFFIX}", staged.report
-                )
-            raise
+        _refuse_failed(staging, out_root / f"{spec.name}{FAILED_SUFFIX}", staged.report, options)
         inputs = parity_inputs(spec.input_shape, options.batch_sizes, source.seed, real)
         reference = add_reference(
             staging, network.model, spec.name, inputs, staged.report.rule, facts.outputs
@@ -286,15 +279,36 @@ def export_model(
     notes += [staged.mobile.summary()] if staged.mobile else []
     result = ExportResult(out_root / spec.name, staged.report, manifest, notes)
     if options.precisions:
-        from .extend import add_variants
-
-        if data is not None and options.calibration.data is None:
-            options = dataclasses.replace(
-                options, calibration=dataclasses.replace(options.calibration, data=data)
-            )
-        result.variants = add_variants(result.directory, spec, network, options)
-        result.manifest = read_manifest(result.directory)
+        _add_variants(result, spec, network, options, data)
     return result
+
+
+def _refuse_failed(staging: Path, kept: Path, report: ParityReport, options: ExportOptions) -> None:
+    """Raise when parity failed, the failed files kept apart first when asked."""
+    try:
+        report.raise_for_failures()
+    except ParityError as exc:
+        if options.keep_failed:
+            exc.kept = _keep_failed(staging, kept, report)
+        raise
+
+
+def _add_variants(
+    result: ExportResult,
+    spec: ModelSpec,
+    network: Network,
+    options: ExportOptions,
+    data: DataChoice | None,
+) -> None:
+    """The variants ``options.precisions`` asks for, added to the landed export (calibrated
+    on ``data`` unless the options name other data)."""
+    from .extend import add_variants
+
+    if data is not None and options.calibration.data is None:
+        calibration = dataclasses.replace(options.calibration, data=data)
+        options = dataclasses.replace(options, calibration=calibration)
+    result.variants = add_variants(result.directory, spec, network, options)
+    result.manifest = read_manifest(result.directory)
 
 
 def _check_pipeline(

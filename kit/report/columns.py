@@ -7,8 +7,9 @@ import importlib.util
 import shutil
 from dataclasses import dataclass
 
+from ..cache import onnxruntime_dir
 from ..catalogue import RUNTIMES, Runtime, pinned
-from ..embed.packages import find_browser, node_version, onnxruntime_dir
+from ..embed.packages import find_browser, node_version
 
 __all__ = ["Column", "columns_for", "missing", "parity_kind"]
 

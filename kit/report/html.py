@@ -437,7 +437,7 @@ def _sources_html(sources: list[dict[str, Any]], problems: list[str]) -> str:
 
 
 def render_compare(compare: dict[str, Any]) -> str:
-    """The comparison of :func:`kit.compare.compare_exports` as one HTML page."""
+    """The comparison of :func:`kit.evaluate.compare.compare_exports` as one HTML page."""
     gate = compare["gate"]
     state = "ready" if gate["passed"] else "not ready"
     a, b = compare["a"], compare["b"]

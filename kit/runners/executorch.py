@@ -18,8 +18,7 @@ import numpy as np
 
 from .._native import native_output_to_file
 from ..artifact import ArtifactFile
-from ..embed.packages import RuntimeMissing
-from ..errors import ArtifactError, first_line
+from ..errors import ArtifactError, RuntimeMissing, first_line
 from ..parity import Runner
 from .registry import Backend, RunnerOptions, artifact_label, in_chunks, register
 
@@ -58,7 +57,7 @@ def _probed_marker(path: Path) -> Path:
     """Where kit notes that these exact bytes loaded and ran in this ExecuTorch release (a
     file in the user's own cache, named by the program's sha256: never the folder's say-so)."""
     from .._files import sha256_file
-    from ..embed.packages import cache_dir
+    from ..cache import cache_dir
 
     return cache_dir() / "pte-probed" / _version() / sha256_file(path)
 

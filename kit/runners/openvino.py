@@ -16,8 +16,7 @@ import numpy as np
 
 from .._native import native_output_to_file
 from ..artifact import ArtifactFile
-from ..embed.packages import RuntimeMissing
-from ..errors import ArtifactError, first_line
+from ..errors import ArtifactError, RuntimeMissing, first_line
 from ..parity import Runner
 from .registry import Backend, RunnerOptions, artifact_label, register
 

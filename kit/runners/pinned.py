@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from ..artifact import ArtifactFile
+from ..cache import install_onnxruntime, pinned_label
 from ..catalogue import PINNED
 from ..embed.child import ChildSession
-from ..embed.packages import install_onnxruntime, pinned_label
 from ..errors import KitError
 from ..parity import Runner
 from .registry import Backend, RunnerOptions, artifact_label, register_family

@@ -74,7 +74,7 @@ class Backend:
         runtime: The ``--runtime`` that selects it (``python``, ``node``, ``browser``).
         formats: The file formats it runs (``onnx``, ``ort``, ``pt2``).
         make: Runners for one file.
-        ready: Raises :class:`~kit.embed.packages.RuntimeMissing` (exit 2) saying how to get
+        ready: Raises :class:`~kit.errors.RuntimeMissing` (exit 2) saying how to get
             the runtime, when it cannot run here.
     """
 

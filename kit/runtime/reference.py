@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from ..errors import ArtifactError
 from ..parity import ParityReport, Runner, run_parity
 from ..rule import Agreement, Comparison, Tolerance
 
-__all__ = ["SelfCheck", "parse_tensor", "read_tensor", "reference_sets"]
+__all__ = ["SelfCheck", "check_model", "parse_tensor", "read_tensor", "reference_sets"]
 
 #: TensorProto.DataType -> numpy (little-endian, as raw_data is)
 _DTYPES = {
@@ -237,3 +238,43 @@ def judge(
             f"{artifact} has no reference samples its rule can judge ({rule.describe()})."
         )
     return SelfCheck(artifact, rule.describe(), report.comparisons)
+
+
+class _Loaded(Protocol):
+    """What the self-check reads of a :class:`kit.runtime.Model`."""
+
+    export: tuple[Path, Manifest] | None
+    precision: str
+    path: Path
+    provider: str
+    output_names: list[str]
+
+    def predict(self, x: np.ndarray, *, validate: bool = True) -> dict[str, np.ndarray]: ...
+
+
+def check_model(model: _Loaded) -> SelfCheck:
+    """``Model.self_check``: the export's reference data through ``model``, judged."""
+    if model.export is None:
+        raise ArtifactError(
+            f"{model.path} was loaded as a file; load its export directory to self-check it."
+        )
+    directory, manifest = model.export
+    sets = reference_sets(directory, manifest)
+    agreement = None
+    if model.precision != "fp32":
+        agreement = manifest.onnx_variants[model.precision].limits.min_agreement
+        if not any(real for _, real, _, _ in sets):
+            raise ArtifactError(
+                f"{directory}'s reference data holds no real samples, and the "
+                f"{model.precision} variant is judged by top-1 agreement on real samples."
+            )
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        outputs = model.predict(x)
+        return [outputs[name] for name in model.output_names]
+
+    key = "onnxruntime-cpu" if model.provider == "CPUExecutionProvider" else "onnxruntime-cuda"
+    runner = Runner(model.path.name, f"onnxruntime {model.provider}", run, key=key)
+    check = judge(model.path.name, manifest, sets, runner, agreement)
+    check.raise_for_failures()
+    return check

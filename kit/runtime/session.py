@@ -30,7 +30,6 @@ from ..artifact import (
     open_export as verified_export,
 )
 from ..errors import ArtifactError, ProviderError, UsageError, first_line
-from ..parity import Runner
 from .preprocess import prepare_images
 from .providers import create_session
 from .reference import SelfCheck
@@ -197,32 +196,9 @@ class Model:
             ArtifactError: a sample disagrees (the message names the sample set, the
                 output and the difference), or there is no reference data to check with.
         """
-        from .reference import judge, reference_sets
+        from .reference import check_model
 
-        if self.export is None:
-            raise ArtifactError(
-                f"{self.path} was loaded as a file; load its export directory to self-check it."
-            )
-        directory, manifest = self.export
-        sets = reference_sets(directory, manifest)
-        agreement = None
-        if self.precision != "fp32":
-            agreement = manifest.onnx_variants[self.precision].limits.min_agreement
-            if not any(real for _, real, _, _ in sets):
-                raise ArtifactError(
-                    f"{directory}'s reference data holds no real samples, and the "
-                    f"{self.precision} variant is judged by top-1 agreement on real samples."
-                )
-
-        def run(x: np.ndarray) -> list[np.ndarray]:
-            outputs = self.predict(x)
-            return [outputs[name] for name in self.output_names]
-
-        key = "onnxruntime-cpu" if self.provider == "CPUExecutionProvider" else "onnxruntime-cuda"
-        runner = Runner(self.path.name, f"onnxruntime {self.provider}", run, key=key)
-        check = judge(self.path.name, manifest, sets, runner, agreement)
-        check.raise_for_failures()
-        return check
+        return check_model(self)
 
     def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
         """Run zeros through the model once per batch size (allocations, cuDNN choices)."""

@@ -195,11 +195,8 @@ def _http_protocol(cfg: ServerConfig) -> type[asyncio.Protocol] | str:
         def send_400_response(self, msg: str) -> None:
             """What HTTP parsing itself rejects gets the protocol's JSON error too."""
             self.deadline = None
-            status, message = self._refusal or (
-                400,
-                f"{msg.rstrip('.')}: not a valid HTTP/1.1 request.",
-            )
-            _refuse(self.transport, status, message)
+            default = (400, f"{msg.rstrip('.')}: not a valid HTTP/1.1 request.")
+            _refuse(self.transport, *(self._refusal or default))
 
     return Protocol
 

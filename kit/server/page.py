@@ -16,8 +16,11 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Route
 
 from ..artifact import MANIFEST, RESULTS_DIR
-from ..embed.packages import PAGE_DIR, WEB_FILES, web_dir
+from ..embed.packages import WEB_FILES, web_dir
 from .protocol import ProtocolError
+
+#: the page ``kit serve`` shows at ``/`` (its HTML and script ship inside kit)
+PAGE_DIR = Path(__file__).with_name("web")
 
 __all__ = ["page_routes"]
 

@@ -13,18 +13,18 @@ from typing import Any
 
 import numpy as np
 
-from .artifact import (
+from ..artifact import (
     MODEL_FILE,
     ArtifactFile,
     Limits,
     Manifest,
     open_export,
 )
-from .data import arrays, choose_data, load_dataset
-from .errors import UsageError
-from .evaluate import top1
-from .models import GivenFacts, with_facts
-from .results import load_results
+from ..data import arrays, choose_data, load_dataset
+from ..errors import UsageError
+from ..models import GivenFacts, with_facts
+from ..results import load_results
+from . import top1
 
 __all__ = ["compare_exports"]
 
@@ -44,7 +44,7 @@ def compare_exports(
         ArtifactError: either is not a complete, untampered export with a model.onnx.
         UsageError: they do not take the same input or predict the same classes.
     """
-    from .verify import saved_spec
+    from ..verify import saved_spec
 
     limits = limits or Limits()
     first, second = _checked(a), _checked(b)
@@ -113,7 +113,7 @@ def _same_task(first: Manifest, second: Manifest) -> None:
 
 
 def _predict(directory: Path, images: np.ndarray) -> np.ndarray:
-    from .runners import RunnerOptions, make_runners
+    from ..runners import RunnerOptions, make_runners
 
     onnx = ArtifactFile(MODEL_FILE, "onnx")
     (runner,) = make_runners(directory, [onnx], options=RunnerOptions(provider="cpu"))

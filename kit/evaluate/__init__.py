@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import DataBundle, arrays, choose_data, load_dataset
-from .errors import DataError, UsageError
-from .models import load_network, resolve_spec, with_facts
-from .train import evaluate, pick_device
+from ..data import DataBundle, arrays, choose_data, load_dataset
+from ..errors import DataError, UsageError
+from ..models import load_network, resolve_spec, with_facts
+from ..train import evaluate, pick_device
 
 __all__ = ["evaluate_eager", "evaluate_exported", "top1"]
 
@@ -62,10 +62,10 @@ def evaluate_exported(
     """Accuracy of an exported ONNX model and of each variant on onnxruntime (runners from
     :mod:`kit.runners`, as apps run them), and their top-1 agreement with the eager network
     rebuilt from the manifest."""
-    from .artifact import open_export
-    from .runners import make_runners
-    from .runners.torch import eager_run
-    from .verify import rebuild_reference
+    from ..artifact import open_export
+    from ..runners import make_runners
+    from ..runners.torch import eager_run
+    from ..verify import rebuild_reference
 
     manifest = open_export(artifact_dir, "evaluate")
     spec, reference = rebuild_reference(artifact_dir, manifest, factory)
@@ -90,7 +90,7 @@ def evaluate_exported(
 
 
 def _cpu() -> Any:
-    from .runners import RunnerOptions
+    from ..runners import RunnerOptions
 
     return RunnerOptions(provider="cpu")
 
