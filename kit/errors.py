@@ -39,7 +39,7 @@ class InputError(KitError):
 class ParityError(KitError):
     """An artifact does not compute what the eager network computes.
 
-    ``report`` is the whole parity report (a ``kit.parity.ParityReport``) when there is
+    ``report`` is the whole parity report (a ``kit.parity.ParityRun``) when there is
     one; ``kept`` is where ``--keep-failed`` left the failed artifacts.
     """
 

@@ -27,12 +27,12 @@ from .rule import Comparison, Rule, Tolerance
 __all__ = [
     "Comparison",
     "ParityData",
-    "ParityReport",
     "ParityRow",
+    "ParityRun",
     "PipelineData",
     "Runner",
     "closing",
-    "format_report",
+    "format_parity",
     "pipeline_line",
     "random_inputs",
     "run_parity",
@@ -88,7 +88,7 @@ def closing(runners: Sequence[Runner]) -> Iterator[Sequence[Runner]]:
             runner.close()
 
 
-# -- the saved form of a ParityReport, read back through these types ---------------------
+# -- the saved form of a ParityRun, read back through these types ---------------------
 
 
 class ParityRow(msgspec.Struct, frozen=True):
@@ -125,7 +125,7 @@ class PipelineData(msgspec.Struct, frozen=True):
 
 
 class ParityData(msgspec.Struct, frozen=True):
-    """A ``kit parity`` report as saved (:meth:`ParityReport.to_dict`) and read back: every
+    """A ``kit parity`` report as saved (:meth:`ParityRun.to_dict`) and read back: every
     field bounded, since a saved report may come from anywhere."""
 
     atol: Size
@@ -137,7 +137,7 @@ class ParityData(msgspec.Struct, frozen=True):
 
 
 @dataclass
-class ParityReport:
+class ParityRun:
     """All comparisons of one parity run, the rule that judged them, plus problems found
     before running (sha256) and notes on what was not checked and why."""
 
@@ -257,7 +257,7 @@ def pipeline_line(p: dict[str, Any]) -> str:
     return line + ("  ok" if p["passed"] else f"  FAILED: {p['why']}")
 
 
-def format_report(report: ParityReport) -> str:
+def format_parity(report: ParityRun) -> str:
     """A fixed-width table of every comparison, then problems, notes and the verdict."""
     head = (
         "artifact",
@@ -309,7 +309,7 @@ def _verdict(c: Comparison) -> str:
     return "ok" if c.passed else f"FAIL{': ' + c.error if c.error else ''}"
 
 
-def to_junit(report: ParityReport) -> str:
+def to_junit(report: ParityRun) -> str:
     """JUnit XML (one test case per comparison, one per problem) for CI systems."""
     from xml.etree import ElementTree as ET
 
@@ -321,7 +321,7 @@ def to_junit(report: ParityReport) -> str:
             ET.SubElement(case, "failure", message=failure).text = failure
     suite.set("tests", str(len(cases)))
     suite.set("failures", str(sum(f is not None for _, f in cases)))
-    ET.SubElement(suite, "system-out").text = format_report(report)
+    ET.SubElement(suite, "system-out").text = format_parity(report)
     return ET.tostring(suite, encoding="unicode", xml_declaration=True)
 
 
@@ -341,11 +341,11 @@ def run_parity(
     runners: Sequence[Runner],
     inputs: Sequence[tuple[str, np.ndarray]],
     *,
-    report: ParityReport,
+    report: ParityRun,
     rule: Rule | None = None,
     output_names: Sequence[str] | None = None,
     expected: Sequence[Sequence[np.ndarray]] | None = None,
-) -> ParityReport:
+) -> ParityRun:
     """Compare every runner with ``reference`` on the same inputs, judged by ``rule``
     (the report's own when None); rows are added to ``report``.
 

@@ -17,7 +17,7 @@ __all__ = ["RunFiles", "format_metrics", "plot_curves", "write_reports"]
 
 
 class RunFiles:
-    """The files a run leaves for people, as ``train(reports=...)`` asks for them:
+    """The files a run leaves for people, as ``train(run_files=...)`` asks for them:
     metrics.json, metrics.csv and run.json after every epoch, curves.png at the end."""
 
     def __init__(self, cfg: TrainConfig, spec: ModelSpec, data: DataBundle) -> None:

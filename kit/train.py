@@ -34,7 +34,7 @@ from .errors import TrainingError, UsageError
 from .models import GivenFacts, build_model, resolve_spec, with_facts
 
 __all__ = [
-    "Reports",
+    "RunWriter",
     "TrainConfig",
     "TrainResult",
     "TrainingPlan",
@@ -263,7 +263,7 @@ def _make_optimizer(cfg: TrainConfig, model: nn.Module, steps: int) -> tuple[Any
     return opt, sched
 
 
-class Reports(Protocol):
+class RunWriter(Protocol):
     """What a run leaves for people, written through the caller (``kit.runfiles.RunFiles``)."""
 
     def epoch_done(self, result: TrainResult) -> None:
@@ -606,7 +606,7 @@ def train(
     *,
     resume: bool = False,
     progress: bool = True,
-    reports: Reports | None = None,
+    run_files: RunWriter | None = None,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train ``spec``'s network on ``data`` and checkpoint into ``cfg.out``.
@@ -620,7 +620,7 @@ def train(
         data: Train and test splits, already preprocessed for the network.
         resume: Continue from ``cfg.out/resume.pt`` if it exists.
         progress: Show a progress bar per epoch (rank 0 only).
-        reports: Writes what people read (metrics files, curves) after each epoch and at
+        run_files: Writes what people read (metrics files, curves) after each epoch and at
             the end; ``kit train`` passes :class:`kit.runfiles.RunFiles`.
         on_epoch_end: Called with (epoch, metrics) after each epoch's checkpoint.
 
@@ -655,8 +655,8 @@ def train(
             }
             result.metrics.append(row)
             _checkpoint(run, cfg, spec, epoch, result)
-            if reports is not None:
-                reports.epoch_done(result)
+            if run_files is not None:
+                run_files.epoch_done(result)
             log.info("epoch %d: %s", epoch + 1, row)
         if run.world > 1:
             import torch.distributed as dist
@@ -664,6 +664,6 @@ def train(
             dist.barrier()
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, row)
-    if run.main and result.metrics and reports is not None:
-        reports.run_done(result)
+    if run.main and result.metrics and run_files is not None:
+        run_files.run_done(result)
     return result

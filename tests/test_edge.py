@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from kit.artifact import MANIFEST, describe_files, read_manifest, write_manifest
 from kit.cli import cli
-from kit.parity import ParityReport, Runner, format_report, run_parity
+from kit.parity import ParityRun, Runner, format_parity, run_parity
 from kit.rule import Tolerance
 
 EDGE = ("executorch", "litert", "openvino")
@@ -148,12 +148,12 @@ def test_an_advisory_row_warns_with_its_numbers_and_does_not_fail() -> None:
         lambda b: [b],
         [exact, default],
         [("random b=2", x)],
-        report=ParityReport("m", Tolerance(1e-4, 1e-4)),
+        report=ParityRun("m", Tolerance(1e-4, 1e-4)),
     )
     assert report.passed
     warned = [c for c in report.comparisons if c.warning]
     assert len(warned) == 1 and "max|diff| 0.01" in (warned[0].warning or "")
-    table = format_report(report)
+    table = format_parity(report)
     assert "WARN: outside tolerance" in table and "1 advisory row(s) outside tolerance" in table
 
 

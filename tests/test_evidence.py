@@ -24,7 +24,7 @@ from kit.artifact import MANIFEST, MODEL_FILE, RESULTS_DIR, describe_files, read
 from kit.artifact import write_manifest as _write_manifest
 from kit.cli import cli
 from kit.errors import ArtifactError
-from kit.parity import ParityReport
+from kit.parity import ParityRun
 from kit.report import build_report
 from kit.results import load_results, save_result
 from kit.rule import Comparison, Tolerance
@@ -59,7 +59,7 @@ def elsewhere(tmp_path: Path) -> Iterator[None]:
 
 
 def passing_parity(model: str) -> dict[str, Any]:
-    report = ParityReport(model, Tolerance(1e-4, 1e-4))
+    report = ParityRun(model, Tolerance(1e-4, 1e-4))
     for artifact, runtime, key in (
         ("onnx", "CPUExecutionProvider", "onnxruntime-cpu"),
         ("torchscript", "torch.jit (cpu)", "torch"),

@@ -11,7 +11,7 @@ import pytest
 
 from kit.artifact import FILE_NAMES, MANIFEST, MODEL_FILE, ArtifactFile
 from kit.errors import ParityError, ShapeMismatch, ToleranceExceeded
-from kit.parity import Comparison, ParityReport, format_report
+from kit.parity import Comparison, ParityRun, format_parity
 from kit.rule import Agreement, Tolerance
 from kit.verify import verify_saved
 
@@ -54,7 +54,7 @@ def test_top1_agreement_counts_rows() -> None:
 
 
 def test_report_raises_typed_errors_listing_every_failure() -> None:
-    report = ParityReport("m", Tolerance(1e-5, 0.0))
+    report = ParityRun("m", Tolerance(1e-5, 0.0))
     report.comparisons = [
         Comparison("onnx", "cpu", "random b=1", 1, max_abs=1.0, kind="tolerance"),
         Comparison("pt2", "cpu", "random b=3", 3, max_abs=2.0, kind="tolerance"),
@@ -80,9 +80,9 @@ def test_report_raises_typed_errors_listing_every_failure() -> None:
 
 def test_verify_saved_passes_on_a_fresh_export(lenet_export: Path) -> None:
     report = verify_saved(lenet_export, batch_sizes=(1, 8))
-    assert report.passed, format_report(report)
+    assert report.passed, format_parity(report)
     assert {c.batch for c in report.comparisons} == {1, 8}
-    assert "PASSED" in format_report(report)
+    assert "PASSED" in format_parity(report)
 
 
 def test_verify_saved_catches_a_modified_file(lenet_export: Path, tmp_path: Path) -> None:
@@ -126,7 +126,7 @@ def test_each_sample_is_judged_against_its_own_scale() -> None:
 
 
 def test_relax_hint_names_the_flag_and_the_value_that_would_pass() -> None:
-    report = ParityReport("m", Tolerance(1e-4, 1e-4))
+    report = ParityRun("m", Tolerance(1e-4, 1e-4))
     report.comparisons = [compare(np.ones((1, 2)) * 1.003, np.ones((1, 2)), atol=1e-4, rtol=1e-4)]
     hint = report.relax_hint()
     assert hint.startswith("--rtol 0.0031 (now 0.0001)")
@@ -148,7 +148,7 @@ def test_large_outputs_pass_and_a_perturbed_weight_fails(tmp_path: Path) -> None
     with torch.no_grad():
         assert model(torch.randn(4, 3, 8, 8)).abs().max() > 100
     result = export_model(spec, model, tmp_path, options=ExportOptions(progress=False))
-    assert result.report.passed, format_report(result.report)
+    assert result.report.passed, format_parity(result.report)
     with torch.no_grad():
         model[-1].weight[0, 0] += 0.05
     files = [ArtifactFile(MODEL_FILE, "onnx"), ArtifactFile(FILE_NAMES["pt2"], "pt2")]
@@ -190,7 +190,7 @@ def test_keep_failed_leaves_the_failed_artifacts_apart(tmp_path: Path) -> None:
 
 
 def test_relax_hint_for_an_all_zero_eager_sample_names_atol() -> None:
-    report = ParityReport("m", Tolerance(1e-6, 1e-4))
+    report = ParityRun("m", Tolerance(1e-6, 1e-4))
     report.comparisons = [compare(np.full((1, 3), 2e-5), np.zeros((1, 3)), atol=1e-6, rtol=1e-4)]
     assert report.relax_hint().startswith("--atol 2.1e-05 (now 1e-06) would pass")
 
@@ -209,4 +209,4 @@ def test_agreement_judges_a_variant_by_its_top1_classes() -> None:
 def test_every_report_states_its_rule(lenet_export: Path, mnist_dir: Path) -> None:
     report = verify_saved(lenet_export, batch_sizes=(1,), atol=2e-4)
     assert report.to_dict()["rule"] == report.rule.describe()
-    assert "atol 0.0002 + rtol" in format_report(report).splitlines()[-1]
+    assert "atol 0.0002 + rtol" in format_parity(report).splitlines()[-1]

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from kit.artifact import MANIFEST, RESULTS_DIR
 from kit.cli import cli
-from kit.parity import ParityReport
+from kit.parity import ParityRun
 from kit.report import build_report, render_report
 from kit.results import MAX_RESULT_BYTES, load_results, save_result
 from kit.rule import Comparison, Tolerance
@@ -52,7 +52,7 @@ def _cells(report: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def _failed_parity(model: str) -> dict[str, Any]:
-    report = ParityReport(model, Tolerance(1e-4, 1e-4))
+    report = ParityRun(model, Tolerance(1e-4, 1e-4))
     report.comparisons.append(
         Comparison(
             "onnx",

@@ -42,7 +42,7 @@ def test_short_real_run_clears_95_percent(mnist: DataBundle, tmp_path: Path) -> 
     # that must still learn
     cfg = config(tmp_path, batch_size=128, lr=SHORT_RUN_LR)
     reports = RunFiles(cfg, get_spec("lenet"), mnist)
-    result = train(cfg, get_spec("lenet"), mnist, progress=False, reports=reports)
+    result = train(cfg, get_spec("lenet"), mnist, progress=False, run_files=reports)
     assert [m["epoch"] for m in result.metrics] == [1, 2, 3]
     assert result.best_test_acc >= 0.95, result.metrics
     train_loss = [m["train_loss"] for m in result.metrics]

@@ -247,12 +247,12 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 def _report_out(report: Any, as_json: bool, extra: dict[str, Any] | None = None) -> None:
-    from ..parity import format_report
+    from ..parity import format_parity
 
     if as_json:
         _echo_json({**report.to_dict(), **(extra or {})})
     else:
-        echo(format_report(report))
+        echo(format_parity(report))
 
 
 def _shipped_model() -> Path:

@@ -295,7 +295,7 @@ def _export_options(a: _ExportArgs, formats: list[str], variants: list[str]) -> 
 
 
 def _print_export(result: Any, as_json: bool) -> None:
-    from ..parity import format_report
+    from ..parity import format_parity
 
     files = result.manifest.files
     if as_json:
@@ -308,7 +308,7 @@ def _print_export(result: Any, as_json: bool) -> None:
             }
         )
         return
-    echo(format_report(result.report))
+    echo(format_parity(result.report))
     for note in result.notes:
         echo(note)
     for precision, record in result.variants.items():
@@ -349,10 +349,10 @@ def _variants(text: str) -> list[str]:
 
 def _explain_parity_failure(exc: ParityError) -> None:
     """The whole comparison table on stderr, and where --keep-failed left the files."""
-    from ..parity import format_report
+    from ..parity import format_parity
 
     if exc.report is not None:
-        echo(format_report(exc.report), err=True)
+        echo(format_parity(exc.report), err=True)
     if exc.kept is not None:
         echo(f"kept the failed artifacts in {exc.kept}/ (parity.json has the report)", err=True)
 

@@ -158,12 +158,12 @@ def train(**given: Any) -> None:
         )
     if a.do_export:
         from ..export import export_trained
-        from ..parity import format_report
+        from ..parity import format_parity
 
         exported = export_trained(cfg, spec, data, result, choice.data_dir, a.export_dir)
         summary["exported"] = str(exported.directory)
         if not a.as_json:
-            echo(format_report(exported.report))
+            echo(format_parity(exported.report))
             echo(f"exported to {exported.directory}/")
     if a.as_json:
         _echo_json(summary)
@@ -203,7 +203,7 @@ def _train(a: _TrainArgs) -> tuple[Any, Any, Any, Any, Any]:
         seed=a.seed,
         num_classes=a.num_classes,
     )
-    result = run_training(cfg, spec, data, resume=a.resume, reports=RunFiles(cfg, spec, data))
+    result = run_training(cfg, spec, data, resume=a.resume, run_files=RunFiles(cfg, spec, data))
     return cfg, spec, data, choice, result
 
 

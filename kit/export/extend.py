@@ -38,7 +38,7 @@ from ..artifact import (
 from ..data import DataChoice, choose_data, parity_samples
 from ..errors import KitError
 from ..models import Network
-from ..parity import ParityReport
+from ..parity import ParityRun
 from ..rule import Tolerance
 from ..variants import VariantCheck, refuse_at_chance
 from .evidence import vouch
@@ -87,7 +87,7 @@ def add_formats(
     data = choose_data(export.spec, dataset=dataset, data_dir=data_dir, recorded=recorded)
     new = [f for f in options.formats if FILE_NAMES[f] not in export.manifest.files]
     rule = Tolerance(export.manifest.facts.atol, export.manifest.facts.rtol)
-    report = ParityReport(export.spec.name, rule)
+    report = ParityRun(export.spec.name, rule)
     if new:
         report = _add_files(export, new, options, data)
     if read_manifest(directory).reference is None or "pte" in new:
@@ -104,7 +104,7 @@ def add_formats(
 
 def _add_files(
     export: _Export, formats: list[str], options: ExportOptions, data: DataChoice
-) -> ParityReport:
+) -> ParityRun:
     """Write, check, move in and list ``formats``; the report of their check."""
     manifest, spec = export.manifest, export.spec
     staging = Path(tempfile.mkdtemp(dir=export.directory, prefix=".add-"))

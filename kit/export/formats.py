@@ -29,7 +29,7 @@ from ..artifact import (
 )
 from ..catalogue import FORMATS as CATALOGUE
 from ..errors import ArtifactError
-from ..parity import ParityReport
+from ..parity import ParityRun
 from ..rule import Tolerance
 from ..runners import home_select
 from ..verify.check import check_artifacts
@@ -159,7 +159,7 @@ def check_formats(
     real: tuple[str, torch.Tensor] | None,
     seed: int,
     outputs: Sequence[str],
-) -> ParityReport:
+) -> ParityRun:
     """Parity of the ``options.formats`` files in ``staging`` against eager, each format in
     the runtime it is made for."""
     rule = Tolerance(

@@ -41,7 +41,7 @@ from ..data import DataChoice, choose_data, parity_samples
 from ..errors import ArtifactError, ParityError, UsageError, first_line
 from ..models import GivenFacts, Network, load_network, resolve_spec, with_facts
 from ..outputs import flatten_outputs, output_names
-from ..parity import ParityReport
+from ..parity import ParityRun
 from ..verify.check import parity_inputs
 from .evidence import vouch
 from .formats import check_formats, check_free_space, progress_bar, step, write_formats
@@ -129,7 +129,7 @@ def _trace_outputs(
     return _Traced(names, [tuple(t.shape[1:]) for t in tensors], classes)
 
 
-def _keep_failed(staging: Path, target: Path, report: ParityReport) -> Path:
+def _keep_failed(staging: Path, target: Path, report: ParityRun) -> Path:
     """Move a failed export to ``target`` (replacing an older one) with its report."""
     write_json_atomic(staging / PARITY_FILE, report.to_dict())
     if target.exists():
@@ -151,7 +151,7 @@ class _Staged:
     files: dict[str, FileRecord]
     opset: int | None
     mobile: MobileFit | None
-    report: ParityReport
+    report: ParityRun
 
 
 def _stage(
@@ -283,7 +283,7 @@ def export_model(
     return result
 
 
-def _refuse_failed(staging: Path, kept: Path, report: ParityReport, options: ExportOptions) -> None:
+def _refuse_failed(staging: Path, kept: Path, report: ParityRun, options: ExportOptions) -> None:
     """Raise when parity failed, the failed files kept apart first when asked."""
     try:
         report.raise_for_failures()
@@ -317,7 +317,7 @@ def _check_pipeline(
     network: Network,
     source: Provenance,
     data: DataChoice,
-    report: ParityReport,
+    report: ParityRun,
     training: dict[str, Any] | None,
 ) -> None:
     """The whole-pipeline check of the staged model.onnx, into ``report``."""

@@ -16,7 +16,7 @@ from ..artifact import (
 )
 from ..data import DataChoice
 from ..errors import UsageError
-from ..parity import ParityReport
+from ..parity import ParityRun
 
 __all__ = ["Calibration", "ExportOptions", "ExportResult", "check_request"]
 
@@ -74,7 +74,7 @@ class ExportResult:
     """Where the artifacts landed, how parity went, and the variants added."""
 
     directory: Path
-    report: ParityReport
+    report: ParityRun
     manifest: Manifest
     #: what the export found worth saying besides parity (random weights, model.ort's fit)
     notes: list[str] = field(default_factory=list)

@@ -18,7 +18,7 @@ import numpy as np
 from .._files import read_regular
 from ..artifact import Manifest
 from ..errors import ArtifactError
-from ..parity import ParityReport, Runner, run_parity
+from ..parity import ParityRun, Runner, run_parity
 from ..rule import Agreement, Comparison, Tolerance
 
 __all__ = ["SelfCheck", "check_model", "parse_tensor", "read_tensor", "reference_sets"]
@@ -223,7 +223,7 @@ def judge(
     # a variant is judged on the real samples only
     chosen = [s for s in sets if agreement is None or s[1]]
     inputs = [(s[0], s[2]) for s in chosen]
-    report = ParityReport(artifact, tolerance)
+    report = ParityRun(artifact, tolerance)
     run_parity(
         None,
         [runner],

@@ -23,7 +23,7 @@ def parity_report(
     data_dir: str | PathLike[str] | None = None,
     **options: Any,
 ) -> Any:
-    """``kit parity``'s report for an export (a :class:`kit.parity.ParityReport`).
+    """``kit parity``'s report for an export (a :class:`kit.parity.ParityRun`).
 
     Real samples come from ``dataset``/``data_dir``, else the data the manifest records,
     else the bundled MNIST for the digit networks;
@@ -46,8 +46,8 @@ def parity_report(
 def assert_parity(artifact_dir: str | PathLike[str], **options: Any) -> None:
     """Fail (``AssertionError``, with the whole table) unless every artifact of the export
     computes what the eager network computes; options as :func:`parity_report`."""
-    from ..parity import format_report
+    from ..parity import format_parity
 
     report = parity_report(artifact_dir, **options)
     if not report.passed:
-        raise AssertionError(f"parity failed for {artifact_dir}:\n{format_report(report)}")
+        raise AssertionError(f"parity failed for {artifact_dir}:\n{format_parity(report)}")

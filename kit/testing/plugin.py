@@ -65,14 +65,14 @@ class ParityItem(pytest.Item):
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
-    from ..parity import format_report
+    from ..parity import format_parity
     from . import parity_report
 
     runtimes = config.getoption("kit_parity_runtime") or ["python"]
     for root in config.getoption("kit_parity"):
         for export in _exports(Path(root)):
             report = parity_report(export, runtimes=runtimes)
-            table = format_report(report)
+            table = format_parity(report)
             passed_files = [] if report.problems else [("files: sha256 match the manifest", None)]
             for name, failure in passed_files + report.cases():
                 items.append(

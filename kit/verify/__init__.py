@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..artifact import read_manifest
-from ..parity import ParityReport, random_inputs
+from ..parity import ParityRun, random_inputs
 from .check import (
     Real,
     check_artifacts,
@@ -31,7 +31,7 @@ __all__ = [
 
 def explain_saved(
     directory: Path,
-    report: ParityReport,
+    report: ParityRun,
     real: Real,
     *,
     asked: bool,

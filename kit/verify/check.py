@@ -38,7 +38,7 @@ from ..models import (
     resolve_spec,
     with_facts,
 )
-from ..parity import ParityReport, RunFn, Runner, closing, random_inputs, run_parity
+from ..parity import ParityRun, RunFn, Runner, closing, random_inputs, run_parity
 from ..rule import Agreement, Tolerance
 from ..runners import RunnerOptions, artifact_label, covered_formats, home_select, make_runners
 from ..runners.endpoint import connect, metadata_problems
@@ -83,7 +83,7 @@ class Check:
     ) -> None:
         self._reference = reference
         self._answers: dict[str, list[np.ndarray]] = {}
-        self.report = ParityReport(model=name, rule=rule)
+        self.report = ParityRun(model=name, rule=rule)
         self.output_names = output_names
 
     def expected(self, inputs: Sequence[tuple[str, np.ndarray]]) -> list[list[np.ndarray]]:
@@ -104,7 +104,7 @@ class Check:
         runtimes: Sequence[str] = ("python",),
         provider: str = "auto",
         limits: dict[str, Limits] | None = None,
-    ) -> ParityReport:
+    ) -> ParityRun:
         """Every artifact in every runtime; variants (``limits`` by artifact label, ``onnx
         int8``) by agreement.
 
@@ -194,7 +194,7 @@ def check_artifacts(
     seed: int = 0,
     output_names: Sequence[str] | None = None,
     runtimes: Sequence[str] = ("python",),
-) -> ParityReport:
+) -> ParityRun:
     """Parity of the ``artifacts`` in ``directory`` against the eager ``model`` in each of
     ``runtimes`` (an export checks its files with this before anything lands)."""
     inputs = parity_inputs(input_shape, batch_sizes, seed, real)
@@ -295,7 +295,7 @@ def verify_saved(
     endpoint: tuple[str, str | None] | None = None,
     factory: str | None = None,
     data: DataChoice | None = None,
-) -> ParityReport:
+) -> ParityRun:
     """Re-verify a saved export: every file's sha256, then parity against eager in each of
     ``runtimes``, or (``endpoint``: URL and served name, the manifest's by default) the
     model a live inference server serves. The eager reference is rebuilt from the manifest;
@@ -309,7 +309,7 @@ def verify_saved(
     facts = manifest.facts
     rule = Tolerance(facts.atol if atol is None else atol, facts.rtol if rtol is None else rtol)
     if problems:  # nothing runs that is not what export wrote
-        return ParityReport(model=manifest.name, rule=rule, problems=problems)
+        return ParityRun(model=manifest.name, rule=rule, problems=problems)
     spec, model = rebuild_reference(directory, manifest, factory)
     check = Check(eager_run(model, spec.name), spec.name, rule, manifest.output_names)
     inputs = parity_inputs(spec.input_shape, batch_sizes, 0, real)
@@ -338,7 +338,7 @@ def _check_endpoint(
     endpoint: tuple[str, str | None],
     inputs: list[tuple[str, np.ndarray]],
     has_real: bool,
-) -> ParityReport:
+) -> ParityRun:
     """The model a live server serves against eager: its metadata against the manifest,
     then every input (a variant, ``NAME_int8``, by agreement on the real samples).
 
@@ -375,7 +375,7 @@ def _check_endpoint(
 
 def verify_reference(
     directory: Path, *, runtimes: Sequence[str] = ("python",), provider: str = "auto"
-) -> ParityReport:
+) -> ParityRun:
     """Every file and variant of an export against the reference data kept inside it (no
     eager network rebuilt, no torch for the ONNX runtimes), by the rule its manifest records.
 
@@ -390,7 +390,7 @@ def verify_reference(
     if record is not None:
         rule = Tolerance(record.atol, record.rtol)
     if problems:
-        return ParityReport(model=manifest.name, rule=rule, problems=problems)
+        return ParityRun(model=manifest.name, rule=rule, problems=problems)
     sets = reference_sets(directory, manifest)
     labels = [label for label, _, _, _ in sets]
     if len(set(labels)) != len(labels):  # a manifest's labels are data: make them unique
