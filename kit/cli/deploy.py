@@ -143,21 +143,11 @@ def triton(**given: Any) -> None:
     """
     a = _TritonArgs(**given)
     from ..deploy.kserve import KServeOptions, write_inference_service
-    from ..deploy.triton import (
-        TritonOptions,
-        model_config,
-        models_of,
-        perf_analyzer_data,
-        write_model,
-    )
+    from ..deploy.triton import TritonOptions, write_repository
     from ..errors import UsageError
 
     if a.kserve is not None and not a.storage_uri:
         raise UsageError("--kserve needs --storage-uri: where the repository will be uploaded.")
-    if a.preferred_batch_sizes and max(a.preferred_batch_sizes) > a.max_batch_size:
-        raise click.BadParameter(
-            "must not exceed --max-batch-size.", param_hint="--preferred-batch-sizes"
-        )
     options = TritonOptions(
         max_batch_size=a.max_batch_size,
         max_queue_delay_us=a.max_queue_delay_us,
@@ -167,24 +157,8 @@ def triton(**given: Any) -> None:
         instances=a.instances,
         max_opset=a.max_opset,
     )
-    models: list[tuple[str, Path, Any]] = []
-    seen: dict[str, Path] = {}
-    perf = {export: perf_analyzer_data(export) for export in a.exports}
-    for export in a.exports:
-        for name, onnx_path, facts in models_of(export):
-            if name in seen:
-                raise UsageError(
-                    f"{seen[name]} and {export} both export a model named {name!r}; a repository "
-                    "holds one model per name, so deploy them in separate calls or repositories."
-                )
-            seen[name] = export
-            models.append((name, onnx_path, facts))
-    for name, onnx_path, facts in models:  # every model checked before anything is written
-        model_config(name, onnx_path, facts, options)
-    for name, onnx_path, facts in models:
-        data = perf[seen[name]]
-        written = write_model(a.repo, name, onnx_path, facts, options, data)
-        also = ", perf_analyzer_data.json from its reference data" if data else ""
+    for written, onnx_path, perf in write_repository(a.repo, a.exports, options):
+        also = ", perf_analyzer_data.json from its reference data" if perf else ""
         echo(f"wrote {written}/  (config.pbtxt checked against {onnx_path.name}{also})")
     if a.kserve is not None:
         assert a.storage_uri is not None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ __all__ = [
     "model_config",
     "perf_analyzer_data",
     "write_model",
+    "write_repository",
 ]
 
 CONFIG_FILE = "config.pbtxt"
@@ -78,6 +79,10 @@ class TritonOptions:
     gpus: Sequence[int] = ()
     instances: int = 1
     max_opset: int = 21
+
+    def __post_init__(self) -> None:
+        if self.preferred_batch_sizes and max(self.preferred_batch_sizes) > self.max_batch_size:
+            raise UsageError("--preferred-batch-sizes must not exceed --max-batch-size.")
 
 
 @dataclass(frozen=True)
@@ -292,3 +297,34 @@ def models_of(export: Path) -> list[tuple[str, Path, ModelFacts | None]]:
             *((p, v.file) for p, v in manifest.onnx_variants.items()),
         ]
     ]
+
+
+def write_repository(
+    repo: Path, exports: Sequence[Path], options: TritonOptions
+) -> Iterator[tuple[Path, Path, bool]]:
+    """Every model of ``exports`` into the Triton repository ``repo``: one model per name
+    (two exports naming one model are refused), every config checked before any model is
+    written. Yields each written model's folder, its ONNX file and whether perf_analyzer's
+    data went beside it.
+
+    Raises:
+        UsageError: two exports name one model.
+        ArtifactError: an export is tampered with, or a config disagrees with its file.
+    """
+    models: list[tuple[str, Path, ModelFacts | None]] = []
+    seen: dict[str, Path] = {}
+    for export in exports:
+        for name, onnx_path, facts in models_of(export):
+            if name in seen:
+                raise UsageError(
+                    f"{seen[name]} and {export} both export a model named {name!r}; a repository "
+                    "holds one model per name, so deploy them in separate calls or repositories."
+                )
+            seen[name] = export
+            models.append((name, onnx_path, facts))
+    for name, onnx_path, facts in models:  # every model checked before anything is written
+        model_config(name, onnx_path, facts, options)
+    perf = {export: perf_analyzer_data(export) for export in exports}
+    for name, onnx_path, facts in models:
+        data = perf[seen[name]]
+        yield write_model(repo, name, onnx_path, facts, options, data), onnx_path, data is not None
