@@ -7,7 +7,7 @@ Heavy libraries (torch, onnx, onnxruntime) are imported inside the commands, so
 from __future__ import annotations
 
 # The commands register themselves on ``cli`` when their modules are imported.
-from . import artifacts, check, deploy, doctor, report, serving, training  # noqa: F401
+from . import artifacts, batch, check, deploy, doctor, report, serving, training  # noqa: F401
 from ._common import cli
 
 __all__ = ["cli", "main"]

@@ -1,0 +1,404 @@
+"""Batch inference: an export scores a folder of images, an ImageFolder, a table of paths or
+the bundled MNIST into Parquet, every row accounted for.
+
+The inputs are listed once, in a fixed order, and cut into parts of ``part_rows`` rows; each
+part is scored and written to ``OUT/part-NNNNN.parquet`` through a temporary name and a
+rename, so a part is there whole or not at all. ``resume`` scores only the parts not yet
+written; after a kill and a resume every input appears exactly once. An image that cannot
+be read is a row with its error, never a dead job. Before the first row, the model proves
+itself against the reference data inside the export (``self_check``). Where the rows are
+scored is an engine's business: this process (``local``) or a Ray cluster (:mod:`kit.infer_ray`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, UsageError
+
+__all__ = [
+    "Item",
+    "Job",
+    "Scoring",
+    "Source",
+    "Summary",
+    "list_source",
+    "run_local",
+    "score_items",
+]
+
+#: image files a folder source is read for
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+#: what marks the output folder as kit's (and records the job it holds)
+JOB_FILE = "_kit_infer.json"
+_MNIST = "mnist"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input: its row number in the job, where it is, and its true label when known."""
+
+    index: int
+    path: str
+    label: str | None = None
+
+
+@dataclass
+class Source:
+    """The listed inputs and how they were read."""
+
+    items: list[Item]
+    kind: str  # folder, imagefolder, table, mnist
+    #: the bundled MNIST's images, indexed by an item's number (no file to decode)
+    arrays: np.ndarray | None = None
+
+
+@dataclass
+class Summary:
+    """Rows in, rows predicted, rows with an error: they must balance."""
+
+    rows: int
+    predicted: int = 0
+    errors: int = 0
+    skipped_parts: int = 0
+    correct: int = 0
+    labelled: int = 0
+    per_class: dict[str, list[int]] = field(default_factory=dict)  # label -> [right, total]
+
+    @property
+    def balanced(self) -> bool:
+        return self.predicted + self.errors == self.rows
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            if row["error"] is not None:
+                self.errors += 1
+                continue
+            self.predicted += 1
+            if row["label"] is not None:
+                right = row["label"] == row["top1"]
+                self.labelled += 1
+                self.correct += right
+                cell = self.per_class.setdefault(row["label"], [0, 0])
+                cell[0] += right
+                cell[1] += 1
+
+
+def _images_in(folder: Path) -> list[Path]:
+    found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return [p for p in found if p.is_file() and not p.is_symlink()]
+
+
+def _folder(folder: Path, class_names: Sequence[str]) -> Source:
+    """A folder's images, recursively; an ImageFolder (every image one level down, in a
+    folder named after one of the model's classes) gives each its folder's name as label."""
+    files = _images_in(folder)
+    if not files:
+        raise UsageError(f"{folder} holds no image files ({', '.join(IMAGE_SUFFIXES)}).")
+    parents = {p.parent.relative_to(folder) for p in files}
+    classes = set(class_names)
+    image_folder = all(len(d.parts) == 1 and d.parts[0] in classes for d in parents)
+    items = [Item(i, str(p), p.parent.name if image_folder else None) for i, p in enumerate(files)]
+    return Source(items, "imagefolder" if image_folder else "folder")
+
+
+def _table(path: Path, path_column: str, label_column: str | None) -> Source:
+    """A CSV or Parquet table naming one image per row (paths relative to the table)."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path) if path.suffix == ".parquet" else pcsv.read_csv(path)
+    except Exception as exc:  # pyarrow's own types for a file it cannot parse
+        raise UsageError(f"Cannot read {path} as a table: {str(exc).splitlines()[0]}.") from None
+    for column in filter(None, (path_column, label_column)):
+        if column not in table.column_names:
+            have = ", ".join(table.column_names)
+            raise UsageError(f"{path} has no column {column!r} (it has {have}).")
+    paths = table.column(path_column).to_pylist()
+    labels = table.column(label_column).to_pylist() if label_column else [None] * len(paths)
+    items = [
+        Item(i, str(path.parent / str(p)), None if lab is None else str(lab))
+        for i, (p, lab) in enumerate(zip(paths, labels, strict=True))
+    ]
+    return Source(items, "table")
+
+
+def _mnist(class_names: Sequence[str]) -> Source:
+    """The bundled MNIST test set (or ``$KIT_DATA_DIR``'s), as its files hold it, labelled
+    with the model's class names."""
+    from .data import raw_test_images
+
+    raw = raw_test_images(_MNIST, None, count=1 << 30)
+    assert raw is not None
+    name = list(class_names) or [str(d) for d in range(10)]
+    items = [Item(i, f"mnist-test/{int(n):05d}", name[int(y)])
+             for i, (n, y) in enumerate(zip(raw.index, raw.labels, strict=True))]  # fmt: skip
+    return Source(items, _MNIST, arrays=np.stack(raw.images))
+
+
+def list_source(
+    source: str,
+    class_names: Sequence[str],
+    *,
+    path_column: str = "path",
+    label_column: str | None = None,
+) -> Source:
+    """The inputs ``source`` names, in a fixed order.
+
+    Raises:
+        UsageError: no such source, no images in it, or a table without the column.
+    """
+    if source == _MNIST:
+        return _mnist(class_names)
+    path = Path(source)
+    if path.is_dir():
+        return _folder(path, class_names)
+    if path.is_file() and path.suffix in (".csv", ".parquet"):
+        return _table(path, path_column, label_column)
+    raise UsageError(
+        f"{source} is not a folder of images, a .csv or .parquet table of paths, or 'mnist'."
+    )
+
+
+def _decode(item: Item, source: Source, size: tuple[int, int], max_pixels: int) -> Any:
+    """The item's uint8 image, or the sentence saying why there is none."""
+    from .runtime.images import read_image
+
+    if source.arrays is not None:
+        return source.arrays[item.index]
+    try:
+        return read_image(Path(item.path), max_pixels=max_pixels, size=size)
+    except (InputError, UsageError) as exc:
+        return str(exc)
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How rows are scored: the top ``top_k`` classes, the raw outputs too when ``raw``,
+    each row stamped with the model file's sha256."""
+
+    top_k: int = 5
+    raw: bool = False
+    sha256: str | None = None
+
+
+def score_items(
+    model: Any, items: Sequence[Item], images: Sequence[Any], how: Scoring
+) -> list[dict[str, Any]]:
+    """One row per item: its top-k labels and scores (and raw outputs), or its error."""
+    good = [i for i, img in enumerate(images) if not isinstance(img, str)]
+    rows = [_row(item, how.sha256, img if isinstance(img, str) else None)
+            for item, img in zip(items, images, strict=True)]  # fmt: skip
+    if not good:
+        return rows
+    try:
+        x = model.preprocess([images[i] for i in good])
+        logits = model.predict(x)[model.output_names[0]]
+    except InputError as exc:  # one bad image spoils a batch: score them one by one
+        if len(good) == 1:
+            rows[good[0]]["error"] = str(exc)
+            return rows
+        for i in good:
+            rows[i] = score_items(model, [items[i]], [images[i]], how)[0]
+        return rows
+    for i, out in zip(good, logits, strict=True):
+        rows[i].update(_top(model, out, how))
+    return rows
+
+
+def _row(item: Item, sha256: str | None, error: str | None) -> dict[str, Any]:
+    return {
+        "index": item.index,
+        "path": item.path,
+        "label": item.label,
+        "top1": None,
+        "labels": None,
+        "scores": None,
+        "outputs": None,
+        "model_sha256": sha256,
+        "error": error,
+    }
+
+
+def _top(model: Any, logits: np.ndarray, how: Scoring) -> dict[str, Any]:
+    z = logits.astype(np.float64)
+    if not np.isfinite(z).all():
+        return {"error": "the model answered with NaN or infinite values"}
+    probs = np.exp(z - z.max())
+    probs /= probs.sum()
+    best = np.argsort(-probs, kind="stable")[: max(1, min(how.top_k, len(probs)))]
+    labels = [model.label(int(i)) for i in best]
+    return {
+        "top1": labels[0],
+        "labels": labels,
+        "scores": [float(probs[i]) for i in best],
+        "outputs": [float(v) for v in logits] if how.raw else None,
+    }
+
+
+# -- the output: parts written whole or not at all ---------------------------------------------
+
+
+def _part_name(number: int) -> str:
+    return f"part-{number:05d}.parquet"
+
+
+@dataclass(frozen=True)
+class Job:
+    """Where the parts go, how the inputs are cut into them, and what is already done."""
+
+    out: Path
+    part_rows: int
+    parts: int
+
+    def part_items(self, items: Sequence[Item], number: int) -> Sequence[Item]:
+        return items[number * self.part_rows : (number + 1) * self.part_rows]
+
+    def done(self, number: int) -> bool:
+        return (self.out / _part_name(number)).is_file()
+
+    def write(self, number: int, rows: list[dict[str, Any]]) -> None:
+        """Write one part through a temporary name: it is there whole or not at all."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pylist(rows, schema=_schema())
+        final = self.out / _part_name(number)
+        staging = self.out / f".{final.name}.{os.getpid()}.tmp"
+        pq.write_table(table, staging)
+        os.replace(staging, final)
+
+
+def _schema() -> Any:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("index", pa.int64()),
+            ("path", pa.string()),
+            ("label", pa.string()),
+            ("top1", pa.string()),
+            ("labels", pa.list_(pa.string())),
+            ("scores", pa.list_(pa.float64())),
+            ("outputs", pa.list_(pa.float64())),
+            ("model_sha256", pa.string()),
+            ("error", pa.string()),
+        ]
+    )
+
+
+def open_job(
+    out: Path, export: Path, source: str, rows: int, part_rows: int, *, resume: bool, force: bool
+) -> Job:
+    """The output folder for this job: new, resumed (the same job), or replaced (``force``).
+
+    Raises:
+        UsageError: it holds another job's output, or this job's without --resume/--force.
+    """
+    import shutil
+
+    record = {
+        "export": str(export.resolve()),
+        "source": source,
+        "rows": rows,
+        "part_rows": part_rows,
+    }
+    marker = out / JOB_FILE
+    if out.exists() and not marker.is_file() and any(out.iterdir()):
+        raise UsageError(f"{out} exists and is not a kit infer output; pick another --out.")
+    if marker.is_file():
+        if resume:
+            if json.loads(marker.read_text()) != record:
+                raise UsageError(
+                    f"{out} holds the output of another job (export, source or --part-rows "
+                    "differ); resume with the same ones, or pass --force to replace it."
+                )
+        elif force:
+            shutil.rmtree(out)
+        else:
+            raise UsageError(
+                f"{out} already holds predictions; --resume scores the rows not yet written, "
+                "--force replaces them."
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".part-*.tmp"):  # what a killed job left half-written
+        stale.unlink()
+    marker.write_text(json.dumps(record))
+    return Job(out, part_rows, -(-rows // part_rows))
+
+
+def run_local(
+    model: Any,
+    source: Source,
+    job: Job,
+    how: Scoring,
+    *,
+    batch_size: int = 64,
+    max_pixels: int,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Score every part not yet written, in this process: a thread pool decodes the next
+    batch while the model scores this one. Returns how many parts were already written."""
+    size = (int(model.input_shape[1] or 1), int(model.input_shape[2] or 1))
+    todo = [n for n in range(job.parts) if not job.done(n)]
+
+    def decode(item: Item) -> Any:
+        return _decode(item, source, size, max_pixels)
+
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        for number in todo:
+            rows: list[dict[str, Any]] = []
+            batches = _batches(job.part_items(source.items, number), batch_size)
+            for batch, images in _ahead(pool, batches, decode):
+                rows += score_items(model, batch, images, how)
+                if progress is not None:
+                    progress(len(batch))
+            job.write(number, rows)
+    return job.parts - len(todo)
+
+
+def _ahead(
+    pool: ThreadPoolExecutor, batches: Iterator[Sequence[Item]], decode: Callable[[Item], Any]
+) -> Iterator[tuple[Sequence[Item], list[Any]]]:
+    """Each batch with its decoded images, the next batch decoding meanwhile."""
+    pending: tuple[Sequence[Item], list[Any]] | None = None
+    for batch in batches:
+        started = (batch, [pool.submit(decode, item) for item in batch])
+        if pending is not None:
+            yield pending[0], [f.result() for f in pending[1]]
+        pending = started
+    if pending is not None:
+        yield pending[0], [f.result() for f in pending[1]]
+
+
+def _batches(items: Sequence[Item], size: int) -> Iterator[Sequence[Item]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def read_predictions(out: Path) -> Any:
+    """Every written part of ``out`` as one pyarrow table."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts = sorted(out.glob("part-*.parquet"))
+    if not parts:
+        return _schema().empty_table()
+    return pa.concat_tables([pq.read_table(p) for p in parts])
+
+
+def summarise(out: Path, rows: int) -> Summary:
+    """The summary of everything written to ``out`` (resumed parts included)."""
+    table = read_predictions(out)
+    summary = Summary(rows=rows)
+    summary.add(table.to_pylist())
+    return summary

@@ -1,0 +1,165 @@
+"""The ray engine of ``kit infer``: Ray Data does the distribution, kit only says what to run.
+
+The inputs not yet written become a Ray dataset; decoding and preprocessing run as Ray
+tasks (``map_batches``), scoring runs in a pool of actors, each holding one
+:class:`kit.runtime.Model` loaded once, proven by its self-check before it scores a row,
+with onnxruntime's threads set to the CPUs Ray gave it (no oversubscription). Rows come
+back to this process in order and are written by the same part writer as the local
+engine's, so parts are whole or absent and ``--resume`` works the same. A CUDA provider
+asks Ray for a GPU per actor (not tested on a GPU here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ArtifactError, RuntimeMissing
+from .infer import Item, Job, Scoring, Source, _top
+
+__all__ = ["run_ray"]
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeMissing("--engine ray needs Ray: pip install 'kit[ray]'.") from None
+    return ray
+
+
+class _Decode:
+    """A Ray task's work: each row's image read, converted and normalised as the model was
+    trained (an unreadable one gets its error and zeros)."""
+
+    def __init__(self, facts: tuple[Any, Any, Any], max_pixels: int) -> None:
+        self.shape, self.mean, self.std = facts
+        self.max_pixels = max_pixels
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from .errors import InputError, UsageError
+        from .runtime.images import read_image
+        from .runtime.preprocess import prepare_images
+
+        c, h, w = (int(v) for v in self.shape)
+        x = np.zeros((len(batch["index"]), c, h, w), np.float32)
+        errors = []
+        for i, path in enumerate(batch["path"]):
+            try:
+                image = batch["pixels"][i] if "pixels" in batch else read_image(
+                    Path(str(path)), max_pixels=self.max_pixels, size=(h, w))  # fmt: skip
+                x[i] = prepare_images([image], self.shape, self.mean, self.std)[0]
+                errors.append("")
+            except (InputError, UsageError) as exc:
+                errors.append(str(exc))
+        out = {k: v for k, v in batch.items() if k != "pixels"}
+        return {**out, "x": x, "error": np.array(errors, dtype=object)}
+
+
+class _Score:
+    """A Ray actor: one model, loaded once and proven by its self-check before any row."""
+
+    def __init__(self, export: str, how: Scoring, threads: int, providers: Any) -> None:
+        import socket
+
+        import kit.runtime as kr
+
+        self.how = how
+        try:
+            self.model = kr.load(export, threads=threads, warmup=False, providers=providers)
+            self.model.self_check()
+        except Exception as exc:
+            raise ArtifactError(f"on {socket.gethostname()}: {exc}") from None
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        errors = [str(e) for e in batch["error"]]
+        good = [i for i, e in enumerate(errors) if not e]
+        scored: dict[int, np.ndarray] = {}
+        if good:
+            logits = self.model.predict(batch["x"][good])[self.model.output_names[0]]
+            scored = dict(zip(good, logits, strict=True))
+        rows = []
+        for i, index in enumerate(batch["index"]):
+            label = str(batch["label"][i]) or None
+            row: dict[str, Any] = {"index": int(index), "path": str(batch["path"][i]),
+                                   "label": label, "top1": None, "labels": None, "scores": None,
+                                   "outputs": None, "model_sha256": self.how.sha256,
+                                   "error": errors[i] or None}  # fmt: skip
+            if i in scored:
+                row.update(_top(self.model, scored[i], self.how))
+            rows.append(json.dumps(row))
+        return {"row": np.array(rows, dtype=object)}
+
+
+def _dataset(ray: Any, source: Source, items: list[Item]) -> Any:
+    records = []
+    for item in items:
+        record: dict[str, Any] = {"index": item.index, "path": item.path, "label": item.label or ""}
+        if source.arrays is not None:
+            record["pixels"] = source.arrays[item.index]
+        records.append(record)
+    return ray.data.from_items(records)
+
+
+def run_ray(
+    export: Path,
+    source: Source,
+    job: Job,
+    how: Scoring,
+    *,
+    address: str | None,
+    actors: int,
+    batch_size: int,
+    max_pixels: int,
+    providers: Any = None,
+    facts: tuple[Any, Any, Any],
+) -> int:
+    """Score every part not yet written on a Ray cluster (``address``, or a local one).
+    Returns how many parts were already written.
+
+    Raises:
+        RuntimeMissing: Ray is not installed.
+        ArtifactError: an actor's model failed its self-check (the message names its host).
+    """
+    ray = _ray()
+    todo = [n for n in range(job.parts) if not job.done(n)]
+    if not todo:
+        return job.parts
+    ray.init(address=address, include_dashboard=False, log_to_driver=False,
+             ignore_reinit_error=True, num_cpus=None if address else (os.cpu_count() or 1))  # fmt: skip
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    items = [it for n in todo for it in job.part_items(source.items, n)]
+    gpu = providers is not None and any("CUDA" in str(p) for p in providers)
+    scored = (
+        _dataset(ray, source, items)
+        .map_batches(_Decode(facts, max_pixels), batch_size=batch_size)
+        .map_batches(
+            _Score,
+            fn_constructor_args=(str(export), how, 1, providers),
+            batch_size=batch_size,
+            concurrency=actors,
+            num_cpus=1,
+            num_gpus=1 if gpu else 0,
+        )
+    )
+    _write_in_order(scored, job, todo, source)
+    return job.parts - len(todo)
+
+
+def _write_in_order(scored: Any, job: Job, todo: list[int], source: Source) -> None:
+    """Collect the rows as they come (in order) and write each part once it is whole."""
+    waiting = iter(todo)
+    number = next(waiting)
+    want = len(job.part_items(source.items, number))
+    rows: list[dict[str, Any]] = []
+    for batch in scored.iter_batches(batch_format="numpy", batch_size=None):
+        for text in batch["row"]:
+            rows.append(json.loads(str(text)))
+            if len(rows) == want:
+                job.write(number, rows)
+                rows, number = [], next(waiting, -1)
+                want = len(job.part_items(source.items, number)) if number >= 0 else 0
