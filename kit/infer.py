@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -93,8 +94,10 @@ class Summary:
 
 
 def _images_in(folder: Path) -> list[Path]:
+    """Every entry named like an image (a link or a pipe among them is a row whose error
+    says so: listed, never opened)."""
     found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    return [p for p in found if p.is_file() and not p.is_symlink()]
+    return [p for p in found if p.is_symlink() or not p.is_dir()]
 
 
 def _folder(folder: Path, class_names: Sequence[str]) -> Source:
@@ -176,7 +179,11 @@ def _decode(item: Item, source: Source, size: tuple[int, int], max_pixels: int) 
     if source.arrays is not None:
         return source.arrays[item.index]
     try:
+        if not stat.S_ISREG(os.lstat(item.path).st_mode):
+            return f"{item.path} is not a regular file (a link, a pipe or a device): not read."
         return read_image(Path(item.path), max_pixels=max_pixels, size=size)
+    except OSError as exc:
+        return f"Cannot read image {item.path}: {exc.strerror or exc}."
     except (InputError, UsageError) as exc:
         return str(exc)
 

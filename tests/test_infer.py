@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -42,6 +43,8 @@ def digits(tmp_path_factory: pytest.TempPathFactory, shipped: Path) -> Path:
     first = next(root.rglob("*.png"))
     (first.parent / "truncated.png").write_bytes(first.read_bytes()[:60])
     (first.parent / "notes.png").write_text("not an image")
+    (first.parent / "zero.png").symlink_to("/dev/zero")  # listed, never opened
+    os.mkfifo(first.parent / "pipe.png")  # would hang a reader
     return root
 
 
@@ -54,14 +57,14 @@ def test_every_row_is_accounted_for_and_agrees_with_the_runtime(
                       "--json")  # fmt: skip
     summary = json.loads(text)
     assert code == 1  # two rows are errors: the job ends, and says so
-    assert (summary["rows"], summary["predicted"], summary["errors"]) == (202, 200, 2)
+    assert (summary["rows"], summary["predicted"], summary["errors"]) == (204, 200, 4)
     assert summary["balanced"] and summary["source"] == "imagefolder"
     table = read_predictions(out).to_pylist()
-    assert sorted(r["index"] for r in table) == list(range(202))
+    assert sorted(r["index"] for r in table) == list(range(204))
     assert len(list(out.glob("part-*.parquet"))) == 4
     errors = {Path(r["path"]).name: r["error"] for r in table if r["error"]}
-    assert set(errors) == {"truncated.png", "notes.png"}
-    assert all("Cannot read image" in e for e in errors.values())
+    assert set(errors) == {"truncated.png", "notes.png", "zero.png", "pipe.png"}
+    assert "Cannot read image" in errors["truncated.png"] and "regular file" in errors["pipe.png"]
     # the same answers as kit.runtime on the same files
     model = kr.load(export, warmup=False)
     from kit.runtime.images import read_image
@@ -89,7 +92,7 @@ def test_the_output_is_refused_replaced_or_resumed_never_mixed(
     code, text = _kit(*other)
     assert code == 2 and "another job" in text
     assert _kit(*args, "--force")[0] == 1
-    assert len(read_predictions(out)) == 202
+    assert len(read_predictions(out)) == 204
     stranger = tmp_path / "mine"
     stranger.mkdir()
     (stranger / "keep.txt").write_text("x")
