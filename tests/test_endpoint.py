@@ -117,3 +117,49 @@ def test_bad_options(lenet_export: Path) -> None:
     assert code == 2 and "is not an http(s) URL" in out
     code, out = parity(str(lenet_export), "--model-name", "lenet")
     assert code == 2 and "give --endpoint too" in out
+
+
+def _batches(note: str) -> tuple[int, int]:
+    import re
+
+    found = re.search(r"these (\d+) requests as (\d+) batches", note)
+    assert found, note
+    return int(found[1]), int(found[2])
+
+
+def test_concurrent_requests_are_merged_and_each_answer_agrees(
+    shipped_mnist_cnn: Path, kit_server: str
+) -> None:
+    code, out = parity(str(shipped_mnist_cnn), "--endpoint", kit_server, "--concurrency", "16",
+                       "--samples", "400", "--json")  # fmt: skip
+    report = json.loads(out)
+    assert code == 0 and report["passed"], out
+    runtimes = {r["runtime"] for r in report["comparisons"]}
+    assert len(runtimes) == 2 and any(r.endswith("against each sent alone") for r in runtimes)
+    requests, batches = _batches(next(n for n in report["notes"] if "batches" in n))
+    assert requests == 1 + 3 + 8 + 400 and batches < requests  # the server merged them
+
+
+def test_a_server_whose_answers_depend_on_the_batch_fails(lenet_export: Path) -> None:
+    """A server that gets batching wrong (each answer shifted by its batch's size) passes a
+    request at a time and fails once requests are merged."""
+    import kit.runtime as kr
+    from kit.server.app import ServerConfig
+
+    from .server_utils import running_server
+
+    class BatchDependent(kr.Model):
+        def predict(self, x: np.ndarray, *, validate: bool = True) -> dict[str, np.ndarray]:
+            out = super().predict(x, validate=validate)
+            return {k: v + 0.1 * (len(x) - 1) for k, v in out.items()}
+
+    model = kr.load(lenet_export, warmup=False)
+    model.__class__ = BatchDependent
+    config = ServerConfig(max_batch_size=32, max_queue_delay_us=20_000)
+    with running_server({"lenet": model}, config) as (url, _):
+        args = ["parity", str(lenet_export), "--endpoint", f"http://{url}", "--concurrency", "16"]
+        result = CliRunner().invoke(cli, [*args, "--batch-sizes", "8", "--json"], prog_name="kit")
+    report = json.loads(result.stdout)  # the hint to relax goes to stderr
+    assert result.exit_code == 1 and not report["passed"]
+    failed = {r["runtime"] for r in report["comparisons"] if not r["passed"]}
+    assert any(r.endswith("against each sent alone") for r in failed), failed

@@ -386,6 +386,15 @@ def _explain_parity_failure(exc: ParityError) -> None:
     help="The model's name on --endpoint [default: the manifest's; NAME_int8 checks a variant].",
 )
 @click.option(
+    "--concurrency",
+    type=click.IntRange(1, 1024),
+    default=1,
+    show_default=True,
+    help="With --endpoint: send every sample as its own request, this many at once (so the "
+    "server's batching mixes them), and compare each answer with eager and with the same "
+    "request sent alone; the batch sizes the server ran are noted.",
+)
+@click.option(
     "--samples",
     default=256,
     show_default=True,
@@ -416,6 +425,7 @@ def parity(
     factory: str | None,
     endpoint: str | None,
     model_name: str | None,
+    concurrency: int,
     samples: int,
     junit: Path | None,
     reference: bool,
@@ -442,29 +452,24 @@ def parity(
       kit parity exported/mnist_cnn --runtime node           # as a Node.js app runs it
       kit parity exported/mnist_cnn --runtime browser        # as a web page runs it
       kit parity exported/mnist_cnn --endpoint http://triton:8000   # a live server's model
+      kit parity exported/mnist_cnn --endpoint http://localhost:8000 --concurrency 32
       kit parity exported/mnist_cnn --reference              # against its own reference data
       kit parity exported/mnist_cnn --runtime python --runtime node
       kit parity exported/mnist_cnn --runtime executorch --runtime litert --runtime openvino
     """
     from ..parity import to_junit
     from ..report import parity_kind
-    from ..verify import explain_saved, verify_reference
+    from ..verify import EndpointCheck, explain_saved, verify_reference
 
-    if model_name and not endpoint:
-        raise click.BadParameter(
-            "names a model on --endpoint; give --endpoint too.", param_hint="--model-name"
-        )
-    if reference and endpoint:
-        raise click.BadParameter(
-            "checks local files; leave out --endpoint.", param_hint="--reference"
-        )
+    _endpoint_flags(endpoint, model_name, concurrency, reference)
     real = None
     if reference:
         report = verify_reference(artifact_dir, runtimes=runtimes, provider=provider)
     else:
         report, real = _verify_eager(
             artifact_dir, factory, (dataset, data_dir), samples, atol, rtol, batch_sizes,
-            provider, runtimes, (endpoint, model_name) if endpoint else None,
+            provider, runtimes,
+            EndpointCheck(endpoint, model_name, concurrency) if endpoint else None,
         )  # fmt: skip
     if junit is not None:
         _write_text(junit, to_junit(report))
@@ -484,6 +489,24 @@ def parity(
         if hint := report.relax_hint():
             echo(hint, err=True)
         sys.exit(1)
+
+
+def _endpoint_flags(
+    endpoint: str | None, model_name: str | None, concurrency: int, reference: bool
+) -> None:
+    """The flags that go with --endpoint, and the one that does not."""
+    if model_name and not endpoint:
+        raise click.BadParameter(
+            "names a model on --endpoint; give --endpoint too.", param_hint="--model-name"
+        )
+    if concurrency > 1 and not endpoint:
+        raise click.BadParameter(
+            "sends requests to --endpoint; give --endpoint too.", param_hint="--concurrency"
+        )
+    if reference and endpoint:
+        raise click.BadParameter(
+            "checks local files; leave out --endpoint.", param_hint="--reference"
+        )
 
 
 def _parity_args(artifact_dir: Path, given: dict[str, Any]) -> list[str]:
@@ -513,7 +536,7 @@ def _verify_eager(
     batch_sizes: tuple[int, ...],
     provider: str,
     runtimes: tuple[str, ...],
-    endpoint: tuple[str, str | None] | None,
+    endpoint: Any,
 ) -> tuple[Any, Any]:
     """``kit parity`` against a rebuilt eager network: the report and the real samples."""
     from ..artifact import read_manifest

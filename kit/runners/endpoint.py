@@ -9,6 +9,7 @@ manifest first.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,7 +21,7 @@ from ..datatypes import protocol_datatype
 from ..errors import ArtifactError, UsageError, first_line
 from ..parity import Runner
 
-__all__ = ["Endpoint", "connect", "metadata_problems"]
+__all__ = ["Endpoint", "batch_histogram", "connect", "metadata_problems"]
 
 
 @dataclass
@@ -42,6 +43,77 @@ class Endpoint:
     def runner(self, artifact: str = "endpoint", precision: str = "fp32") -> Runner:
         """This endpoint as a parity runner."""
         return Runner(artifact, self.label, self.run, precision=precision, key="endpoint")
+
+    def concurrent_runner(self, clients: int, precision: str = "fp32") -> Runner:
+        """This endpoint as a runner whose every row is its own request, ``clients`` of them
+        in flight at once from as many connections (so a batching server merges them).
+        Bodies are built and read by Triton's own client codec."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        local = threading.local()
+        opened: list[Any] = []
+        pool = ThreadPoolExecutor(max_workers=clients, thread_name_prefix="kit-endpoint")
+
+        def one(x: np.ndarray) -> list[np.ndarray]:
+            if not hasattr(local, "connection"):
+                local.connection = self._connection()
+                opened.append(local.connection)
+            return self._post(local.connection, x)
+
+        def run(x: np.ndarray) -> list[np.ndarray]:
+            answers = list(pool.map(one, [x[i : i + 1] for i in range(len(x))]))
+            return [np.concatenate(column) for column in zip(*answers, strict=True)]
+
+        def close() -> None:
+            pool.shutdown()
+            for connection in opened:
+                connection.close()
+
+        label = f"{self.label}, {clients} clients at once"
+        return Runner("endpoint", label, run, precision=precision, key="endpoint", closer=close)
+
+    def _connection(self) -> Any:
+        import http.client
+
+        parts = urlsplit(self.url if "://" in self.url else f"http://{self.url}")
+        kind = (
+            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        )
+        return kind(parts.netloc, timeout=120)
+
+    def _post(self, connection: Any, x: np.ndarray) -> list[np.ndarray]:
+        import tritonclient.http as http
+
+        name = self.metadata["inputs"][0]["name"]
+        request = http.InferInput(name, list(x.shape), "FP32")
+        request.set_data_from_numpy(np.ascontiguousarray(x, np.float32), binary_data=self.binary)
+        names = [o["name"] for o in self.metadata["outputs"]]
+        wanted = [http.InferRequestedOutput(n, binary_data=self.binary) for n in names]
+        body, json_size = http.InferenceServerClient.generate_request_body([request], wanted)
+        headers = {"Content-Type": "application/octet-stream"}
+        if json_size is not None:
+            headers["Inference-Header-Content-Length"] = str(json_size)
+        connection.request("POST", f"/v2/models/{self.model}/infer", body, headers)
+        answer = connection.getresponse()
+        data = answer.read()
+        if answer.status != 200:
+            raise ArtifactError(f"{self.url} answered {answer.status}: {data[:300]!r}")
+        length = answer.getheader("Inference-Header-Content-Length")
+        result = http.InferenceServerClient.parse_response_body(
+            data, header_length=int(length) if length else None
+        )
+        return [np.asarray(result.as_numpy(n)) for n in names]
+
+    def alone(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every row of ``x`` sent by itself, one request after another."""
+        answers = [self._infer(x[i : i + 1]) for i in range(len(x))]
+        return [np.concatenate(column) for column in zip(*answers, strict=True)]
+
+    def batch_sizes(self) -> dict[int, int] | None:
+        """How many batches of each size the server has run for this model, from its
+        Prometheus ``/metrics`` (kit serve's ``kit_batch_size`` histogram); None when it
+        publishes none."""
+        return batch_histogram(self.url, self.model)
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         """Every output for ``x``, in requests of at most ``max_batch`` rows."""
@@ -67,7 +139,10 @@ def _client(url: str) -> Any:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise UsageError(f"--endpoint {url!r} is not an http(s) URL like http://localhost:8000.")
     return http.InferenceServerClient(
-        parts.netloc, ssl=parts.scheme == "https", connection_timeout=10, network_timeout=120
+        parts.netloc,
+        ssl=parts.scheme == "https",
+        connection_timeout=10,
+        network_timeout=120,
     )
 
 
@@ -146,3 +221,31 @@ def metadata_problems(endpoint: Endpoint, manifest: Manifest) -> list[str]:
                 "is it serving another export (re-deploy this one, or check --model-name)?"
             )
     return problems
+
+
+def batch_histogram(url: str, model: str) -> dict[int, int] | None:
+    """Batches run per size (the histogram's bucket bounds) for ``model`` at ``url``'s
+    ``/metrics``; None when there is no such histogram."""
+    import re
+    import urllib.request
+
+    base = url if "://" in url else f"http://{url}"
+    try:
+        with urllib.request.urlopen(base.rstrip("/") + "/metrics", timeout=10) as answer:
+            text = answer.read(4 << 20).decode("utf-8", "replace")
+    except (OSError, ValueError):
+        return None
+    found = re.findall(
+        rf'^kit_batch_size_bucket{{le="([0-9.]+)",model="{re.escape(model)}"}} ([0-9.e+]+)$',
+        text,
+        flags=re.M,
+    )
+    if not found:
+        return None
+    cumulative = sorted((float(le), float(n)) for le, n in found)
+    sizes, before = {}, 0.0
+    for le, n in cumulative:
+        if n > before:
+            sizes[int(le)] = int(n - before)
+        before = n
+    return sizes

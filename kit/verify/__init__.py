@@ -11,6 +11,7 @@ import numpy as np
 from ..artifact import read_manifest
 from ..parity import ParityRun, random_inputs
 from .check import (
+    EndpointCheck,
     Real,
     check_artifacts,
     rebuild_reference,
@@ -20,6 +21,7 @@ from .check import (
 )
 
 __all__ = [
+    "EndpointCheck",
     "check_artifacts",
     "explain_saved",
     "rebuild_reference",

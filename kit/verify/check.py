@@ -8,7 +8,9 @@ full-precision artifacts by :class:`~kit.rule.Tolerance` on every input, a cheap
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,7 @@ from ..runners.torch import eager_run
 
 __all__ = [
     "Check",
+    "EndpointCheck",
     "check_artifacts",
     "parity_inputs",
     "rebuild_reference",
@@ -292,7 +295,7 @@ def verify_saved(
     real: Real = None,
     provider: str = "auto",
     runtimes: Sequence[str] = ("python",),
-    endpoint: tuple[str, str | None] | None = None,
+    endpoint: EndpointCheck | None = None,
     factory: str | None = None,
     data: DataChoice | None = None,
 ) -> ParityRun:
@@ -332,10 +335,20 @@ def verify_saved(
     return report
 
 
+@dataclass(frozen=True)
+class EndpointCheck:
+    """A live server to check: its URL, the model's name there (the manifest's when None),
+    and how many clients send at once (each row its own request when more than one)."""
+
+    url: str
+    model: str | None = None
+    clients: int = 1
+
+
 def _check_endpoint(
     check: Check,
     manifest: Manifest,
-    endpoint: tuple[str, str | None],
+    endpoint: EndpointCheck,
     inputs: list[tuple[str, np.ndarray]],
     has_real: bool,
 ) -> ParityRun:
@@ -346,8 +359,7 @@ def _check_endpoint(
         ArtifactError: the server cannot be reached or does not speak the protocol.
         UsageError: the URL is malformed or the server has no such model.
     """
-    url, served = endpoint
-    remote = connect(url, served or manifest.name)
+    remote = connect(endpoint.url, endpoint.model or manifest.name)
     report = check.report
     report.problems += metadata_problems(remote, manifest)
     if report.problems:
@@ -355,7 +367,9 @@ def _check_endpoint(
     precision = next(
         (p for p in manifest.onnx_variants if remote.model == served_name(manifest.name, p)), None
     )
-    if precision is None:
+    if precision is None and endpoint.clients > 1:
+        _check_concurrent(check, remote, inputs, endpoint.clients)
+    elif precision is None:
         runner = remote.runner()
         wanted = check.expected(inputs)
         names = check.output_names
@@ -371,6 +385,52 @@ def _check_endpoint(
         last = inputs[-1:]
         run_parity(None, [runner], last, report=report, rule=rule, expected=check.expected(last))
     return report
+
+
+def _check_concurrent(
+    check: Check, remote: Any, inputs: list[tuple[str, np.ndarray]], clients: int
+) -> None:
+    """Every row its own request, ``clients`` in flight at once: each answer against eager,
+    and against the same request sent alone; the batch sizes the server ran, noted."""
+    report, names = check.report, check.output_names
+    before = remote.batch_sizes()
+    runner = remote.concurrent_runner(clients)
+    with closing([runner]):
+        answers = [runner.run(x) for _, x in inputs]
+    after = remote.batch_sizes()
+    mixed = dataclasses.replace(runner, run=_Replay(answers))
+    run_parity(None, [mixed], inputs, report=report, output_names=names,
+               expected=check.expected(inputs))  # fmt: skip
+    alone = dataclasses.replace(runner, runtime=f"{runner.runtime}, against each sent alone",
+                                run=_Replay(answers))  # fmt: skip
+    expected = [remote.alone(x) for _, x in inputs]
+    run_parity(None, [alone], inputs, report=report, output_names=names, expected=expected)
+    report.notes.append(_batching_note(before, after, sum(len(x) for _, x in inputs)))
+
+
+class _Replay:
+    """Answers already received, handed out in the order parity asks for them."""
+
+    def __init__(self, answers: list[list[np.ndarray]]) -> None:
+        self._answers = iter(answers)
+
+    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+        answer = next(self._answers)
+        assert len(answer[0]) == len(x), "answers replayed out of order"
+        return answer
+
+
+def _batching_note(
+    before: dict[int, int] | None, after: dict[int, int] | None, requests: int
+) -> str:
+    if before is None or after is None:
+        return (
+            "the server publishes no batch-size histogram at /metrics (kit serve does), so "
+            "whether its batching mixed the requests is not shown"
+        )
+    ran = {size: after.get(size, 0) - before.get(size, 0) for size in sorted(after)}
+    sizes = ", ".join(f"<={size}: {n}" for size, n in ran.items() if n)
+    return f"the server ran these {requests} requests as {sum(ran.values())} batches ({sizes})"
 
 
 def verify_reference(
