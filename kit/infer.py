@@ -16,7 +16,6 @@ import json
 import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,10 @@ __all__ = [
     "Scoring",
     "Source",
     "Summary",
+    "decode_batch",
     "list_source",
     "run_local",
-    "score_items",
+    "score_batch",
 ]
 
 #: image files a folder source is read for
@@ -172,22 +172,6 @@ def list_source(
     )
 
 
-def _decode(item: Item, source: Source, size: tuple[int, int], max_pixels: int) -> Any:
-    """The item's uint8 image, or the sentence saying why there is none."""
-    from .runtime.images import read_image
-
-    if source.arrays is not None:
-        return source.arrays[item.index]
-    try:
-        if not stat.S_ISREG(os.lstat(item.path).st_mode):
-            return f"{item.path} is not a regular file (a link, a pipe or a device): not read."
-        return read_image(Path(item.path), max_pixels=max_pixels, size=size)
-    except OSError as exc:
-        return f"Cannot read image {item.path}: {exc.strerror or exc}."
-    except (InputError, UsageError) as exc:
-        return str(exc)
-
-
 @dataclass(frozen=True)
 class Scoring:
     """How rows are scored: the top ``top_k`` classes, the raw outputs too when ``raw``,
@@ -196,30 +180,6 @@ class Scoring:
     top_k: int = 5
     raw: bool = False
     sha256: str | None = None
-
-
-def score_items(
-    model: Any, items: Sequence[Item], images: Sequence[Any], how: Scoring
-) -> list[dict[str, Any]]:
-    """One row per item: its top-k labels and scores (and raw outputs), or its error."""
-    good = [i for i, img in enumerate(images) if not isinstance(img, str)]
-    rows = [_row(item, how.sha256, img if isinstance(img, str) else None)
-            for item, img in zip(items, images, strict=True)]  # fmt: skip
-    if not good:
-        return rows
-    try:
-        x = model.preprocess([images[i] for i in good])
-        logits = model.predict(x)[model.output_names[0]]
-    except InputError as exc:  # one bad image spoils a batch: score them one by one
-        if len(good) == 1:
-            rows[good[0]]["error"] = str(exc)
-            return rows
-        for i in good:
-            rows[i] = score_items(model, [items[i]], [images[i]], how)[0]
-        return rows
-    for i, out in zip(good, logits, strict=True):
-        rows[i].update(_top(model, out, how))
-    return rows
 
 
 def _row(item: Item, sha256: str | None, error: str | None) -> dict[str, Any]:
@@ -236,20 +196,25 @@ def _row(item: Item, sha256: str | None, error: str | None) -> dict[str, Any]:
     }
 
 
-def _top(model: Any, logits: np.ndarray, how: Scoring) -> dict[str, Any]:
+def _tops(model: Any, logits: np.ndarray, how: Scoring) -> list[dict[str, Any]]:
+    """Each row's top-k labels and softmax scores (and raw outputs), the batch at once."""
     z = logits.astype(np.float64)
-    if not np.isfinite(z).all():
-        return {"error": "the model answered with NaN or infinite values"}
-    probs = np.exp(z - z.max())
-    probs /= probs.sum()
-    best = np.argsort(-probs, kind="stable")[: max(1, min(how.top_k, len(probs)))]
-    labels = [model.label(int(i)) for i in best]
-    return {
-        "top1": labels[0],
-        "labels": labels,
-        "scores": [float(probs[i]) for i in best],
-        "outputs": [float(v) for v in logits] if how.raw else None,
-    }
+    finite: list[bool] = [bool(v) for v in np.isfinite(z).all(axis=1)]
+    z = np.where(np.asarray(finite)[:, None], z, 0.0)
+    probs = np.exp(z - z.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    k = max(1, min(how.top_k, probs.shape[1]))
+    best = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    names = [model.label(i) for i in range(probs.shape[1])]
+    found: list[dict[str, Any]] = []
+    for row, top, ok, raw in zip(probs, best, finite, logits, strict=True):
+        if not ok:
+            found.append({"error": "the model answered with NaN or infinite values"})
+            continue
+        labels = [names[i] for i in top]
+        found.append({"top1": labels[0], "labels": labels, "scores": row[top].tolist(),
+                      "outputs": raw.astype(np.float64).tolist() if how.raw else None})  # fmt: skip
+    return found
 
 
 # -- the output: parts written whole or not at all ---------------------------------------------
@@ -353,38 +318,97 @@ def run_local(
     max_pixels: int,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Score every part not yet written, in this process: a thread pool decodes the next
-    batch while the model scores this one. Returns how many parts were already written."""
-    size = (int(model.input_shape[1] or 1), int(model.input_shape[2] or 1))
+    """Score every part not yet written, in this process: worker processes read, decode and
+    preprocess the next batches (off this process's interpreter lock) while the model
+    scores this one. Returns how many parts were already written."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     todo = [n for n in range(job.parts) if not job.done(n)]
-
-    def decode(item: Item) -> Any:
-        return _decode(item, source, size, max_pixels)
-
-    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+    facts = (model.facts.input_shape, model.facts.mean, model.facts.std)
+    workers = max(1, (os.cpu_count() or 2) - 1)
+    context = multiprocessing.get_context("spawn")  # never fork a process with threads
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         for number in todo:
             rows: list[dict[str, Any]] = []
             batches = _batches(job.part_items(source.items, number), batch_size)
-            for batch, images in _ahead(pool, batches, decode):
-                rows += score_items(model, batch, images, how)
+            jobs = ((b, _decode_args(b, source, facts, max_pixels)) for b in batches)
+            for batch, (x, errors) in _ahead(pool, jobs, 2 * workers):
+                rows += score_batch(model, batch, x, errors, how)
                 if progress is not None:
                     progress(len(batch))
             job.write(number, rows)
     return job.parts - len(todo)
 
 
-def _ahead(
-    pool: ThreadPoolExecutor, batches: Iterator[Sequence[Item]], decode: Callable[[Item], Any]
-) -> Iterator[tuple[Sequence[Item], list[Any]]]:
-    """Each batch with its decoded images, the next batch decoding meanwhile."""
-    pending: tuple[Sequence[Item], list[Any]] | None = None
-    for batch in batches:
-        started = (batch, [pool.submit(decode, item) for item in batch])
-        if pending is not None:
-            yield pending[0], [f.result() for f in pending[1]]
-        pending = started
-    if pending is not None:
-        yield pending[0], [f.result() for f in pending[1]]
+def _decode_args(
+    batch: Sequence[Item], source: Source, facts: tuple[Any, Any, Any], max_pixels: int
+) -> tuple[Any, ...]:
+    arrays = None if source.arrays is None else source.arrays[[i.index for i in batch]]
+    return ([i.path for i in batch], arrays, facts, max_pixels)
+
+
+def decode_batch(
+    paths: list[str], arrays: np.ndarray | None, facts: tuple[Any, Any, Any], max_pixels: int
+) -> tuple[np.ndarray, list[str | None]]:
+    """A batch's images read and preprocessed as the model was trained: the model's input
+    (zeros for an image that could not be read) and each row's error."""
+    from .runtime.preprocess import prepare_images
+
+    shape, mean, std = facts
+    c, h, w = (int(v) for v in shape)
+    x = np.zeros((len(paths), c, h, w), np.float32)
+    errors: list[str | None] = []
+    for i, path in enumerate(paths):
+        image = arrays[i] if arrays is not None else _read(path, (h, w), max_pixels)
+        if isinstance(image, str):
+            errors.append(image)
+            continue
+        try:
+            x[i] = prepare_images([image], shape, mean, std)[0]
+            errors.append(None)
+        except InputError as exc:
+            errors.append(str(exc))
+    return x, errors
+
+
+def _read(path: str, size: tuple[int, int], max_pixels: int) -> Any:
+    """The image at ``path`` (uint8), or the sentence saying why there is none."""
+    from .runtime.images import read_image
+
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return f"{path} is not a regular file (a link, a pipe or a device): not read."
+        return read_image(Path(path), max_pixels=max_pixels, size=size)
+    except (InputError, UsageError) as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"Cannot read image {path}: {exc.strerror or exc}."
+
+
+def score_batch(
+    model: Any, items: Sequence[Item], x: np.ndarray, errors: list[str | None], how: Scoring
+) -> list[dict[str, Any]]:
+    """One row per item: its top-k labels and scores (and raw outputs), or its error."""
+    rows = [_row(item, how.sha256, error) for item, error in zip(items, errors, strict=True)]
+    good = [i for i, e in enumerate(errors) if e is None]
+    if good:
+        logits = model.predict(x[good] if len(good) < len(x) else x)[model.output_names[0]]
+        for i, update in zip(good, _tops(model, logits, how), strict=True):
+            rows[i].update(update)
+    return rows
+
+
+def _ahead(pool: Any, jobs: Iterator[tuple[Any, tuple[Any, ...]]], depth: int) -> Iterator[Any]:
+    """Each batch with its decoded input, up to ``depth`` batches decoding meanwhile."""
+    pending: list[tuple[Any, Any]] = []
+    for batch, args in jobs:
+        pending.append((batch, pool.submit(decode_batch, *args)))
+        if len(pending) > depth:
+            batch0, future = pending.pop(0)
+            yield batch0, future.result()
+    for batch0, future in pending:
+        yield batch0, future.result()
 
 
 def _batches(items: Sequence[Item], size: int) -> Iterator[Sequence[Item]]:

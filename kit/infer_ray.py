@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ArtifactError, RuntimeMissing
-from .infer import Item, Job, Scoring, Source, _top
+from .infer import Item, Job, Scoring, Source, decode_batch, score_batch
 
 __all__ = ["run_ray"]
 
@@ -34,30 +34,17 @@ def _ray() -> Any:
 
 class _Decode:
     """A Ray task's work: each row's image read, converted and normalised as the model was
-    trained (an unreadable one gets its error and zeros)."""
+    trained (:func:`kit.infer.decode_batch`; an unreadable one gets its error and zeros)."""
 
     def __init__(self, facts: tuple[Any, Any, Any], max_pixels: int) -> None:
-        self.shape, self.mean, self.std = facts
-        self.max_pixels = max_pixels
+        self.facts, self.max_pixels = facts, max_pixels
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from .errors import InputError, UsageError
-        from .runtime.images import read_image
-        from .runtime.preprocess import prepare_images
-
-        c, h, w = (int(v) for v in self.shape)
-        x = np.zeros((len(batch["index"]), c, h, w), np.float32)
-        errors = []
-        for i, path in enumerate(batch["path"]):
-            try:
-                image = batch["pixels"][i] if "pixels" in batch else read_image(
-                    Path(str(path)), max_pixels=self.max_pixels, size=(h, w))  # fmt: skip
-                x[i] = prepare_images([image], self.shape, self.mean, self.std)[0]
-                errors.append("")
-            except (InputError, UsageError) as exc:
-                errors.append(str(exc))
+        paths = [str(p) for p in batch["path"]]
+        arrays = batch.get("pixels")
+        x, errors = decode_batch(paths, arrays, self.facts, self.max_pixels)
         out = {k: v for k, v in batch.items() if k != "pixels"}
-        return {**out, "x": x, "error": np.array(errors, dtype=object)}
+        return {**out, "x": x, "error": np.array([e or "" for e in errors], dtype=object)}
 
 
 class _Score:
@@ -76,23 +63,11 @@ class _Score:
             raise ArtifactError(f"on {socket.gethostname()}: {exc}") from None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        errors = [str(e) for e in batch["error"]]
-        good = [i for i, e in enumerate(errors) if not e]
-        scored: dict[int, np.ndarray] = {}
-        if good:
-            logits = self.model.predict(batch["x"][good])[self.model.output_names[0]]
-            scored = dict(zip(good, logits, strict=True))
-        rows = []
-        for i, index in enumerate(batch["index"]):
-            label = str(batch["label"][i]) or None
-            row: dict[str, Any] = {"index": int(index), "path": str(batch["path"][i]),
-                                   "label": label, "top1": None, "labels": None, "scores": None,
-                                   "outputs": None, "model_sha256": self.how.sha256,
-                                   "error": errors[i] or None}  # fmt: skip
-            if i in scored:
-                row.update(_top(self.model, scored[i], self.how))
-            rows.append(json.dumps(row))
-        return {"row": np.array(rows, dtype=object)}
+        items = [Item(int(i), str(p), str(lab) or None)
+                 for i, p, lab in zip(batch["index"], batch["path"], batch["label"], strict=True)]  # fmt: skip
+        errors = [str(e) or None for e in batch["error"]]
+        rows = score_batch(self.model, items, batch["x"], errors, self.how)
+        return {"row": np.array([json.dumps(r) for r in rows], dtype=object)}
 
 
 def _dataset(ray: Any, source: Source, items: list[Item]) -> Any:

@@ -1,0 +1,149 @@
+"""kit infer against the machine: the 10,000 MNIST test images as PNG files, scored by the
+local engine and by the ray engine (1 and 2 actors), against in-process ``Model.predict``
+over the same images already decoded, at the same batch size; every row accounted for, the
+engines' top-1 identical, the accuracy equal to kit eval's; then a kill at about half way
+and ``--resume``.
+
+    python scripts/bench_infer.py [--export exported/mnist_cnn] [--batch-size 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _bench import ROOT, env_info
+
+import kit.runtime as kr
+from kit.data import raw_test_images
+from kit.infer import Scoring, list_source, open_job, read_predictions, run_local
+from kit.runtime.images import read_image
+
+
+def write_pngs(model: kr.Model, folder: Path) -> int:
+    from PIL import Image
+
+    raw = raw_test_images("mnist", None, count=1 << 30)
+    assert raw is not None
+    for k, (image, label) in enumerate(zip(raw.images, raw.labels, strict=True)):
+        target = folder / model.label(int(label))
+        target.mkdir(exist_ok=True)
+        Image.fromarray(image).save(target / f"{k:05d}.png")
+    return len(raw.labels)
+
+
+def in_process(model: kr.Model, files: list[Path], batch: int) -> float:
+    """Images per second of preprocess + predict over images decoded beforehand."""
+    images = [read_image(p) for p in files]
+    started = time.perf_counter()
+    for i in range(0, len(images), batch):
+        model.predict(model.preprocess(images[i : i + batch]))
+    return len(images) / (time.perf_counter() - started)
+
+
+def local(model: kr.Model, folder: Path, out: Path, batch: int) -> float:
+    source = list_source(str(folder), model.class_names)
+    job = open_job(out, model.path.parent, str(folder), len(source.items), 4096,
+                   resume=False, force=True)  # fmt: skip
+    started = time.perf_counter()
+    run_local(model, source, job, Scoring(), batch_size=batch, max_pixels=1 << 24)
+    return len(source.items) / (time.perf_counter() - started)
+
+
+def engine(export: Path, folder: Path, out: Path, *extra: str) -> tuple[float, dict]:
+    command = [sys.executable, "-m", "kit", "infer", str(export), str(folder), "--out", str(out),
+               "--json", "--force", *extra]  # fmt: skip
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    return seconds, json.loads(done.stdout)
+
+
+def ray_start() -> float:
+    """Seconds to start a local Ray (2 CPUs); it stays up for the ray engine's runs."""
+    import ray
+
+    started = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    return time.perf_counter() - started
+
+
+def ray_engine(model: kr.Model, folder: Path, out: Path, batch: int, actors: int) -> float:
+    """Images per second of the ray engine on a running Ray: the actors' start, load and
+    self-check included, Ray's own start not."""
+    from kit.infer_ray import run_ray
+
+    source = list_source(str(folder), model.class_names)
+    job = open_job(out, model.path.parent, str(folder), len(source.items), 4096,
+                   resume=False, force=True)  # fmt: skip
+    facts = (model.facts.input_shape, model.facts.mean, model.facts.std)
+    started = time.perf_counter()
+    run_ray(model.path.parent, source, job, Scoring(), address=None, actors=actors,
+            batch_size=batch, max_pixels=1 << 24, facts=facts)  # fmt: skip
+    return len(source.items) / (time.perf_counter() - started)
+
+
+def kill_and_resume(export: Path, folder: Path, out: Path, rows: int) -> str:
+    command = [sys.executable, "-m", "kit", "infer", str(export), str(folder), "--out", str(out),
+               "--force", "--part-rows", "500"]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while len(list(out.glob("part-*.parquet"))) < rows // 1000 and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = len(list(out.glob("part-*.parquet")))
+    resume = [*command[:-3], "--part-rows", "500", "--resume", "--json"]
+    subprocess.run(resume, capture_output=True, text=True, check=False)
+    indexes = read_predictions(out).column("index").to_pylist()
+    ok = sorted(indexes) == list(range(rows))
+    return (f"killed with {before} of {-(-rows // 500)} parts written; after --resume "
+            f"{len(indexes)} rows, {len(set(indexes))} distinct, each input once: {ok}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--export", type=Path, default=ROOT / "exported" / "mnist_cnn")
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args()
+    print(f"# bench_infer ({env_info()}), {args.export.name}, batch {args.batch_size}")
+    work = Path(tempfile.mkdtemp())
+    folder = work / "digits"
+    folder.mkdir()
+    model = kr.load(args.export, warmup=True, threads=2)
+    rows = write_pngs(model, folder)
+    files = sorted(folder.rglob("*.png"))
+    ceiling = in_process(model, files, args.batch_size)
+    own = local(model, folder, work / "lib", args.batch_size)
+    print(f"in-process predict over decoded images: {ceiling:,.0f} img/s")
+    print(f"local engine (decode overlapped):       {own:,.0f} img/s ({own / ceiling:.0%})")
+    seconds, summary = engine(args.export, folder, work / "local")
+    print(f"kit infer --engine local: {seconds:.1f} s end to end; {summary['rows']} rows, "
+          f"{summary['predicted']} predicted, {summary['errors']} errors, accuracy "
+          f"{summary['accuracy']:.4%}")  # fmt: skip
+    print(f"ray start (local, 2 CPUs): {ray_start():.1f} s")
+    for actors in (1, 2):
+        speed = ray_engine(model, folder, work / f"ray{actors}", args.batch_size, actors)
+        print(f"ray engine, {actors} actor(s) x 1 thread: {speed:,.0f} img/s "
+              f"({speed / own:.0%} of the local engine)")  # fmt: skip
+    seconds, summary = engine(args.export, folder, work / "raycli", "--engine", "ray")
+    print(f"kit infer --engine ray (2 actors): {seconds:.1f} s end to end, Ray's start "
+          f"included; {summary['predicted']} predicted, {summary['errors']} errors")  # fmt: skip
+    tops = {name: [r["top1"] for r in sorted(read_predictions(work / name).to_pylist(),
+                                              key=lambda r: r["index"])]
+            for name in ("local", "ray1", "ray2")}  # fmt: skip
+    print(f"top-1 identical, local vs ray 1 / 2 actors: {tops['local'] == tops['ray1']} / "
+          f"{tops['local'] == tops['ray2']}")  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "kit", "eval", str(args.export), "--json"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    print(f"kit eval accuracy: {json.loads(done.stdout)['accuracy']:.4%}")
+    print(kill_and_resume(args.export, folder, work / "killed", rows))
+
+
+if __name__ == "__main__":
+    main()
