@@ -199,7 +199,7 @@ def _row(item: Item, sha256: str | None, error: str | None) -> dict[str, Any]:
 def _tops(model: Any, logits: np.ndarray, how: Scoring) -> list[dict[str, Any]]:
     """Each row's top-k labels and softmax scores (and raw outputs), the batch at once."""
     z = logits.astype(np.float64)
-    finite: list[bool] = [bool(v) for v in np.isfinite(z).all(axis=1)]
+    finite: list[bool] = np.asarray(np.isfinite(z).all(axis=1)).tolist()
     z = np.where(np.asarray(finite)[:, None], z, 0.0)
     probs = np.exp(z - z.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
