@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from .._child import ChildSession
 from ..datatypes import JS_DTYPES
 from ..errors import KitError
 from ._explain import explain
-from .child import ChildSession
 from .packages import ORT_JS_VERSION, install_node_package, node_version
 
 __all__ = ["NODE_RUNTIME", "NodeError", "NodeSession", "run_in_node"]

@@ -12,17 +12,17 @@ from typing import Any
 
 import numpy as np
 
+from .._child import ChildSession
 from ..artifact import ArtifactFile
 from ..cache import install_onnxruntime, pinned_label
 from ..catalogue import PINNED
-from ..embed.child import ChildSession
 from ..errors import KitError
 from ..parity import Runner
 from .registry import Backend, RunnerOptions, artifact_label, register_family
 
 __all__ = ["PinnedError", "PinnedSession", "backend_for", "run_pinned"]
 
-CHILD = Path(__file__).resolve().parent.parent / "embed" / "ort_child.py"
+CHILD = Path(__file__).resolve().with_name("ort_child.py")
 
 
 class PinnedError(KitError):

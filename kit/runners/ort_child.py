@@ -1,7 +1,7 @@
 """Runs an ONNX file in a pinned onnxruntime, apart from kit (numpy and onnxruntime only):
 ``python -S ort_child.py SITE MODEL OUT_DIR`` with ``SITE`` the pinned packages' directory.
 It loads the model once, then answers batches as they come until its stdin closes (the
-protocol of ``kit.embed.child``): each stdin line names a raw float32 file and its shape;
+protocol of ``kit._child``): each stdin line names a raw float32 file and its shape;
 each stdout line lists every output written as a raw file into ``OUT_DIR``, or
 ``{"error": ...}`` with onnxruntime's own words."""
 
