@@ -116,7 +116,7 @@ def run_ray(
             _Score,
             fn_constructor_args=(str(export), how, 1, providers),
             batch_size=batch_size,
-            concurrency=actors,
+            compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=1,
             num_gpus=1 if gpu else 0,
         )
