@@ -119,25 +119,27 @@ def _embedded_checks() -> list[Check]:
     ]
 
 
-def _extra_checks() -> list[Check]:
-    """Every runtime of the catalogue an extra installs (ExecuTorch, LiteRT, OpenVINO, and
-    any added): installed, which version, and how to get it."""
+def _runtime_checks() -> list[Check]:
+    """A line per runtime of the catalogue (any added too): whether it can run here, the
+    version its package reports, and how to get it."""
     from importlib.metadata import PackageNotFoundError, version
 
     from ..catalogue import RUNTIMES
+    from ..report.columns import missing
 
     checks = []
     for r in RUNTIMES.values():
-        if r.extra is None or r.shown != "always" or r.package is None:
+        if r.shown != "always" or "gpu" in r.needs:  # CUDA: the provider line below tries it
             continue
-        formats = ", ".join(r.formats)
-        what = f"{formats} files (kit export --formats {formats}; --runtime {r.select})"
+        why = missing(r)
         try:
-            detail, ready = f"{r.package} {version(r.package)}: {what}", True
-        except PackageNotFoundError:
-            detail, ready = f"{r.package} not installed: {what}", False
-        fix = "" if ready else f"pip install 'kit[{r.extra}]' (or 'kit[edge]')"
-        checks.append(Check(r.key, ready, detail, fix))
+            got = f"{r.package} {version(r.package)}: " if r.package else ""
+        except PackageNotFoundError:  # another distribution may provide it (onnxruntime-gpu)
+            got = ""
+        formats = ", ".join(r.formats)
+        detail = f"{got}{r.title} runs {formats} (kit parity --runtime {r.select})"
+        fix = "" if why is None else why + (f"; pip install 'kit[{r.extra}]'" if r.extra else "")
+        checks.append(Check(r.key, why is None, detail, fix))
     return checks
 
 
@@ -173,7 +175,7 @@ def doctor(install: str | None, as_json: bool) -> None:
         install_web_files()
     if install in ("node", "all"):
         install_node_package()
-    checks = _onnxruntime_checks() + _embedded_checks() + _extra_checks()
+    checks = _runtime_checks() + _onnxruntime_checks() + _embedded_checks()
     if as_json:
         _echo_json([asdict(c) for c in checks])
     else:
