@@ -285,6 +285,8 @@ def open_job(
         "part_rows": part_rows,
     }
     marker = out / JOB_FILE
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file; --out names a folder for the predictions' parts.")
     if out.exists() and not marker.is_file() and any(out.iterdir()):
         raise UsageError(f"{out} exists and is not a kit infer output; pick another --out.")
     if marker.is_file():
@@ -416,20 +418,23 @@ def _batches(items: Sequence[Item], size: int) -> Iterator[Sequence[Item]]:
         yield items[start : start + size]
 
 
-def read_predictions(out: Path) -> Any:
-    """Every written part of ``out`` as one pyarrow table."""
+def read_predictions(out: Path, columns: Sequence[str] | None = None) -> Any:
+    """Every written part of ``out`` (those ``columns`` only, when given) as one table."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     parts = sorted(out.glob("part-*.parquet"))
     if not parts:
-        return _schema().empty_table()
-    return pa.concat_tables([pq.read_table(p) for p in parts])
+        return _schema().empty_table().select(list(columns or _schema().names))
+    return pa.concat_tables([pq.read_table(p, columns=columns) for p in parts])
 
 
 def summarise(out: Path, rows: int) -> Summary:
-    """The summary of everything written to ``out`` (resumed parts included)."""
-    table = read_predictions(out)
+    """The summary of everything written to ``out`` (resumed parts included), read a part's
+    three small columns at a time."""
+    import pyarrow.parquet as pq
+
     summary = Summary(rows=rows)
-    summary.add(table.to_pylist())
+    for part in sorted(out.glob("part-*.parquet")):
+        summary.add(pq.read_table(part, columns=["label", "top1", "error"]).to_pylist())
     return summary

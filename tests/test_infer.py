@@ -93,6 +93,10 @@ def test_the_output_is_refused_replaced_or_resumed_never_mixed(
     assert code == 2 and "another job" in text
     assert _kit(*args, "--force")[0] == 1
     assert len(read_predictions(out)) == 204
+    a_file = tmp_path / "preds.parquet"
+    a_file.write_text("x")
+    code, text = _kit("infer", str(shipped / "mnist_cnn"), str(digits), "--out", str(a_file))
+    assert code == 2 and "is a file" in text and a_file.read_text() == "x"
     stranger = tmp_path / "mine"
     stranger.mkdir()
     (stranger / "keep.txt").write_text("x")
