@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, UsageError
+from .runtime.images import IMAGE_SUFFIXES
 
 __all__ = [
     "Item",
@@ -36,8 +37,6 @@ __all__ = [
     "score_batch",
 ]
 
-#: image files a folder source is read for
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 #: what marks the output folder as kit's (and records the job it holds)
 JOB_FILE = "_kit_infer.json"
 _MNIST = "mnist"

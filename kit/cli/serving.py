@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..runtime.images import DEFAULT_MAX_PIXELS, image_size, read_image
+from ..runtime.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, image_size, read_image
 from ..server.config import ServerConfig
 from ._common import (
     PROVIDERS,
@@ -20,7 +20,6 @@ from ._common import (
 )
 
 #: file name endings kit predict reads from a folder
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 #: a picture this many times the default model's side (a photo, not a digit) is refused
 _PHOTO_FACTOR = 2
 

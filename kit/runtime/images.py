@@ -13,7 +13,10 @@ import numpy as np
 
 from ..errors import InputError, UsageError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "image_size", "read_image"]
+__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "image_size", "read_image"]
+
+#: the image files kit reads from a folder (kit predict, kit infer)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 #: the largest image decoded unless --max-image-pixels says otherwise (an 8000 x 8000 photo)
 DEFAULT_MAX_PIXELS = 64_000_000
