@@ -196,6 +196,14 @@ def test_headers_past_the_limits_get_431(server: str) -> None:
     assert status == 431 and "more than 100 headers" in error
 
 
+@pytest.mark.parametrize("value", ["9" * 5000, "1" * 19])
+def test_a_header_length_no_integer_holds_is_a_400(server: str, value: str) -> None:
+    """Python refuses to convert a number of 4,300 digits or more: a 400, not a 500."""
+    headers = {"Inference-Header-Content-Length": value, "Content-Type": "application/octet-stream"}
+    status, error = _error(request(server, "POST", INFER, b'{"inputs": []}', headers))
+    assert status == 400 and "Inference-Header-Content-Length" in error
+
+
 def test_connections_past_the_limit_get_503_and_the_server_recovers(model: kr.Model) -> None:
     config = ServerConfig(max_connections=4, header_timeout=30)
     with running_server({"lenet": model}, config) as (url, _):

@@ -24,7 +24,8 @@ class Decoder:
         self._pool: ProcessPoolExecutor | None = None
 
     async def parse(self, entry: ServedModel, body: bytes, header: str | None) -> InferRequest:
-        digits = header is not None and header.isascii() and header.isdigit()
+        # a number, and one short enough to convert (Python refuses ints of 4,300+ digits)
+        digits = header is not None and header.isascii() and header.isdigit() and len(header) < 19
         json_bytes = int(header) if digits else len(body)  # type: ignore[arg-type]
         job = functools.partial(
             parse_infer_request,

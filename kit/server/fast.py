@@ -143,7 +143,7 @@ def _lengths(headers: list[tuple[bytes, bytes]]) -> tuple[int | None, str | None
     length = header = None
     for key, value in headers:
         if key == b"content-length":
-            length = int(value) if value.isdigit() else None
+            length = int(value) if value.isdigit() and len(value) < 19 else None
         elif key == _HEADER:
             header = value.decode("latin-1")
     return length, header
