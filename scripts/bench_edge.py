@@ -26,7 +26,7 @@ from kit.artifact import ArtifactFile, read_manifest
 from kit.data import arrays, load_dataset
 from kit.export import ExportOptions, Provenance, add_formats, export_model
 from kit.models import build_model, resolve_spec
-from kit.runners import HOME_RUNTIMES, make_runners
+from kit.runners import home_select, make_runners
 from kit.verify import rebuild_reference
 
 EDGE = ("pte", "tflite", "openvino")
@@ -69,7 +69,7 @@ def digits() -> None:
                 [model(torch.from_numpy(x[i : i + 1000])).numpy() for i in range(0, len(x), 1000)]
             )
         files = [ArtifactFile(f"model.{'xml' if f == 'openvino' else f}", f) for f in EDGE]
-        runners = make_runners(directory, files, sorted({HOME_RUNTIMES[f] for f in EDGE}))
+        runners = make_runners(directory, files, sorted({home_select(f) for f in EDGE}))
         for runner in runners:
             t = time.perf_counter()
             got = np.concatenate([runner.run(x[i : i + 1000])[0] for i in range(0, len(x), 1000)])
