@@ -141,7 +141,7 @@ def _mnist(class_names: Sequence[str]) -> Source:
 
     raw = raw_test_images(_MNIST, None, count=1 << 30)
     assert raw is not None
-    name = list(class_names) or [str(d) for d in range(10)]
+    name = list(class_names) if len(class_names) == 10 else [str(d) for d in range(10)]
     items = [Item(i, f"mnist-test/{int(n):05d}", name[int(y)])
              for i, (n, y) in enumerate(zip(raw.index, raw.labels, strict=True))]  # fmt: skip
     return Source(items, _MNIST, arrays=np.stack(raw.images))
