@@ -20,7 +20,6 @@ __all__ = [
     "Format",
     "Runtime",
     "add",
-    "format_record",
     "home_runtime",
     "pinned",
     "runtime_record",
@@ -148,10 +147,6 @@ def runtime_record(key: str) -> Runtime | None:
     if (found := PINNED.fullmatch(key)) is not None:
         return pinned(found[1])
     return RUNTIMES.get(key)
-
-
-def format_record(key: str) -> Format | None:
-    return FORMATS.get(key)
 
 
 def home_runtime(fmt: str) -> Runtime:

@@ -34,32 +34,6 @@ from _bench import ROOT, env_info, free_port
 import kit.runtime as kr
 
 MLSERVER_VENV = ROOT / ".venv-mlserver"
-_RUNTIME = """
-import numpy as np
-import onnxruntime as ort
-from mlserver import MLModel
-from mlserver.codecs import NumpyCodec
-from mlserver.types import InferenceRequest, InferenceResponse
-from mlserver.utils import get_model_uri
-
-
-class OnnxModel(MLModel):
-    async def load(self) -> bool:
-        self.session = ort.InferenceSession(await get_model_uri(self.settings))
-        return True
-
-    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
-        request = payload.inputs[0]
-        x = NumpyCodec.decode_input(request).astype(np.float32)
-        outputs = self.session.run(None, {request.name: x})
-        return InferenceResponse(
-            model_name=self.name,
-            outputs=[
-                NumpyCodec.encode_output(name=o.name, payload=v)
-                for o, v in zip(self.session.get_outputs(), outputs)
-            ],
-        )
-"""
 _LUA = """
 wrk.method = "POST"
 local f = io.open(os.getenv("KIT_BODY"), "rb")
@@ -200,7 +174,7 @@ def mlserver(export: Path, input_name: str) -> Iterator[tuple[int, str]]:
     model = work / manifest.name
     model.mkdir()
     shutil.copy(export / "model.onnx", model / "model.onnx")
-    (model / "runtime.py").write_text(_RUNTIME)
+    shutil.copy(ROOT / "scripts" / "mlserver_runtime.py", model / "runtime.py")
     settings = {
         "name": manifest.name,
         "implementation": "runtime.OnnxModel",

@@ -20,32 +20,7 @@ trap 'kill "${server:-0}" 2>/dev/null || true; [ "${KEEP:-}" ] || rm -rf "$work"
 name=$(.venv/bin/python -c "import json,sys; print(json.load(open(sys.argv[1]))['model']['name'])" "$export_dir/manifest.json")
 mkdir -p "$work/$name"
 cp "$export_dir/model.onnx" "$work/$name/model.onnx"
-cat > "$work/$name/runtime.py" <<'PY'
-import numpy as np
-import onnxruntime as ort
-from mlserver import MLModel
-from mlserver.codecs import NumpyCodec
-from mlserver.types import InferenceRequest, InferenceResponse
-from mlserver.utils import get_model_uri
-
-
-class OnnxModel(MLModel):
-    async def load(self) -> bool:
-        self.session = ort.InferenceSession(await get_model_uri(self.settings))
-        return True
-
-    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
-        request = payload.inputs[0]
-        x = NumpyCodec.decode_input(request).astype(np.float32)
-        outputs = self.session.run(None, {request.name: x})
-        return InferenceResponse(
-            model_name=self.name,
-            outputs=[
-                NumpyCodec.encode_output(name=o.name, payload=v)
-                for o, v in zip(self.session.get_outputs(), outputs)
-            ],
-        )
-PY
+cp scripts/mlserver_runtime.py "$work/$name/runtime.py"
 # the model's tensors as the manifest lists them, so the server's metadata can be checked
 .venv/bin/python - "$export_dir/manifest.json" "$work/$name/model-settings.json" "$name" <<'PY'
 import json, sys

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from ..runtime.images import DEFAULT_MAX_PIXELS
-from ._common import PROVIDERS, _echo_json, cli, echo
+from ._common import PROVIDERS, _echo_json, cli, echo, provider_option
 
 _EXAMPLES = """\\b
 Examples:
@@ -89,7 +89,7 @@ class _InferArgs:
 @click.option("--label-column", help="A table source's column of true labels.")
 @click.option("--resume", is_flag=True, help="Score only the parts --out does not hold yet.")
 @click.option("--force", is_flag=True, help="Replace what --out holds.")
-@click.option("--provider", type=click.Choice(sorted(PROVIDERS)), default="auto", show_default=True)
+@provider_option
 @click.option(
     "--max-image-pixels",
     type=click.IntRange(1),

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from ..cache import onnxruntime_dir
 from ..catalogue import RUNTIMES, Runtime, pinned
-from ..embed.packages import find_browser, node_version
+from ..embed.packages import find_browser
 
 __all__ = ["Column", "columns_for", "missing", "parity_kind"]
 
@@ -59,10 +59,8 @@ def _lacking(need: str, record: Runtime) -> str | None:
     if kind == "module" and importlib.util.find_spec(name) is None:
         extra = f" (pip install 'kit[{record.extra}]')" if record.extra else ""
         return f"{name} is not installed here{extra}"
-    if kind == "program" and name == "node" and not node_version():
-        return "Node.js is not installed here"
-    if kind == "program" and name != "node" and shutil.which(name) is None:
-        return f"{name} is not installed here"
+    if kind == "program" and shutil.which(name) is None:
+        return f"{name} is not installed here (not on PATH)"
     if kind == "chromium" and not find_browser():
         return "no system Chromium here (apt-get install chromium)"
     if kind == "gpu":

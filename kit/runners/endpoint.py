@@ -84,12 +84,8 @@ class Endpoint:
     def _post(self, connection: Any, x: np.ndarray) -> list[np.ndarray]:
         import tritonclient.http as http
 
-        name = self.metadata["inputs"][0]["name"]
-        request = http.InferInput(name, list(x.shape), "FP32")
-        request.set_data_from_numpy(np.ascontiguousarray(x, np.float32), binary_data=self.binary)
-        names = [o["name"] for o in self.metadata["outputs"]]
-        wanted = [http.InferRequestedOutput(n, binary_data=self.binary) for n in names]
-        body, json_size = http.InferenceServerClient.generate_request_body([request], wanted)
+        request, wanted = self._tensors(x)
+        body, json_size = http.InferenceServerClient.generate_request_body(request, wanted)
         headers = {"Content-Type": "application/octet-stream"}
         if json_size is not None:
             headers["Inference-Header-Content-Length"] = str(json_size)
@@ -102,7 +98,7 @@ class Endpoint:
         result = http.InferenceServerClient.parse_response_body(
             data, header_length=int(length) if length else None
         )
-        return [np.asarray(result.as_numpy(n)) for n in names]
+        return self._outputs(result)
 
     def alone(self, x: np.ndarray) -> list[np.ndarray]:
         """Every row of ``x`` sent by itself, one request after another."""
@@ -121,15 +117,21 @@ class Endpoint:
         return [np.concatenate(column) for column in zip(*parts, strict=True)]
 
     def _infer(self, x: np.ndarray) -> list[np.ndarray]:
+        request, wanted = self._tensors(x)
+        return self._outputs(self.client.infer(self.model, request, outputs=wanted))
+
+    def _tensors(self, x: np.ndarray) -> tuple[list[Any], list[Any]]:
+        """The request's input tensor for ``x`` and every output asked for (tritonclient's)."""
         import tritonclient.http as http
 
         name = self.metadata["inputs"][0]["name"]
         request = http.InferInput(name, list(x.shape), "FP32")
         request.set_data_from_numpy(np.ascontiguousarray(x, np.float32), binary_data=self.binary)
         names = [o["name"] for o in self.metadata["outputs"]]
-        wanted = [http.InferRequestedOutput(n, binary_data=self.binary) for n in names]
-        result = self.client.infer(self.model, [request], outputs=wanted)
-        return [np.asarray(result.as_numpy(n)) for n in names]
+        return [request], [http.InferRequestedOutput(n, binary_data=self.binary) for n in names]
+
+    def _outputs(self, result: Any) -> list[np.ndarray]:
+        return [np.asarray(result.as_numpy(o["name"])) for o in self.metadata["outputs"]]
 
 
 def _client(url: str) -> Any:
@@ -226,8 +228,9 @@ def metadata_problems(endpoint: Endpoint, manifest: Manifest) -> list[str]:
 def batch_histogram(url: str, model: str) -> dict[int, int] | None:
     """Batches run per size (the histogram's bucket bounds) for ``model`` at ``url``'s
     ``/metrics``; None when there is no such histogram."""
-    import re
     import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
 
     base = url if "://" in url else f"http://{url}"
     try:
@@ -235,16 +238,20 @@ def batch_histogram(url: str, model: str) -> dict[int, int] | None:
             text = answer.read(4 << 20).decode("utf-8", "replace")
     except (OSError, ValueError):
         return None
-    found = re.findall(
-        rf'^kit_batch_size_bucket{{le="([0-9.]+)",model="{re.escape(model)}"}} ([0-9.e+]+)$',
-        text,
-        flags=re.M,
-    )
-    if not found:
+    buckets: list[tuple[float, float]] = []
+    try:
+        for family in text_string_to_metric_families(text):
+            if family.name != "kit_batch_size":
+                continue
+            buckets += [(float(b.labels["le"]), b.value) for b in family.samples
+                        if b.name.endswith("_bucket") and b.labels.get("model") == model
+                        and b.labels["le"] != "+Inf"]  # fmt: skip
+    except (ValueError, KeyError, IndexError, TypeError):  # a server's text, not kit's format
         return None
-    cumulative = sorted((float(le), float(n)) for le, n in found)
+    if not buckets:
+        return None
     sizes, before = {}, 0.0
-    for le, n in cumulative:
+    for le, n in sorted(buckets):
         if n > before:
             sizes[int(le)] = int(n - before)
         before = n

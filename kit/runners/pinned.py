@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from ..errors import KitError
 from ..parity import Runner
 from .registry import Backend, RunnerOptions, artifact_label, register_family
 
-__all__ = ["PinnedError", "PinnedSession", "backend_for", "run_pinned"]
+__all__ = ["PinnedError", "PinnedSession", "backend_for"]
 
 CHILD = Path(__file__).resolve().with_name("ort_child.py")
 
@@ -63,12 +62,6 @@ class PinnedSession(ChildSession):
 
 def _decode(o: dict[str, Any]) -> np.ndarray:
     return np.fromfile(o["file"], dtype=o["dtype"]).reshape(o["shape"])
-
-
-def run_pinned(version: str, model: Path, batches: Sequence[np.ndarray]) -> list[list[np.ndarray]]:
-    """Every output of ``model`` for each float32 batch, in one process of ``version``."""
-    with PinnedSession(version, model) as session:
-        return [session.run(x) for x in batches]
 
 
 #: onnxruntime's words for what it cannot read, without the source location before them
