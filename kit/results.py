@@ -33,6 +33,7 @@ from ._files import write_inside
 from ._signing import sign, signed_here
 from .artifact import RESULTS_DIR, read_manifest
 from .artifact.facts import validation_sentence
+from .errors import KitError
 from .parity import ParityData, ParityRow, PipelineData
 
 __all__ = [
@@ -220,14 +221,18 @@ def save_result(directory: Path, kind: str, data: dict[str, Any], command: str) 
 
     Raises:
         ArtifactError: ``directory`` is not an export, or a link is on the way to the file.
-        KitError: kit's signing key cannot be read or made.
+        KitError: kit's signing key cannot be read or made, or ``data`` holds a value outside
+            the bounds the reader checks (a tolerance of 1e308, say).
         OSError: the folder cannot be written (nothing is left behind).
     """
     schema = data_type(kind)
     if not _KIND.fullmatch(kind) or schema is None:
         raise ValueError(f"not a result kind: {kind!r}")
     # what kit saves, kit must read back: checked as the reader checks it (NaN and Inf as null)
-    msgspec.json.decode(msgspec.json.encode(data), type=schema)
+    try:
+        msgspec.json.decode(msgspec.json.encode(data), type=schema)
+    except msgspec.ValidationError as exc:
+        raise KitError(f"the {kind} result holds a value kit would not read back ({exc})") from None
     manifest = read_manifest(directory)
     saved = Saved(
         kind=kind,

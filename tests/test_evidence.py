@@ -512,3 +512,20 @@ def test_saved_results_decode_through_their_types(lenet: Path) -> None:
     path = save_result(lenet, "parity-python", passing_parity("lenet"), "x")
     data = msgspec.json.decode(path.read_bytes())
     assert len(data["signature"]) == 64
+
+
+def test_a_tolerance_the_reader_would_refuse_is_a_note_not_a_traceback(lenet: Path) -> None:
+    """What kit saves it must read back; a run whose --atol is past the reader's bound says
+    so and keeps its own answer."""
+    code, out = kit("parity", str(lenet), "--atol", "1e308", "--batch-sizes", "1")
+    assert code == 0 and "Traceback" not in out
+    assert "not saved for kit report" in out and "would not read back" in out
+    assert not (lenet / RESULTS_DIR / "parity-python.json").exists()
+
+
+@pytest.mark.parametrize("atol", [-1e-300, 1e308])
+def test_a_reference_tolerance_out_of_bounds_is_refused(lenet: Path, atol: float) -> None:
+    edit_manifest(lenet, lambda m: m["reference"].update(atol=atol))
+    code, out = kit("parity", str(lenet), "--reference")
+    assert code in (1, 2) and "Traceback" not in out
+    assert "atol" in out and out.count("\n") <= 2, out

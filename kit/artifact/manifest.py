@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -135,8 +135,8 @@ class ReferenceRecord(msgspec.Struct, frozen=True):
     """The samples parity used, kept with eager's outputs, and the rule that judges them."""
 
     sets: tuple[ReferenceSet, ...]
-    atol: float
-    rtol: float
+    atol: Annotated[float, msgspec.Meta(ge=0.0, le=1e300)]
+    rtol: Annotated[float, msgspec.Meta(ge=0.0, le=1e300)]
     rule: str
     size: int
 
