@@ -34,8 +34,10 @@ from .manifest import (
     verify_files,
     write_manifest,
 )
+from .shapes import AXES, MAX_BATCH, AxisRule, ShapeRules, parse_dynamic, parse_grid
 
 __all__ = [
+    "AXES",
     "BATCH_AXIS",
     "BEST_CHECKPOINT",
     "BUNDLED_PTE",
@@ -56,6 +58,7 @@ __all__ = [
     "LABELS_FILE",
     "LAST_CHECKPOINT",
     "MANIFEST",
+    "MAX_BATCH",
     "MEAN_KEY",
     "MODEL_FILE",
     "OPENVINO_WEIGHTS",
@@ -73,6 +76,7 @@ __all__ = [
     "VARIANT_FILES",
     "WEIGHTS_FILE",
     "ArtifactFile",
+    "AxisRule",
     "DataRecord",
     "FactsError",
     "FileRecord",
@@ -83,12 +87,15 @@ __all__ = [
     "ModelRecord",
     "ReferenceRecord",
     "ReferenceSet",
+    "ShapeRules",
     "TensorRecord",
     "VariantRecord",
     "WeightsRecord",
     "checked_export",
     "describe_files",
     "open_export",
+    "parse_dynamic",
+    "parse_grid",
     "read_manifest",
     "served_name",
     "variant_key",

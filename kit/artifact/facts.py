@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from ..errors import ArtifactError
+from .shapes import MAX_SAMPLE_VALUES, ShapeRules
 
 __all__ = ["FactsError", "Limits", "ModelFacts", "validation_sentence"]
 
@@ -48,6 +49,8 @@ class ModelFacts(msgspec.Struct, frozen=True):
         rtol: The network's relative parity tolerance.
         weights_sha256: sha256 of the weights file exported, if any.
         kit_version: The kit that wrote the file.
+        dynamic: The sizes the input may take besides ``input_shape`` (the example's);
+            None: only the batch varies.
     """
 
     name: str
@@ -61,6 +64,7 @@ class ModelFacts(msgspec.Struct, frozen=True):
     rtol: float = 1e-4
     weights_sha256: str | None = None
     kit_version: str = ""
+    dynamic: ShapeRules | None = None
 
     def __post_init__(self) -> None:
         problems = _fact_problems(self)
@@ -72,7 +76,18 @@ class ModelFacts(msgspec.Struct, frozen=True):
         return self.num_classes > 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in _fields(self).items()}
+        found = {k: list(v) if isinstance(v, tuple) else v for k, v in _fields(self).items()}
+        if self.dynamic is None:
+            del found["dynamic"]  # facts written before rules existed read the same
+        else:
+            found["dynamic"] = msgspec.to_builtins(self.dynamic)
+        return found
+
+    def sample_shape(self) -> tuple[int | None, ...]:
+        """One sample's shape, None where the rules let the size vary."""
+        if self.dynamic is None:
+            return self.input_shape
+        return self.dynamic.sample_shape(self.input_shape)
 
     def to_json(self) -> str:
         return msgspec.json.encode(dict(sorted(self.to_dict().items()))).decode()
@@ -111,10 +126,6 @@ def _positive_ints(values: Sequence[Any]) -> bool:
     return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
 
 
-#: the most values one sample may hold (4096 x 4096 grey): far past any CNN kit exports
-MAX_SAMPLE_VALUES = 1 << 24
-
-
 def _fact_problems(f: ModelFacts) -> list[str]:
     problems = []
     if not f.name:
@@ -139,6 +150,19 @@ def _fact_problems(f: ModelFacts) -> list[str]:
         problems.append(f"{len(f.class_names)} class names for {f.num_classes} classes")
     if not (f.atol >= 0 and f.rtol >= 0):
         problems.append("tolerances must be non-negative")
+    if f.dynamic is not None and not problems:
+        problems += _rule_problems(f.dynamic, f.input_shape)
+    return problems
+
+
+def _rule_problems(rules: ShapeRules, shape: tuple[int, ...]) -> list[str]:
+    if rules.spatial and len(shape) != 3:
+        return [f"height and width rules need a C,H,W input_shape, not {list(shape)}"]
+    problems = []
+    if rules.problems((rules.batch_range()[0], *shape)):
+        problems.append(f"input_shape {list(shape)} is outside its own rules ({rules.describe()})")
+    if math.prod(rules.largest(shape)) > MAX_SAMPLE_VALUES:
+        problems.append(f"the dynamic rules allow samples of more than {MAX_SAMPLE_VALUES} values")
     return problems
 
 

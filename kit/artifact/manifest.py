@@ -173,6 +173,9 @@ class Manifest(msgspec.Struct, frozen=True):
     reference: ReferenceRecord | None = None
     #: the runtime versions this export was made to load in (``kit export --target``)
     targets: tuple[str, ...] = ()
+    #: bytes of memory a file plans for its largest input, by file (ExecuTorch plans at
+    #: the upper bound of every varying size)
+    planned: dict[str, Annotated[int, msgspec.Meta(ge=0)]] = {}
 
     def __post_init__(self) -> None:
         for where, name in self.named_paths():

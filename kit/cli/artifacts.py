@@ -93,6 +93,8 @@ Examples:
   kit export exported/mnist_cnn --formats pte --precision int8   # add to an export
   kit export --model mnist_cnn --target onnxruntime==1.16.3     # for an older runtime
   kit export --model mypkg.nets:segmenter --input-shape 3,224,224 --output-names mask
+  kit export --model torchvision.models:resnet18 --input-shape 3,224,224 \\
+      --dynamic height=64..512:32,width=64..512:32    # sizes that vary, proven on a grid
 """
 
 
@@ -127,6 +129,8 @@ class _ExportArgs:
     mean: tuple[float, ...] | None
     std: tuple[float, ...] | None
     class_names: tuple[str, ...] | None
+    dynamic: tuple[str, ...]
+    grid: tuple[str, ...]
     as_json: bool
 
 
@@ -201,6 +205,21 @@ class _ExportArgs:
     help="Write an ONNX file that loads in this runtime: onnxruntime==1.16.3, triton==24.01 "
     "(opset and IR version chosen for it, still checked against eager), or refuse saying why.",
 )
+@click.option(
+    "--dynamic",
+    multiple=True,
+    metavar="AXIS=MIN..MAX[:MULTIPLE]",
+    help="Sizes the input may take (repeatable or comma-separated; AXIS is batch, height or "
+    "width), e.g. height=64..512:32,width=64..512:32. Every file is read back against them, "
+    "proven on a grid of sizes in every runtime, and refuses sizes outside them.",
+)
+@click.option(
+    "--grid",
+    multiple=True,
+    metavar="HxW",
+    help="Sizes parity adds to --dynamic's grid (the ends, the example, interior and "
+    "non-square sizes), e.g. 320x480.",
+)
 @facts_options
 @data_options
 @_calibration_options
@@ -246,6 +265,11 @@ def export(**given: Any) -> None:
         fmt_list = parse_formats(a.formats, have_onnx=a.existing is not None)
     except UsageError as exc:
         raise click.BadParameter(str(exc), param_hint="--formats") from None
+    if a.existing is not None and (a.dynamic or a.grid):
+        raise click.UsageError(
+            "--dynamic and --grid say how a new export is made; export again with --model "
+            "(added formats take the export's own rules)."
+        )
     variants = _variants(a.precisions)
     facts = GivenFacts(mean=a.mean, std=a.std, class_names=a.class_names)
     check_request(
@@ -274,6 +298,8 @@ def export(**given: Any) -> None:
                 dataset=a.dataset,
                 data_dir=a.data_dir,
                 options=options,
+                dynamic=a.dynamic,
+                grid=a.grid,
             )
     except ParityError as exc:
         _explain_parity_failure(exc)

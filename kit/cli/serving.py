@@ -137,14 +137,15 @@ def _classify_files(
     from ..errors import InputError, UsageError
     from ..runtime.preprocess import conversion_notes, is_colour
 
-    size = tuple(d or 1 for d in model.input_shape[1:3])
-    side = max(size) * _PHOTO_FACTOR
+    fixed = model.rules is None or not model.rules.spatial
+    size = tuple(d or 1 for d in model.input_shape[1:3]) if fixed else None
+    side = max(size or (0,)) * _PHOTO_FACTOR
     rows: list[dict[str, Any]] = []
     for path in files:
         try:
             image = read_image(path, max_pixels=max_pixels, size=size)  # type: ignore[arg-type]
             width, height = image_size(path)  # as the file holds it (a JPEG decodes smaller)
-            if refuse_photos and is_colour(image) and max(width, height) > side:
+            if refuse_photos and size and is_colour(image) and max(width, height) > side:
                 raise InputError(
                     f"{path} is a {width}x{height} colour picture, and the default model reads "
                     f"{size[1]}x{size[0]} grey digits; pass an export that takes such pictures "
@@ -157,7 +158,9 @@ def _classify_files(
         rows.append(
             {
                 "file": str(path),
-                "notes": conversion_notes(image, model.input_shape, (height, width)),
+                "notes": conversion_notes(
+                    image, model.fitted_shape(*image.shape[:2]), (height, width)
+                ),
                 "top": [
                     {"label": r.label, "index": r.index, "probability": r.probability} for r in top
                 ],

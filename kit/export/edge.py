@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .._native import native_output_to_file
-from ..artifact import FACTS_KEY, ModelFacts
+from ..artifact import FACTS_KEY, ModelFacts, ShapeRules
 from ..catalogue import FORMATS, home_runtime
 from ..errors import ArtifactError, RuntimeMissing, first_line
 from ..runners.openvino import openvino_reason
@@ -49,16 +49,41 @@ def require(fmt: str) -> Any:
         ) from None
 
 
-def _lower(program: Any, path: Path) -> None:
+def _lower(program: Any, path: Path) -> int:
+    """Lower ``program`` to XNNPACK into ``path``; the bytes its memory plan holds (sized
+    for the largest input the program takes)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
     lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-    path.write_bytes(lowered.to_executorch().buffer)
+    done = lowered.to_executorch()
+    path.write_bytes(done.buffer)
+    plan = done.executorch_program.execution_plan[0]
+    return int(sum(plan.non_const_buffer_sizes))
 
 
-def export_pte(model: nn.Module, example: torch.Tensor, path: Path, *, name: str) -> None:
-    """``model`` captured at ``example``'s static shape and lowered to XNNPACK as ``path``.
+def _capture(model: nn.Module, example: torch.Tensor, rules: ShapeRules | None) -> Any:
+    """torch.export at the static batch of one, height and width varying as ``rules`` say."""
+    if rules is None or not rules.spatial:
+        return torch.export.export(model, (example,))
+    from .program import export_program
+
+    return export_program(model, example, name="", rules=rules, batch=False)
+
+
+def export_pte(
+    model: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    *,
+    name: str,
+    rules: ShapeRules | None = None,
+) -> int | None:
+    """``model`` captured at ``example``'s static shape (height and width varying as
+    ``rules`` say) and lowered to XNNPACK as ``path``.
+
+    Returns:
+        The memory its plan holds for the largest input, when height or width varies.
 
     Raises:
         RuntimeMissing: ExecuTorch is not installed.
@@ -67,13 +92,14 @@ def export_pte(model: nn.Module, example: torch.Tensor, path: Path, *, name: str
     require("pte")
     try:
         with native_output_to_file():
-            _lower(torch.export.export(model, (example,)), path)
+            planned = _lower(_capture(model, example, rules), path)
     except Exception as exc:  # the exporter and the lowering raise many types
         raise ArtifactError(
             f"ExecuTorch could not lower {name} to XNNPACK: {first_line(exc)}; leave pte out "
             "of --formats."
         ) from exc
     path.chmod(0o644)
+    return planned if rules is not None and rules.spatial else None
 
 
 def quantize_pte(
@@ -112,8 +138,17 @@ def quantize_pte(
     path.chmod(0o644)
 
 
-def export_tflite(model: nn.Module, example: torch.Tensor, path: Path, *, name: str) -> None:
-    """``model`` converted by litert-torch at ``example``'s static shape, as ``path``.
+def export_tflite(
+    model: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    *,
+    name: str,
+    rules: ShapeRules | None = None,
+) -> None:
+    """``model`` converted by litert-torch at ``example``'s static shape (height and width
+    varying as ``rules`` say; LiteRT keeps no bounds, kit's rules are the bounds), as
+    ``path``.
 
     Raises:
         RuntimeMissing: litert-torch is not installed.
@@ -122,7 +157,12 @@ def export_tflite(model: nn.Module, example: torch.Tensor, path: Path, *, name: 
     litert_torch = require("tflite")
     try:
         with native_output_to_file():
-            litert_torch.convert(model, (example,)).export(str(path))
+            dims = None
+            if rules is not None and rules.spatial:
+                from .program import dynamic_shapes
+
+                dims = dynamic_shapes(rules, batch=False)
+            litert_torch.convert(model, (example,), dynamic_shapes=dims).export(str(path))
     except Exception as exc:  # the converter raises many types
         raise ArtifactError(
             f"litert-torch could not convert {name}: {first_line(exc)}; leave tflite out of --formats."
@@ -143,6 +183,8 @@ def export_openvino(
     ov = require("openvino")
     try:
         model = ov.Core().read_model(str(onnx_path))  # the ONNX frontend; no telemetry
+        if facts.dynamic is not None:
+            model.reshape({0: _bounded_shape(ov, facts)})
         model.set_rt_info(facts.to_json(), ["kit", FACTS_KEY])
         ov.save_model(model, str(xml), compress_to_fp16=fp16_weights)
     except Exception as exc:  # OpenVINO raises its own types
@@ -154,6 +196,17 @@ def export_openvino(
     for path in written:
         path.chmod(0o644)
     return written
+
+
+def _bounded_shape(ov: Any, facts: ModelFacts) -> Any:
+    """OpenVINO's form of the rules: each varying axis a bounded Dimension."""
+    rules = facts.dynamic
+    assert rules is not None
+    dims = [ov.Dimension(*rules.batch_range())]
+    for axis, size in zip(("channels", "height", "width"), facts.input_shape, strict=False):
+        rule = getattr(rules, axis, None)
+        dims.append(ov.Dimension(rule.min, rule.max) if rule is not None else ov.Dimension(size))
+    return ov.PartialShape(dims)
 
 
 def bundle_pte(pte: Path, out: Path, directory: Path, record: Any, cases: int = 8) -> None:

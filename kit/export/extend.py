@@ -44,6 +44,7 @@ from ..variants import VariantCheck, refuse_at_chance
 from .evidence import vouch
 from .formats import Written, check_formats, progress_bar, step, write_formats
 from .options import Calibration, ExportOptions, ExportResult
+from .readback import check_declared
 
 __all__ = ["add_formats", "add_variant_from_data", "add_variants"]
 
@@ -120,12 +121,15 @@ def _add_files(
             openvino_fp16=options.openvino_fp16,
             bar=bar,
         )
+        notes = check_declared(staging, written.files, manifest.facts)
         with step(bar, "parity"):
-            only = dataclasses.replace(options, formats=tuple(formats))
+            rules = manifest.facts.dynamic
+            only = dataclasses.replace(options, formats=tuple(formats), dynamic=rules)
             real = parity_samples(spec, data)
             args = (real, manifest.model.seed, manifest.output_names)
             report = check_formats(staging, export.network.model, spec, only, *args)
         bar.close()
+        report.notes += notes
         report.raise_for_failures()
         files = describe_files(staging, written.files)
         for name in files:
@@ -173,6 +177,8 @@ def _add_reference(export: _Export, options: ExportOptions, data: DataChoice) ->
 
 def _listed(manifest: Manifest, files: dict[str, Any], written: Written) -> Manifest:
     updated = manifest.with_files(files)
+    if written.planned:
+        updated = msgspec.structs.replace(updated, planned={**updated.planned, **written.planned})
     if written.mobile is None:
         return updated
     ops_file = next(n for n, f in written.files.items() if f == "ort-operators")

@@ -51,6 +51,8 @@ class Written:
     files: dict[str, str] = field(default_factory=dict)
     opset: int | None = None
     mobile: MobileFit | None = None
+    #: the memory a file plans for its largest input, by file (ExecuTorch's)
+    planned: dict[str, int] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -88,7 +90,7 @@ def write_formats(
     source = staging / MODEL_FILE if "onnx" in formats else onnx_source
     if {"onnx", "pt2"} & set(formats):
         with step(bar, "torch.export"):
-            program = export_program(model, example, name=facts.name)
+            program = export_program(model, example, name=facts.name, rules=facts.dynamic)
     for fmt in sorted(formats, key=lambda f: f in _MADE_FROM_ONNX or _added(f) is not None):
         path = staging / FILE_NAMES[fmt]
         with step(bar, fmt):
@@ -104,7 +106,10 @@ def write_formats(
                 write(model, example, path, source)
             elif fmt in ("pte", "tflite"):
                 write = export_pte if fmt == "pte" else export_tflite
-                write(model, example[:1], path, name=facts.name)  # a phone's static batch of 1
+                # a phone's static batch of 1; the planned bytes of a varying size
+                planned = write(model, example[:1], path, name=facts.name, rules=facts.dynamic)
+                if planned is not None:
+                    written.planned[FILE_NAMES[fmt]] = planned
             elif source is None:
                 raise ArtifactError(f"{fmt} is made from model.onnx; add onnx to the formats.")
             elif fmt == "ort":
@@ -172,6 +177,8 @@ def check_formats(
         [ArtifactFile(FILE_NAMES[f], f) for f in options.formats],
         name=spec.name,
         input_shape=spec.input_shape,
+        rules=options.dynamic,
+        grid=options.grid,
         rule=rule,
         batch_sizes=options.batch_sizes,
         real=real,

@@ -33,7 +33,10 @@ from ..artifact import (
     FileRecord,
     MobileRecord,
     ModelFacts,
+    ShapeRules,
     describe_files,
+    parse_dynamic,
+    parse_grid,
     read_manifest,
     write_manifest,
 )
@@ -42,12 +45,13 @@ from ..errors import ArtifactError, ParityError, UsageError, first_line
 from ..models import GivenFacts, Network, load_network, resolve_spec, with_facts
 from ..outputs import flatten_outputs, output_names
 from ..parity import ParityRun
-from ..verify.check import parity_inputs
+from ..verify.check import parity_inputs, reference_sizes
 from .evidence import vouch
 from .formats import check_formats, check_free_space, progress_bar, step, write_formats
 from .manifest import Provenance, build_manifest
 from .mobile import MobileFit
 from .options import Calibration, ExportOptions, ExportResult
+from .readback import check_declared
 from .reference import add_reference
 from .staging import move_into_place, staging_dir
 
@@ -64,7 +68,11 @@ __all__ = [
 
 
 def model_facts(
-    spec: ModelSpec, outputs: Sequence[str], classes: int | None, network: Network
+    spec: ModelSpec,
+    outputs: Sequence[str],
+    classes: int | None,
+    network: Network,
+    dynamic: ShapeRules | None = None,
 ) -> ModelFacts:
     """The facts a runtime needs, embedded in the ONNX file and the manifest.
 
@@ -98,6 +106,7 @@ def model_facts(
         rtol=spec.rtol,
         weights_sha256=network.weights_sha256,
         kit_version=kit.__version__,
+        dynamic=dynamic,
     )
 
 
@@ -152,6 +161,7 @@ class _Staged:
     opset: int | None
     mobile: MobileFit | None
     report: ParityRun
+    planned: dict[str, int]
 
 
 def _stage(
@@ -183,6 +193,7 @@ def _stage(
         openvino_fp16=options.openvino_fp16,
         bar=bar,
     )
+    notes = check_declared(staging, written.files, facts)
     if source.weights is not None:
         _save_weights(network.model, staging / WEIGHTS_FILE)
         written.files[WEIGHTS_FILE] = "safetensors"
@@ -191,8 +202,9 @@ def _stage(
             staging, network.model, spec, options, real, source.seed, facts.outputs
         )
     bar.close()
+    report.notes += notes
     files = describe_files(staging, written.files)
-    return _Staged(files, written.opset, written.mobile, report)
+    return _Staged(files, written.opset, written.mobile, report, written.planned)
 
 
 def _save_weights(model: nn.Module, path: Path) -> None:
@@ -242,11 +254,14 @@ def export_model(
     if isinstance(network, nn.Module):
         network = Network(network, source.num_classes, source.weights_sha256)
     network.model.eval()
+    low, high = (options.dynamic or ShapeRules()).batch_range()
     example = torch.randn(
-        2, *spec.input_shape, generator=torch.Generator().manual_seed(source.seed)
+        min(max(2, low), high),
+        *spec.input_shape,
+        generator=torch.Generator().manual_seed(source.seed),
     )
     traced = _trace_outputs(spec, network.model, example, options.output_names)
-    facts = model_facts(spec, traced.names, traced.classes, network)
+    facts = model_facts(spec, traced.names, traced.classes, network, options.dynamic)
     with staging_dir(out_root, spec.name) as staging:
         check_free_space(
             staging, network.model, len(options.formats) + (source.weights is not None)
@@ -255,7 +270,9 @@ def export_model(
         if data is not None and "onnx" in options.formats and not staged.report.failures:
             _check_pipeline(staging, spec, network, source, data, staged.report, training)
         _refuse_failed(staging, out_root / f"{spec.name}{FAILED_SUFFIX}", staged.report, options)
-        inputs = parity_inputs(spec.input_shape, options.batch_sizes, source.seed, real)
+        inputs = parity_inputs(spec.input_shape, options.batch_sizes, source.seed, None)
+        inputs += reference_sizes(spec.input_shape, options.dynamic, source.seed)
+        inputs += parity_inputs(spec.input_shape, (), source.seed, real)
         reference = add_reference(
             staging, network.model, spec.name, inputs, staged.report.rule, facts.outputs
         )
@@ -270,6 +287,7 @@ def export_model(
             parity=staged.report.to_dict(),
             mobile=_mobile_record(staged.mobile),
             training=training,
+            planned=staged.planned,
         )
         write_manifest(staging, manifest)
         move_into_place(staging, out_root / spec.name)
@@ -349,12 +367,25 @@ def export_network(
     dataset: str | None = None,
     data_dir: Path | None = None,
     options: ExportOptions | None = None,
+    dynamic: Sequence[str] = (),
+    grid: Sequence[str] = (),
 ) -> ExportResult:
     """What ``kit export`` does: resolve ``model_name`` (registered, or a factory the caller
     names), load ``weights`` (or draw them from ``seed``), take the facts ``given`` (over
     what the checkpoint and the network say), export and verify, with parity and the
-    whole-pipeline check on real test samples where there are some."""
+    whole-pipeline check on real test samples where there are some. ``dynamic`` and
+    ``grid`` are ``--dynamic`` and ``--grid`` as given (checked against the input shape).
+
+    Raises:
+        UsageError: a rule or a grid size that is wrong, in one sentence.
+    """
     spec = resolve_spec(model_name, input_shape)
+    if dynamic:
+        rules = parse_dynamic(dynamic, spec.input_shape)
+        sizes = parse_grid(grid, rules)
+        options = dataclasses.replace(options or ExportOptions(), dynamic=rules, grid=sizes)
+    elif grid:
+        raise UsageError("--grid adds sizes to the grid of --dynamic; give --dynamic too.")
     network = load_network(spec, weights=weights, num_classes=num_classes, seed=seed)
     said = (given or GivenFacts()).over(network.facts)
     spec = with_facts(spec, said)

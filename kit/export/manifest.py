@@ -106,6 +106,7 @@ def build_manifest(
     training: dict[str, Any] | None = None,
     reference: ReferenceRecord | None = None,
     targets: tuple[str, ...] = (),
+    planned: dict[str, int] | None = None,
 ) -> Manifest:
     """The manifest of one export: the model, its facts, tensors, files and parity."""
     weights = None
@@ -130,7 +131,7 @@ def build_manifest(
         files=files,
         format_version=FORMAT_VERSION,
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        inputs=(TensorRecord(INPUT_NAME, (BATCH_AXIS, *facts.input_shape)),),
+        inputs=(TensorRecord(INPUT_NAME, (BATCH_AXIS, *_axes(facts))),),
         outputs=tuple(TensorRecord(n, (BATCH_AXIS, *shape)) for n, shape in outputs),
         opset=opset,
         versions=library_versions(),
@@ -139,4 +140,11 @@ def build_manifest(
         mobile=mobile,
         reference=reference,
         targets=targets,
+        planned=dict(planned or {}),
     )
+
+
+def _axes(facts: ModelFacts) -> tuple[int | str, ...]:
+    """One sample's dims, a varying one by its axis's name (``height``, ``width``)."""
+    names = ("channels", "height", "width")
+    return tuple(d if d is not None else names[i] for i, d in enumerate(facts.sample_shape()))

@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import io
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from ..artifact import BATCH_AXIS, FACTS_KEY, INPUT_NAME, ModelFacts
+from ..artifact import AXES, FACTS_KEY, INPUT_NAME, ModelFacts
 from ..errors import ArtifactError, first_line
 
 __all__ = ["check_onnx", "export_onnx"]
@@ -23,7 +24,8 @@ def export_onnx(
     facts: ModelFacts,
     ir_version: int | None = None,
 ) -> int | None:
-    """Write ``program`` to ``path`` as ONNX with a dynamic ``batch`` axis.
+    """Write ``program`` to ``path`` as ONNX with a dynamic ``batch`` axis (and ``height``
+    and ``width`` where the program lets them vary).
 
     The input is named ``input``, the outputs ``facts.outputs`` (one per tensor the
     network returns, each with the same dynamic batch axis); ``facts`` (input shape, mean/std,
@@ -56,10 +58,7 @@ def export_onnx(
             "for the exporter's whole report, or leave onnx out of --formats."
         ) from exc
     assert onnx_program is not None
-    graph = onnx_program.model.graph
-    batch_dim = graph.inputs[0].shape[0] if graph.inputs[0].shape is not None else None
-    if batch_dim is not None and not isinstance(batch_dim, int):
-        onnx_program.rename_axes({batch_dim: BATCH_AXIS})
+    _name_axes(onnx_program)
     if ir_version is not None and onnx_program.model.ir_version > ir_version:
         onnx_program.model.ir_version = ir_version  # an older runtime's (kit export --target)
     onnx_program.model.metadata_props[FACTS_KEY] = facts.to_json()
@@ -81,3 +80,17 @@ def check_onnx(path: Path) -> None:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as exc:  # checker raises ValidationError, decode errors, OSError
         raise ArtifactError(f"{path.name} is not a valid ONNX model: {exc}".strip()) from None
+
+
+def _name_axes(onnx_program: Any) -> None:
+    """The input's varying axes by name (``batch``, ``height``, ``width``) wherever their
+    sizes appear in the graph, instead of the exporter's symbols (``s77``, ``32*s9``)."""
+    shape = onnx_program.model.graph.inputs[0].shape
+    if shape is None:
+        return
+    names = {}
+    for axis, index in AXES.items():
+        if index < len(shape) and not isinstance(dim := shape[index], int):
+            names[dim] = axis
+    if names:
+        onnx_program.rename_axes(names)

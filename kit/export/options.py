@@ -12,6 +12,7 @@ from ..artifact import (
     DEFAULT_FORMATS,
     Limits,
     Manifest,
+    ShapeRules,
     VariantRecord,
 )
 from ..data import DataChoice
@@ -53,6 +54,9 @@ class ExportOptions:
         openvino_fp16: Compress OpenVINO IR weights to fp16 (kept fp32 by default).
         target: A runtime the ONNX file must load in (``onnxruntime==1.16.3``,
             ``triton==24.01``): its opset and IR version are chosen for it.
+        dynamic: The sizes the input may take (``--dynamic``); every file is read back
+            against them and proven on their grid.
+        grid: (height, width) sizes parity adds to the rules' grid (``--grid``).
     """
 
     formats: Sequence[str] = DEFAULT_FORMATS
@@ -67,6 +71,8 @@ class ExportOptions:
     calibration: Calibration = field(default_factory=Calibration)
     openvino_fp16: bool = False
     target: str | None = None
+    dynamic: ShapeRules | None = None
+    grid: Sequence[tuple[int, int]] = ()
 
 
 @dataclass

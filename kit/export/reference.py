@@ -35,11 +35,24 @@ Inputs = Sequence[tuple[str, np.ndarray]]
 
 
 def choose_sets(inputs: Inputs, budget: int = REFERENCE_BYTES) -> list[tuple[str, np.ndarray]]:
-    """The parity inputs that fit the budget: random sets whole, the real set truncated."""
+    """The parity inputs that fit the budget: random sets whole, the real set truncated;
+    sets at other sizes than the example's (a model whose height or width varies) within a
+    budget of their own, so that every size kept is proven where the model lands."""
     if not inputs:
         return []
     sample = inputs[0][1][:1].nbytes
     room = max(budget, 4 * sample)
+    sized = [(label, x) for label, x in inputs if x.shape[1:] != inputs[0][1].shape[1:]]
+    chosen = _within(room, sample, [i for i in inputs if i[1].shape[1:] == inputs[0][1].shape[1:]])
+    kept = 0
+    for label, x in sized:
+        if kept + x.nbytes <= room:
+            chosen.append((label, x))
+            kept += x.nbytes
+    return chosen
+
+
+def _within(room: int, sample: int, inputs: Inputs) -> list[tuple[str, np.ndarray]]:
     chosen: list[tuple[str, np.ndarray]] = []
     for label, x in inputs:
         left = room - sum(c.nbytes for _, c in chosen)

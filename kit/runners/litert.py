@@ -42,9 +42,14 @@ def _make(path: Path, artifact: ArtifactFile, options: RunnerOptions) -> list[Ru
     outputs = interpreter.get_output_details()
     batch = int(source["shape"][0])
     lock = threading.Lock()  # one interpreter holds one set of tensors
+    shape = [tuple(source["shape"])]
 
     def run(x: np.ndarray) -> list[np.ndarray]:
         with lock:
+            if x.shape != shape[0]:  # a size the file lets vary (its shape_signature's -1)
+                interpreter.resize_tensor_input(source["index"], list(x.shape))
+                interpreter.allocate_tensors()
+                shape[0] = x.shape
             interpreter.set_tensor(source["index"], np.ascontiguousarray(x, np.float32))
             interpreter.invoke()
             return [interpreter.get_tensor(o["index"]).copy() for o in outputs]

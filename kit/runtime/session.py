@@ -29,7 +29,7 @@ from ..artifact import (
 from ..artifact import (
     open_export as verified_export,
 )
-from ..errors import ArtifactError, ProviderError, UsageError, first_line
+from ..errors import ArtifactError, InputError, ProviderError, UsageError, first_line
 from .preprocess import prepare_images
 from .providers import create_session
 from .reference import SelfCheck
@@ -63,11 +63,13 @@ def _facts(session: ort.InferenceSession, path: Path) -> ModelFacts | None:
         return None
     facts = ModelFacts.from_json(meta[FACTS_KEY])
     graph = inputs[0].shape[1:]
-    if len(graph) != len(facts.input_shape) or any(
-        isinstance(g, int) and g != f for g, f in zip(graph, facts.input_shape, strict=False)
+    sample = facts.sample_shape()
+    if len(graph) != len(sample) or any(
+        isinstance(g, int) and g != f for g, f in zip(graph, sample, strict=False)
     ):
+        said = ["N", *(d if d is not None else "?" for d in sample)]
         raise ArtifactError(
-            f"{path}'s facts say input shape {list(facts.input_shape)} but its graph takes "
+            f"{path}'s facts say input shape {said} but its graph takes "
             f"{['N', *graph]}; the file was edited after export, re-export it."
         )
     return facts
@@ -85,7 +87,7 @@ class Model:
         inp = session.get_inputs()[0]
         self.input_name: str = inp.name
         self.output_names: list[str] = [o.name for o in session.get_outputs()]
-        sample = self.facts.input_shape if self.facts else inp.shape[1:]
+        sample = self.facts.sample_shape() if self.facts else inp.shape[1:]
         self.input_shape: tuple[int | None, ...] = tuple(
             d if isinstance(d, int) else None for d in sample
         )
@@ -98,7 +100,8 @@ class Model:
         self.io_binding = (
             self.provider != "CPUExecutionProvider" if io_binding is None else io_binding
         )
-        self.check = InputCheck(self.input_shape)
+        self.rules = self.facts.dynamic if self.facts else None
+        self.check = InputCheck(self.input_shape, self.rules)
         self._device = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
         # The compiled run on the CPU provider (kit has validated what the public wrapper
         # would re-check); the public one elsewhere, where its CPU fallback matters.
@@ -137,14 +140,42 @@ class Model:
             return {self.output_names[0]: outputs[0]}
         return dict(zip(self.output_names, outputs, strict=True))
 
-    def preprocess(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """uint8 images (HxW, HxWxC; L/RGB/RGBA; any size) -> the model's normalised input."""
-        if not self.check.fixed or self.facts is None:
+    def fitted_shape(self, height: int, width: int) -> tuple[int, ...]:
+        """The (C, H, W) an image of ``height`` x ``width`` is fed at: the model's size, or
+        for a model whose size varies, the image's own where the rules allow it, else the
+        nearest they allow.
+
+        Raises:
+            ArtifactError: the file carries no kit facts (no input shape, no mean/std).
+        """
+        if self.facts is None or (self.rules is None and not self.check.fixed):
             raise ArtifactError(
                 f"{self.path} carries no kit facts (input shape, mean/std); export it with kit "
                 "to classify images."
             )
-        return prepare_images(images, self.facts.input_shape, self.facts.mean, self.facts.std)
+        if self.rules is None or not self.rules.spatial:
+            return self.facts.input_shape
+        return self.rules.fit(self.facts.input_shape, height, width)
+
+    def preprocess(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """uint8 images (HxW, HxWxC; L/RGB/RGBA; any size) -> the model's normalised input
+        (a model whose size varies takes them at the size :meth:`fitted_shape` says, all
+        images of one call at one size).
+
+        Raises:
+            ArtifactError: the file carries no kit facts.
+            InputError: an image is not one, or the images need different sizes.
+        """
+        one = isinstance(images, np.ndarray) and images.ndim in (2, 3)
+        listed = [images] if one else list(images)
+        shapes = {self.fitted_shape(*np.shape(i)[:2]) for i in listed} or {self.fitted_shape(1, 1)}
+        if len(shapes) > 1:
+            raise InputError(
+                f"These images are fed at different sizes ({', '.join(sorted(str(s[1:]) for s in shapes))}); "
+                "preprocess them one call at a time."
+            )
+        assert self.facts is not None
+        return prepare_images(images, shapes.pop(), self.facts.mean, self.facts.std)
 
     @property
     def is_classifier(self) -> bool:
@@ -201,11 +232,15 @@ class Model:
         return check_model(self)
 
     def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
-        """Run zeros through the model once per batch size (allocations, cuDNN choices)."""
-        if not self.check.fixed:
+        """Run zeros through the model once per batch size (allocations, cuDNN choices), at
+        the example's size when the size varies."""
+        shape = (
+            self.facts.input_shape if self.rules is not None and self.facts else self.input_shape
+        )
+        if not all(isinstance(d, int) for d in shape):
             return
         for b in batch_sizes:
-            self.predict(np.zeros((b, *self.input_shape), dtype=np.float32))  # type: ignore[misc,arg-type]
+            self.predict(np.zeros((b, *shape), dtype=np.float32))  # type: ignore[arg-type]
 
 
 def open_export(directory: Path) -> Manifest:

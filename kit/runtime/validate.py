@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..artifact import ShapeRules
 from ..errors import InputError
 
 __all__ = ["InputCheck"]
@@ -17,10 +18,12 @@ _FLOAT32 = np.dtype(np.float32)  # numpy's one float32 dtype object: `is` is the
 
 
 class InputCheck:
-    """Validates batches for one input of shape ``(N, *sample)`` (None: a free dimension)."""
+    """Validates batches for one input of shape ``(N, *sample)`` (None: a free dimension,
+    held to ``rules`` when the model's facts declare them)."""
 
-    def __init__(self, sample: tuple[int | None, ...]) -> None:
+    def __init__(self, sample: tuple[int | None, ...], rules: ShapeRules | None = None) -> None:
         self.sample = sample
+        self.rules = rules
         self.rank = 1 + len(sample)
         self.fixed = all(isinstance(d, int) for d in sample)
         self._zeros = np.zeros(math.prod(sample) if self.fixed else 0, np.float32)  # type: ignore[arg-type]
@@ -45,6 +48,8 @@ class InputCheck:
                     problems.append(
                         f"Dimension {axis} of the input is {got}; the model takes {want} there {expected}."
                     )
+            if self.rules is not None:
+                problems += self.rules.problems(x.shape)
         if x.dtype.kind == "f" and x.size and not np.isfinite(x).all():
             bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
             problems.append(f"The input holds {bad} NaN or infinite value(s).")

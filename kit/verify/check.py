@@ -26,6 +26,7 @@ from ..artifact import (
     ArtifactFile,
     Limits,
     Manifest,
+    ShapeRules,
     checked_export,
     served_name,
     verify_files,
@@ -64,13 +65,62 @@ Real = tuple[str, torch.Tensor] | None
 
 
 def parity_inputs(
-    input_shape: Sequence[int], batch_sizes: Sequence[int], seed: int, real: Real
+    input_shape: Sequence[int],
+    batch_sizes: Sequence[int],
+    seed: int,
+    real: Real,
+    rules: ShapeRules | None = None,
+    grid: Sequence[tuple[int, int]] = (),
 ) -> list[tuple[str, np.ndarray]]:
-    """Parity's inputs: seeded random batches at ``batch_sizes``, then the real samples."""
+    """Parity's inputs: seeded random batches at ``batch_sizes``; where height or width
+    varies, every other size of the rules' grid (and ``grid``, the user's) at batch 1 and
+    2; then the real samples."""
     inputs = random_inputs(input_shape, batch_sizes, seed=seed)
+    if rules is not None and rules.spatial:
+        inputs += grid_inputs(input_shape, rules, grid, seed)
     if real is not None:
         inputs.append((real[0], np.ascontiguousarray(real[1].numpy(), dtype=np.float32)))
     return inputs
+
+
+def grid_inputs(
+    input_shape: Sequence[int],
+    rules: ShapeRules,
+    extra: Sequence[tuple[int, int]],
+    seed: int,
+) -> list[tuple[str, np.ndarray]]:
+    """Seeded random batches of 1 and 2 at each grid size but the example's, labelled
+    ``random b=1 64x512``."""
+    rng = np.random.default_rng(seed + 1)
+    channels, example = input_shape[0], (input_shape[1], input_shape[2])
+    inputs = []
+    for h, w in rules.grid(input_shape, extra):
+        if (h, w) == example:
+            continue
+        for b in (1, 2):
+            x = rng.standard_normal((b, channels, h, w), dtype=np.float32)
+            inputs.append((f"random b={b} {h}x{w}", x))
+    return inputs
+
+
+def reference_sizes(
+    input_shape: Sequence[int], rules: ShapeRules | None, seed: int
+) -> list[tuple[str, np.ndarray]]:
+    """The sizes an export's reference data adds where height or width varies, so that
+    ``self_check()`` proves more than one size where the model lands: the smallest and
+    both non-square corners of the grid, a sample each."""
+    if rules is None or not rules.spatial:
+        return []
+    c, h0, w0 = input_shape
+    hs = (rules.height.min, rules.height.max) if rules.height else (h0, h0)
+    ws = (rules.width.min, rules.width.max) if rules.width else (w0, w0)
+    rng = np.random.default_rng(seed + 2)
+    sizes = dict.fromkeys([(hs[0], ws[0]), (hs[0], ws[1]), (hs[1], ws[0])])
+    return [
+        (f"random b=1 {h}x{w}", rng.standard_normal((1, c, h, w), dtype=np.float32))
+        for h, w in sizes
+        if (h, w) != (h0, w0)
+    ]
 
 
 class Check:
@@ -197,10 +247,13 @@ def check_artifacts(
     seed: int = 0,
     output_names: Sequence[str] | None = None,
     runtimes: Sequence[str] = ("python",),
+    rules: ShapeRules | None = None,
+    grid: Sequence[tuple[int, int]] = (),
 ) -> ParityRun:
     """Parity of the ``artifacts`` in ``directory`` against the eager ``model`` in each of
-    ``runtimes`` (an export checks its files with this before anything lands)."""
-    inputs = parity_inputs(input_shape, batch_sizes, seed, real)
+    ``runtimes`` (an export checks its files with this before anything lands), on the
+    ``rules``' size grid where height or width varies."""
+    inputs = parity_inputs(input_shape, batch_sizes, seed, real, rules, grid)
     check = Check(eager_run(model, name), name, rule, output_names)
     return check.run(directory, artifacts, inputs, runtimes=runtimes)
 
