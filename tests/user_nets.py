@@ -167,3 +167,30 @@ def shapes(num_classes: int = 3) -> nn.Module:
         nn.Flatten(),
         nn.Linear(32, num_classes),
     )
+
+
+class _UNet(nn.Module):
+    """Two downsamplings, two upsamplings, skip concatenations: sizes must be multiples of 4
+    (at an odd size the concatenated maps differ by a pixel)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.d1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.d2 = nn.Conv2d(4, 8, 3, padding=1)
+        self.d3 = nn.Conv2d(8, 8, 3, padding=1)
+        self.up2 = nn.ConvTranspose2d(8, 8, 2, stride=2)
+        self.u2 = nn.Conv2d(16, 4, 3, padding=1)
+        self.up1 = nn.ConvTranspose2d(4, 4, 2, stride=2)
+        self.u1 = nn.Conv2d(8, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.relu(self.d1(x))
+        b = torch.relu(self.d2(nn.functional.max_pool2d(a, 2)))
+        c = torch.relu(self.d3(nn.functional.max_pool2d(b, 2)))
+        u = torch.relu(self.u2(torch.cat([self.up2(c), b], 1)))
+        return self.u1(torch.cat([self.up1(u), a], 1))
+
+
+def unet() -> nn.Module:
+    torch.manual_seed(0)
+    return _UNet()

@@ -444,6 +444,13 @@ def _explain_parity_failure(exc: ParityError) -> None:
     help="Compare model.onnx and every variant with eager layer by layer and name where "
     "they part (done for model.onnx by itself whenever an ONNX comparison fails).",
 )
+@click.option(
+    "--grid",
+    multiple=True,
+    metavar="HxW",
+    help="For an export whose size varies (kit export --dynamic): sizes to add to the grid "
+    "of its rules, e.g. 320x480.",
+)
 def parity(
     artifact_dir: Path,
     provider: str,
@@ -456,6 +463,7 @@ def parity(
     junit: Path | None,
     reference: bool,
     explain: bool,
+    grid: tuple[str, ...],
     atol: float | None,
     rtol: float | None,
     batch_sizes: tuple[int, ...],
@@ -495,7 +503,7 @@ def parity(
         report, real = _verify_eager(
             artifact_dir, factory, (dataset, data_dir), samples, atol, rtol, batch_sizes,
             provider, runtimes,
-            EndpointCheck(endpoint, model_name, concurrency) if endpoint else None,
+            EndpointCheck(endpoint, model_name, concurrency) if endpoint else None, grid,
         )  # fmt: skip
     if junit is not None:
         _write_text(junit, to_junit(report))
@@ -549,6 +557,7 @@ def _parity_args(artifact_dir: Path, given: dict[str, Any]) -> list[str]:
         args += ["--samples", str(given["samples"])]
     if tuple(given["batch_sizes"]) != DEFAULT_BATCH_SIZES:
         args += ["--batch-sizes", ",".join(map(str, given["batch_sizes"]))]
+    args += [a for size in given["grid"] for a in ("--grid", size)]
     return args + (["--reference"] if given["reference"] else [])
 
 
@@ -563,6 +572,7 @@ def _verify_eager(
     provider: str,
     runtimes: tuple[str, ...],
     endpoint: Any,
+    grid: tuple[str, ...] = (),
 ) -> tuple[Any, Any]:
     """``kit parity`` against a rebuilt eager network: the report and the real samples."""
     from ..artifact import read_manifest
@@ -584,6 +594,7 @@ def _verify_eager(
         endpoint=endpoint,
         factory=factory,
         data=choice,
+        grid=grid,
     )
     return report, real
 

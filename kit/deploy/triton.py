@@ -165,6 +165,7 @@ def _parameters(facts: ModelFacts | None) -> dict[str, str]:
         "kit.std": json.dumps(list(facts.std)),
         "kit.class_names": json.dumps(list(facts.class_names)),
         "kit.input_shape": json.dumps(list(facts.input_shape)),
+        **({"kit.dynamic": facts.dynamic.flags()} if facts.dynamic else {}),
         FACTS_KEY: facts.to_json(),
     }
 

@@ -28,7 +28,10 @@ def _short(cell: dict[str, Any]) -> str:
     """A cell in a word or two: its status, or why it has none."""
     if cell["status"] == "n/a":
         return "-"
-    return str(cell["text"]) if cell["status"] == "not-run" else str(cell["status"])
+    if cell["status"] == "not-run":
+        return str(cell["text"])
+    sizes = len(cell.get("sizes", ()))
+    return f"{cell['status']} ({sizes} sizes)" if sizes > 1 else str(cell["status"])
 
 
 def format_text(report: dict[str, Any]) -> str:
@@ -39,6 +42,10 @@ def format_text(report: dict[str, Any]) -> str:
     lines = [
         format_table(("file", *(c["title"] for c in matrix["columns"])), rows, last_free=False)
     ]
+    if report["facts"].get("dynamic"):
+        lines.append(f"sizes that vary: {report['facts']['dynamic']} (others are refused)")
+    for name, size in (report["facts"].get("planned") or {}).items():
+        lines.append(f"{name} plans {size / 2**20:.1f} MiB for its largest input (ExecuTorch)")
     for r in report["accuracy"]:
         if r.get("accuracy") is not None:
             delta = (

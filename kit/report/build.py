@@ -320,6 +320,7 @@ def _judged(
         "top1": min(top1, default=None),
         "top1_on": "real data" if real else "random inputs",
         "checks": len(rows),
+        "sizes": sorted({_size(c.inputs) for c in rows}),
         "source": e.source,
         "origin": "made here" if e.here else "carried in",
         "created": e.created,
@@ -339,8 +340,18 @@ def _judged(
     return cell
 
 
+def _size(inputs: str) -> str:
+    """The sample size a parity row's inputs were at (``64x512``), ``example`` for the
+    export's own."""
+    last = inputs.rsplit(" ", 1)[-1]
+    h, x, w = last.partition("x")
+    return last if x and h.isdigit() and w.isdigit() else "example"
+
+
 def _cell_text(cell: dict[str, Any]) -> str:
     parts = [cell["status"]]
+    if len(cell.get("sizes", ())) > 1:
+        parts.append(f"{len(cell['sizes'])} sizes")
     if cell.get("of_tolerance") is not None:
         share = cell["of_tolerance"]
         parts.append(f"{cell['max_abs']:.1e}, {'<1%' if share < 0.01 else f'{share:.0%}'} of tol")
@@ -426,6 +437,8 @@ def _facts(manifest: Manifest) -> dict[str, Any]:
         "test_accuracy": _share_or_none(training.get("test_accuracy")),
         "note": manifest.model.note,
         "targets": list(manifest.targets),
+        "dynamic": facts.dynamic.describe() if facts.dynamic else None,
+        "planned": dict(manifest.planned),
     }
 
 

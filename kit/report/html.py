@@ -166,6 +166,10 @@ def _facts_html(facts: dict[str, Any]) -> str:
     ]
     if facts["targets"]:
         items.append(("made to load in", ", ".join(facts["targets"])))
+    if facts.get("dynamic"):
+        items.append(("sizes that vary", f"{facts['dynamic']} (other sizes are refused)"))
+    for name, size in (facts.get("planned") or {}).items():
+        items.append((f"{name} plans", f"{size / 2**20:.1f} MiB for its largest input"))
     if facts["note"]:
         items.append(("note", facts["note"]))
     rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items)
@@ -186,6 +190,8 @@ def _cell_html(row: dict[str, Any], key: str, cell: dict[str, Any]) -> str:
         detail.append(
             f"<p>ran in {escape(cell['runtime'])}, {cell.get('checks', 0)} comparisons</p>"
         )
+    if len(cell.get("sizes", ())) > 1:
+        detail.append(f"<p>at sizes: {escape(', '.join(cell['sizes']))}</p>")
     if cell.get("source"):
         detail.append(
             f"<p>from {escape(cell['source'])} ({escape(cell.get('origin', ''))}), "

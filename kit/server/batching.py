@@ -1,7 +1,8 @@
 """Dynamic batching: merge concurrent requests for one model into one session run.
 
 A request waits at most ``max_delay`` seconds for company; a batch never exceeds
-``max_batch`` rows (a single larger request runs alone). Each caller gets exactly its own
+``max_batch`` rows (a single larger request runs alone) and holds one sample size (a model
+whose size varies gets requests of several: the first of another size starts the next). Each caller gets exactly its own
 rows back. Where a batch runs (a worker thread, or the event loop for a fast model) is
 ``run``'s business.
 """
@@ -9,6 +10,7 @@ rows back. Where a batch runs (a worker thread, or the event loop for a fast mod
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import math
 import time
@@ -53,7 +55,9 @@ class Batcher:
         self._on_batch = on_batch
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._arrived = asyncio.Event()
-        self._carry: _Pending | None = None
+        #: requests set aside, oldest first: of another size than the batch being
+        #: collected, or past its room; the next batches take them before the queue
+        self._waiting: collections.deque[_Pending] = collections.deque()
         self._task: asyncio.Task[None] | None = None
         self._buffer: np.ndarray | None = None
 
@@ -76,19 +80,32 @@ class Batcher:
         return await future
 
     async def _next(self) -> _Pending:
-        if self._carry is not None:
-            item, self._carry = self._carry, None
-            return item
+        if self._waiting:
+            return self._waiting.popleft()
         return await self._queue.get()
 
+    def _take(self, batch: list[_Pending], rows: int, item: _Pending) -> int:
+        """``item`` into ``batch`` when it is of the batch's size and fits (the new row
+        count), else set aside (``max_batch`` when it did not fit: the batch is full)."""
+        if item.x.shape[1:] != batch[0].x.shape[1:]:  # one run takes one size
+            self._waiting.append(item)
+            return rows
+        if rows + len(item.x) > self.max_batch:
+            self._waiting.append(item)
+            return self.max_batch
+        batch.append(item)
+        return rows + len(item.x)
+
     def _drain(self, batch: list[_Pending], rows: int) -> int:
+        if self._waiting and len(batch) == 1:  # set aside before: its own size joins first
+            waiting, self._waiting = self._waiting, collections.deque()
+            for item in waiting:  # set aside again in order, unless taken now
+                if rows < self.max_batch:
+                    rows = self._take(batch, rows, item)
+                else:
+                    self._waiting.append(item)
         while rows < self.max_batch and not self._queue.empty():
-            item = self._queue.get_nowait()
-            if rows + len(item.x) > self.max_batch:
-                self._carry = item
-                return self.max_batch
-            batch.append(item)
-            rows += len(item.x)
+            rows = self._take(batch, rows, self._queue.get_nowait())
         return rows
 
     async def _collect(self) -> list[_Pending]:
@@ -96,7 +113,7 @@ class Batcher:
         batch, rows = [first], len(first.x)
         # the delay bounds how long the oldest request waits, not how long collection takes
         deadline = first.enqueued + self.max_delay
-        while rows < self.max_batch and self._carry is None:
+        while rows < self.max_batch:
             rows = self._drain(batch, rows)
             remaining = deadline - time.perf_counter()
             if rows >= self.max_batch or remaining <= 0:

@@ -36,6 +36,7 @@ class Decoder:
             output_names=entry.model.output_names,
             max_batch=entry.max_batch,
             classes=entry.classes,
+            rules=entry.rules,
         )
         if json_bytes <= self.inline_bytes:
             return job()

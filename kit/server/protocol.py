@@ -16,6 +16,7 @@ import msgspec
 import numpy as np
 import simdjson
 
+from ..artifact import ShapeRules
 from ..datatypes import PROTOCOL_DATATYPES
 
 __all__ = [
@@ -105,17 +106,25 @@ def _decode(raw: bytes | memoryview) -> InferenceRequest:
         raise ProtocolError("The request body nests JSON too deeply.") from None
 
 
-def _shape(value: Any, name: str, sample: tuple[int, ...], max_batch: int) -> tuple[int, ...]:
-    """The input's shape, checked against the model before any tensor data is read."""
+def _shape(
+    value: Any, name: str, sample: tuple[int, ...], max_batch: int, rules: ShapeRules | None
+) -> tuple[int, ...]:
+    """The input's shape, checked against the model (``-1`` in ``sample``: a size the
+    ``rules`` let vary) before any tensor data is read."""
     if not isinstance(value, list) or not all(
         isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
     ):
         raise ProtocolError(f"Input {name!r} needs 'shape' as a list of non-negative integers.")
     shape = tuple(value)
-    if len(shape) != 1 + len(sample) or shape[1:] != sample:
+    if len(shape) != 1 + len(sample) or (
+        shape[1:] != sample  # the usual case, a fixed-size model, is one tuple comparison
+        and any(want not in (-1, got) for got, want in zip(shape[1:], sample, strict=False))
+    ):
         raise ProtocolError(
             f"Input {name!r} has shape {list(shape)}; the model takes {[-1, *sample]}."
         )
+    if rules is not None and (problems := rules.problems(shape)):
+        raise ProtocolError(f"Input {name!r} has shape {list(shape)}: {' '.join(problems)}")
     if shape[0] == 0:
         raise ProtocolError("The batch is empty; send at least one sample.")
     if shape[0] > max_batch:
@@ -301,9 +310,11 @@ def parse_infer_request(
     output_names: list[str],
     max_batch: int,
     classes: int = 0,
+    rules: ShapeRules | None = None,
 ) -> InferRequest:
     """Parse a JSON or binary-tensor infer request for a one-input model (``classes``: how
-    many its one output scores, when it is a classifier).
+    many its one output scores, when it is a classifier; ``rules``: the sizes a model whose
+    size varies takes, ``-1`` in ``sample_shape``).
 
     The shape is checked against the model (rank, sample dimensions, at most ``max_batch``
     rows) before any tensor data is decoded.
@@ -318,7 +329,7 @@ def parse_infer_request(
         raise ProtocolError(
             f"Input {input_name!r} has datatype {spec.datatype!r}; the model takes FP32."
         )
-    shape = _shape(spec.shape, input_name, sample_shape, max_batch)
+    shape = _shape(spec.shape, input_name, sample_shape, max_batch, rules)
     params = spec.parameters or {}
     if not isinstance(params, dict):
         raise ProtocolError(f"Input {input_name!r} has 'parameters' that is not an object.")

@@ -28,11 +28,18 @@ _JSON_BYTES_PER_VALUE = 24
 _HEADER_ROOM = 64 * 1024
 
 
+def example_shape(model: Model) -> tuple[int, ...]:
+    """One sample at the size the model was exported at (its facts' example)."""
+    if model.facts is not None:
+        return model.facts.input_shape
+    return tuple(d or 1 for d in model.input_shape)
+
+
 def inline_rows(model: Model, budget: float) -> int:
     """How many rows ``model`` runs within ``budget`` seconds, from a few batch-1 runs."""
     if budget <= 0:
         return 0
-    x = np.zeros((1, *model.input_shape), np.float32)  # type: ignore[misc,type-var]
+    x = np.zeros((1, *example_shape(model)), np.float32)
     best = math.inf
     for _ in range(3):
         t = time.perf_counter()
@@ -68,7 +75,9 @@ class ServedModel:
         self.latency = metrics.latency.labels(name)
         self.batch_rows = metrics.batch_rows.labels(name)
         self.compute = metrics.compute.labels(name)
-        self.sample_shape = tuple(int(d) for d in model.input_shape)  # type: ignore[arg-type]
+        #: one sample's shape, -1 where the model's rules let the size vary
+        self.sample_shape = tuple(-1 if d is None else int(d) for d in model.input_shape)
+        self.rules = model.rules
         facts = model.facts
         one_output = len(model.output_names) == 1
         #: a classifier's class count (0 otherwise) and names, for the classification extension
@@ -76,7 +85,8 @@ class ServedModel:
         self.labels = tuple(model.class_names) if self.classes else ()
         self.metadata = self._metadata()
         # the largest honest body: max_batch rows as JSON numbers, each at most ~24 bytes
-        values = max_batch * math.prod(self.sample_shape)
+        largest = self.rules.largest(facts.input_shape) if self.rules and facts else None
+        values = max_batch * math.prod(largest or example_shape(model))
         self.body_limit = min(max_body, values * _JSON_BYTES_PER_VALUE + _HEADER_ROOM)
 
     def _metadata(self) -> dict[str, Any]:
@@ -85,7 +95,7 @@ class ServedModel:
             "name": self.name,
             "versions": [VERSION],
             "platform": "onnxruntime_onnx",
-            "parameters": {"precision": self.model.precision},
+            "parameters": self._parameters(),
             "inputs": [
                 {
                     "name": self.model.input_name,
@@ -102,6 +112,13 @@ class ServedModel:
                 for o in self.model.session.get_outputs()
             ],
         }
+
+    def _parameters(self) -> dict[str, Any]:
+        """The precision, and a model whose size varies: its rules (``height=64..512:32``)."""
+        found: dict[str, Any] = {"precision": self.model.precision}
+        if self.rules is not None:
+            found["dynamic"] = self.rules.flags()
+        return found
 
     def config(self) -> dict[str, Any]:
         """Triton's model configuration (``GET /v2/models/NAME/config``)."""
@@ -128,6 +145,7 @@ class ServedModel:
                     "kit.mean": json.dumps(list(facts.mean)),
                     "kit.std": json.dumps(list(facts.std)),
                     "kit.input_shape": json.dumps(list(facts.input_shape)),
+                    **({"kit.dynamic": self.rules.flags()} if self.rules else {}),
                 }.items()
             }
         if self.classes:

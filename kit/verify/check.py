@@ -28,6 +28,7 @@ from ..artifact import (
     Manifest,
     ShapeRules,
     checked_export,
+    parse_grid,
     served_name,
     verify_files,
 )
@@ -351,24 +352,28 @@ def verify_saved(
     endpoint: EndpointCheck | None = None,
     factory: str | None = None,
     data: DataChoice | None = None,
+    grid: Sequence[str] = (),
 ) -> ParityRun:
     """Re-verify a saved export: every file's sha256, then parity against eager in each of
     ``runtimes``, or (``endpoint``: URL and served name, the manifest's by default) the
     model a live inference server serves. The eager reference is rebuilt from the manifest;
     with ``data`` that holds labelled images, the whole pipeline (images through kit's
-    preprocessing into model.onnx) is checked too.
+    preprocessing into model.onnx) is checked too. A model whose size varies is checked on
+    its rules' grid of sizes, plus ``grid`` (``--grid`` as given: sizes the rules allow).
 
     Raises:
         ArtifactError: the directory has no readable, valid manifest.
+        UsageError: a ``grid`` size the rules refuse, or ``grid`` for a fixed-size model.
     """
     manifest, problems = checked_export(directory)
     facts = manifest.facts
     rule = Tolerance(facts.atol if atol is None else atol, facts.rtol if rtol is None else rtol)
     if problems:  # nothing runs that is not what export wrote
         return ParityRun(model=manifest.name, rule=rule, problems=problems)
+    sizes = parse_grid(grid, facts.dynamic)  # refused before anything runs
     spec, model = rebuild_reference(directory, manifest, factory)
     check = Check(eager_run(model, spec.name), spec.name, rule, manifest.output_names)
-    inputs = parity_inputs(spec.input_shape, batch_sizes, 0, real)
+    inputs = parity_inputs(spec.input_shape, batch_sizes, 0, real, facts.dynamic, sizes)
     if endpoint is not None:
         return _check_endpoint(check, manifest, endpoint, inputs, has_real=real is not None)
     limits = {
