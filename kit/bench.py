@@ -24,6 +24,7 @@ from ._table import format_table
 from .artifact import MODEL_FILE, open_export, read_manifest
 from .catalogue import runtime_record
 from .data import DataChoice
+from .errors import UsageError
 from .parity import Runner, closing
 
 __all__ = ["BenchRow", "bench", "count_macs", "format_rows", "peak_gmacs", "plot_rows"]
@@ -41,6 +42,8 @@ class BenchRow:
     p99_ms: float
     images_per_s: float
     peak_share: float | None = None
+    #: the sample's height x width when it is not the export's own (``kit bench --grid``)
+    size: str = ""
 
 
 def _time(run: Callable[[], object], seconds: float) -> list[float]:
@@ -189,10 +192,12 @@ def bench(
     factory: str | None = None,
     cold_runs: int = 3,
     data: DataChoice | None = None,
+    grid: bool = False,
 ) -> tuple[list[BenchRow], dict[str, Any]]:
     """Benchmark every artifact of ``directory`` at each batch size, on real test samples
     of ``data`` when it has some (int8 kernels see the values they will meet), else on
-    seeded random ones.
+    seeded random ones; with ``grid``, an export whose size varies is also timed at batch 1
+    at every other size of its rules' grid.
 
     Returns:
         The rows, and the hardware facts: multiply-adds per sample and the measured peaks.
@@ -217,8 +222,12 @@ def bench(
         disable=not progress or None,
         leave=False,
     )
+    sizes = _grid_sizes(manifest, shape) if grid else []
+    bar.total += len(runners) * len(sizes)
     with closing(runners):
         _time_all(runners, batch_sizes, shape, pool, seconds, macs, rows, shares, bar)
+        for size in sizes:
+            _time_size(runners, size, seconds, rows, bar)
     bar.close()
     # The machine's speed drifts: the peak is the best of a measurement before and after.
     after = peak_gmacs()
@@ -280,6 +289,36 @@ def _time_all(
             bar.update()
 
 
+def _grid_sizes(manifest: Any, shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The samples of the rules' grid other than the export's own size.
+
+    Raises:
+        UsageError: the export's size does not vary (there is no grid to time).
+    """
+    rules = manifest.facts.dynamic
+    if rules is None or not rules.spatial:
+        raise UsageError(
+            "--grid times the sizes an export's rules allow; this export takes one size "
+            "(export it with --dynamic height=...,width=...)."
+        )
+    return [(shape[0], h, w) for h, w in rules.grid(shape) if (h, w) != tuple(shape[1:])]
+
+
+def _time_size(
+    runners: list[Runner], shape: tuple[int, ...], seconds: float, rows: list[BenchRow], bar: Any
+) -> None:
+    """Every runner at batch 1 at one grid size (no share of the peak: the multiply-adds
+    were counted at the export's own size)."""
+    x = np.random.default_rng(1).standard_normal((1, *shape), dtype=np.float32)
+    label = f"{shape[1]}x{shape[2]}"
+    for runner in runners:
+        bar.set_postfix_str(f"{runner.artifact} {runner.runtime} {label}")
+        row = _row(runner.artifact, runner.runtime, 1, _time(functools.partial(runner.run, x), seconds))
+        row.size = label
+        rows.append(row)
+        bar.update()
+
+
 def _on_cpu(runner: Runner) -> bool:
     record = runtime_record(runner.key)
     return record is not None and record.provider != "cuda"
@@ -292,7 +331,7 @@ def format_rows(rows: list[BenchRow], hardware: dict[str, Any]) -> str:
         (
             r.artifact,
             r.runtime,
-            str(r.batch),
+            f"{r.batch} at {r.size}" if r.size else str(r.batch),
             *("-" if np.isnan(v) else f"{v:.3f}" for v in (r.p50_ms, r.p90_ms, r.p99_ms)),
             f"{r.images_per_s:,.0f}" if r.images_per_s >= 100 else f"{r.images_per_s:.2f}",
             "-" if r.peak_share is None else f"{r.peak_share:.0%}",
@@ -329,7 +368,8 @@ def plot_rows(rows: list[BenchRow], path: Path, title: str) -> None:
     ax = fig.subplots()
     series: dict[str, list[BenchRow]] = {}
     for r in rows:
-        series.setdefault(f"{r.artifact} / {r.runtime}", []).append(r)
+        if not r.size:  # the grid's sizes are a table, not a line over batch sizes
+            series.setdefault(f"{r.artifact} / {r.runtime}", []).append(r)
     for label, points in series.items():
         style = "--" if label.startswith("limit") else "o-"
         ax.plot([p.batch for p in points], [p.images_per_s for p in points], style, label=label)

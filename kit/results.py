@@ -72,6 +72,7 @@ class BenchRow(msgspec.Struct, frozen=True):
     p99_ms: _Duration | None
     images_per_s: _Rate | None
     peak_share: Annotated[float, msgspec.Meta(ge=0.0, le=1e3)] | None = None
+    size: _Name = ""
 
 
 class ColdRow(msgspec.Struct, frozen=True):

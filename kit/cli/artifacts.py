@@ -704,6 +704,12 @@ def quantize(
     help="Fresh processes timed per artifact for its cold start (import, load, first "
     "inference); 0 leaves cold start out.",
 )
+@click.option(
+    "--grid",
+    is_flag=True,
+    help="For an export whose size varies (kit export --dynamic): also time every artifact "
+    "at batch 1 at each size of its rules' grid.",
+)
 @factory_option
 @data_options
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
@@ -713,6 +719,7 @@ def bench(
     seconds: float,
     plot: Path | None,
     cold_runs: int,
+    grid: bool,
     factory: str | None,
     dataset: str | None,
     data_dir: Path | None,
@@ -730,6 +737,7 @@ def bench(
     \b
       kit bench exported/mnist_cnn
       kit bench exported/vgg16 --batch-sizes 1,8 --plot vgg16.png
+      kit bench exported/resnet18 --grid        # each size of its --dynamic rules
     """
     from ..bench import bench as run_bench
     from ..bench import format_rows, plot_rows, rows_as_dicts
@@ -742,11 +750,12 @@ def bench(
         factory=factory,
         cold_runs=cold_runs,
         data=data,
+        grid=grid,
     )
     if plot is not None:
         plot_rows(rows, plot, title=f"{artifact_dir.name}: images per second")
     args = ["bench", str(artifact_dir), "--batch-sizes", ",".join(map(str, batch_sizes))]
-    args += ["--seconds", f"{seconds:g}", "--cold-runs", str(cold_runs)]
+    args += ["--seconds", f"{seconds:g}", "--cold-runs", str(cold_runs)] + ["--grid"] * grid
     args += (["--factory", factory] if factory else []) + (data.args() if data else [])
     _save_result(artifact_dir, "bench", {"rows": rows_as_dicts(rows), **hardware}, args)
     if as_json:

@@ -339,7 +339,7 @@ def _speed_chart(rows: list[dict[str, Any]]) -> str:
     """Images per second by batch size, a line per artifact and runtime; the peak dashed."""
     series: dict[str, list[tuple[float, float]]] = {}
     for r in rows:
-        if r["images_per_s"]:
+        if r["images_per_s"] and not r.get("size"):  # the grid's sizes are in the table
             label = f"{r['artifact']} / {r['runtime']}"
             series.setdefault(label, []).append((r["batch"], r["images_per_s"]))
     return line_chart(
@@ -354,7 +354,7 @@ def _speed_table(rows: list[dict[str, Any]]) -> str:
         (
             escape(r["artifact"]),
             escape(r["runtime"]),
-            str(r["batch"]),
+            f"{r['batch']} at {escape(r['size'])}" if r.get("size") else str(r["batch"]),
             _num(r["p50_ms"]),
             _num(r["p99_ms"]),
             _num(r["images_per_s"], ",.0f"),

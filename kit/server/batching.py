@@ -104,8 +104,14 @@ class Batcher:
                     rows = self._take(batch, rows, item)
                 else:
                     self._waiting.append(item)
-        while rows < self.max_batch and not self._queue.empty():
-            rows = self._take(batch, rows, self._queue.get_nowait())
+        size, queue = batch[0].x.shape[1:], self._queue
+        while rows < self.max_batch and not queue.empty():
+            item = queue.get_nowait()
+            if item.x.shape[1:] == size and rows + len(item.x) <= self.max_batch:
+                batch.append(item)  # the usual case, without a call
+                rows += len(item.x)
+            else:
+                rows = self._take(batch, rows, item)
         return rows
 
     async def _collect(self) -> list[_Pending]:
