@@ -313,7 +313,9 @@ def _time_size(
     label = f"{shape[1]}x{shape[2]}"
     for runner in runners:
         bar.set_postfix_str(f"{runner.artifact} {runner.runtime} {label}")
-        row = _row(runner.artifact, runner.runtime, 1, _time(functools.partial(runner.run, x), seconds))
+        row = _row(
+            runner.artifact, runner.runtime, 1, _time(functools.partial(runner.run, x), seconds)
+        )
         row.size = label
         rows.append(row)
         bar.update()

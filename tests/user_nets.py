@@ -194,3 +194,12 @@ class _UNet(nn.Module):
 def unet() -> nn.Module:
     torch.manual_seed(0)
     return _UNet()
+
+
+def lraspp(num_classes: int = 3) -> nn.Module:
+    """torchvision's LR-ASPP segmenter (MobileNetV3 backbone), random weights, no download:
+    its mask follows the input's height and width."""
+    from torchvision.models.segmentation import lraspp_mobilenet_v3_large
+
+    torch.manual_seed(0)
+    return lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=num_classes)

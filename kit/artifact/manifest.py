@@ -111,6 +111,9 @@ class VariantRecord(msgspec.Struct, frozen=True):
     accuracy: float | None = None
     nodes_kept_fp32: tuple[str, ...] = ()
     tries: tuple[dict[str, Any], ...] = ()
+    #: top-1 agreement with model.onnx at each other size of the rules' grid (an export
+    #: whose size varies), on the held-out samples resized to it
+    grid: dict[str, Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]] = {}
 
 
 class MobileRecord(msgspec.Struct, frozen=True):

@@ -116,9 +116,12 @@ def _shape(
     ):
         raise ProtocolError(f"Input {name!r} needs 'shape' as a list of non-negative integers.")
     shape = tuple(value)
-    if len(shape) != 1 + len(sample) or (
-        shape[1:] != sample  # the usual case, a fixed-size model, is one tuple comparison
-        and any(want not in (-1, got) for got, want in zip(shape[1:], sample, strict=False))
+    if (
+        len(shape) != 1 + len(sample)
+        or (
+            shape[1:] != sample  # the usual case, a fixed-size model, is one tuple comparison
+            and any(want not in (-1, got) for got, want in zip(shape[1:], sample, strict=False))
+        )
     ):
         raise ProtocolError(
             f"Input {name!r} has shape {list(shape)}; the model takes {[-1, *sample]}."

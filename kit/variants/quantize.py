@@ -198,6 +198,33 @@ def predictions(path: Path, x: np.ndarray) -> np.ndarray:
     return np.concatenate([session.run(None, {name: b})[0].argmax(1) for b in _batches(x)])
 
 
+#: held-out samples a variant is compared with model.onnx on at each other grid size
+GRID_SAMPLES = 128
+
+
+def grid_agreement(
+    source: Path, variant: Path, manifest: Manifest, x: np.ndarray
+) -> dict[str, float]:
+    """Top-1 agreement of ``variant`` with ``source`` at each size of the rules' grid but
+    the example's, on up to ``GRID_SAMPLES`` of ``x`` resized to it (bilinear, which
+    commutes with the per-channel normalisation); empty for a model of one size."""
+    from ..runtime.preprocess import resize
+
+    facts = manifest.facts
+    if facts.dynamic is None or not facts.dynamic.spatial:
+        return {}
+    example = facts.input_shape
+    found = {}
+    for h, w in facts.dynamic.grid(example):
+        if (h, w) == tuple(example[1:]):
+            continue
+        xs = np.stack(
+            [resize(s.transpose(1, 2, 0), h, w).transpose(2, 0, 1) for s in x[:GRID_SAMPLES]]
+        ).astype(np.float32)
+        found[f"{h}x{w}"] = float((predictions(source, xs) == predictions(variant, xs)).mean())
+    return found
+
+
 def check_variant(
     reference: np.ndarray, variant: Path, x: np.ndarray, labels: np.ndarray | None
 ) -> VariantCheck:
@@ -275,7 +302,13 @@ def add_variant(
         check, search = _make(
             precision, source, staged, manifest, calibration, held_out, limits, max_fp32
         )
-        if missed := check.problems(limits):
+        grid = grid_agreement(source, staged, manifest, held_out[1])
+        missed = check.problems(limits) + [
+            f"top-1 agreement {a:.2%} at {size} is under {limits.min_agreement:.2%}"
+            for size, a in grid.items()
+            if a < limits.min_agreement
+        ]
+        if missed:
             raise KitError(
                 f"The {precision} variant of {artifact_dir.name} misses its limits on {held_out[0]}: "
                 f"{'; '.join(missed)}{_tried(search)}. Nothing was written; relax "
@@ -300,6 +333,7 @@ def add_variant(
         accuracy=check.accuracy,
         nodes_kept_fp32=tuple(search.kept_fp32),
         tries=tuple(search.tries),
+        grid=grid,
     )
     file = describe_files(artifact_dir, {name: f"onnx-{precision}"})[name]
     write_manifest(artifact_dir, manifest.with_variant(record, file))
