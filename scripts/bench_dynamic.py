@@ -89,7 +89,7 @@ def segmenter(work: Path) -> None:
     import kit.runtime as kr
 
     args = ["--model", "tests.user_nets:lraspp", "--input-shape", "3,224,224",
-            "--formats", "onnx,pt2,pte,openvino", "--output-names", "out,aux",
+            "--formats", "onnx,pt2,pte,openvino",
             "--dynamic", "height=128..512:32,width=128..512:32"]  # fmt: skip
     took, answer = kit_export(args, work / "seg")
     print(f"\nLR-ASPP (MobileNetV3, 3 classes), every format it runs in ({took:.0f} s):")

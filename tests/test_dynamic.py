@@ -350,3 +350,35 @@ def test_kit_parity_adds_grid_sizes_and_refuses_outside_ones(tiny_export: Any) -
     assert "random b=1 24x40" in out and "random b=2 16x64" in out
     code, out = run("parity", where, "--factory", "tests.user_nets:tiny", "--grid", "20x40")
     assert code == 2 and "outside the rules" in out
+
+
+def test_variants_keep_the_rules_and_are_judged_at_every_grid_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kit.variants import quantize
+
+    result = _export(tmp_path)
+    factory = ("--factory", "tests.user_nets:tiny")
+    code, out = run("quantize", str(result.directory), "--random-calibration", *factory)
+    assert code == 0, out
+    manifest = read_manifest(result.directory)
+    grid = manifest.variants["int8"].grid
+    assert len(grid) >= 10 and "16x64" in grid and all(0 <= a <= 1 for a in grid.values())
+    int8 = kr.load(result.directory, precision="int8")
+    assert int8.rules == manifest.facts.dynamic
+    with pytest.raises(InputError, match="takes height 16..64"):
+        int8.predict(np.zeros((1, 3, 20, 32), np.float32))
+
+    # a variant that answers otherwise at one size, and only there, is refused
+    real = quantize.predictions
+
+    def wrong_at_16x64(path: Path, x: np.ndarray) -> np.ndarray:
+        found = real(path, x)
+        return found + 1 if "fp16" in path.name and x.shape[2:] == (16, 64) else found
+
+    monkeypatch.setattr(quantize, "predictions", wrong_at_16x64)
+    code, out = run(
+        "quantize", str(result.directory), "--precision", "fp16", "--random-calibration", *factory
+    )
+    assert code == 1 and "at 16x64 is under" in out
+    assert "fp16" not in read_manifest(result.directory).variants
