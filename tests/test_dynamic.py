@@ -285,9 +285,7 @@ def test_a_file_whose_graph_fixes_a_size_its_rules_let_vary_is_refused(
     model = onnx.load(str(tiny_export.directory / "model.onnx"))
     model.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 32  # the facts still say 16..64
     onnx.save(model, str(tmp_path / "edited.onnx"))
-    with pytest.raises(
-        ArtifactError, match=r"facts say input shape \['N', 3, '\?', '\?'\].*edited"
-    ):
+    with pytest.raises(ArtifactError, match=r"facts say input shape \[3, '\?', '\?'\].*edited"):
         kr.load(tmp_path / "edited.onnx")
 
 
@@ -329,7 +327,11 @@ def test_the_batcher_never_merges_two_sizes() -> None:
         return [(x, a[0]["y"]) for x, a in zip(xs, answers, strict=True)]
 
     # merging two sizes would fail the concatenation and every caller with it
-    for x, y in asyncio.run(main()):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as own:  # a loop of its own (a browser test may hold one here)
+        answers = own.submit(asyncio.run, main()).result()
+    for x, y in answers:
         assert y[0] == x.sum()  # each caller got its own row back
     assert sum(s[0] for s in shapes) == 5 and {s[2] for s in shapes} == {2, 3}
     assert max(s[0] for s in shapes if s[2] == 2) >= 2  # same-size requests still merge

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -449,7 +450,9 @@ def _plant(folder: Path, name: str, fmt: str, data: bytes) -> None:
 
 
 def test_a_random_pte_is_one_sentence_not_an_abort(lenet: Path) -> None:
-    _plant(lenet, "model.pte", "pte", os.urandom(4096))
+    # random bytes: ExecuTorch aborts on most (the child it loads in dies of SIGABRT, named
+    # in the sentence) and refuses some with an error code; either way one sentence
+    _plant(lenet, "model.pte", "pte", random.Random(0).randbytes(4096))
     done = subprocess.run(
         [sys.executable, "-m", "kit", "parity", str(lenet), "--runtime", "executorch"],
         capture_output=True,
@@ -458,7 +461,7 @@ def test_a_random_pte_is_one_sentence_not_an_abort(lenet: Path) -> None:
     )
     assert done.returncode == 1, done.stderr
     said = done.stdout + done.stderr
-    assert "ExecuTorch cannot load model.pte" in said and "SIGABRT" in said, said
+    assert "ExecuTorch cannot load model.pte" in said, said
     assert "Traceback" not in said
 
 

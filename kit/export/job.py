@@ -254,12 +254,7 @@ def export_model(
     if isinstance(network, nn.Module):
         network = Network(network, source.num_classes, source.weights_sha256)
     network.model.eval()
-    low, high = (options.dynamic or ShapeRules()).batch_range()
-    example = torch.randn(
-        min(max(2, low), high),
-        *spec.input_shape,
-        generator=torch.Generator().manual_seed(source.seed),
-    )
+    example = _example(spec, options.dynamic, source.seed)
     traced = _trace_outputs(spec, network.model, example, options.output_names)
     facts = model_facts(spec, traced.names, traced.classes, network, options.dynamic)
     with staging_dir(out_root, spec.name) as staging:
@@ -270,9 +265,7 @@ def export_model(
         if data is not None and "onnx" in options.formats and not staged.report.failures:
             _check_pipeline(staging, spec, network, source, data, staged.report, training)
         _refuse_failed(staging, out_root / f"{spec.name}{FAILED_SUFFIX}", staged.report, options)
-        inputs = parity_inputs(spec.input_shape, options.batch_sizes, source.seed, None)
-        inputs += reference_sizes(spec.input_shape, options.dynamic, source.seed)
-        inputs += parity_inputs(spec.input_shape, (), source.seed, real)
+        inputs = _reference_inputs(spec, options, source.seed, real)
         reference = add_reference(
             staging, network.model, spec.name, inputs, staged.report.rule, facts.outputs
         )
@@ -299,6 +292,24 @@ def export_model(
     if options.precisions:
         _add_variants(result, spec, network, options, data)
     return result
+
+
+def _example(spec: ModelSpec, rules: ShapeRules | None, seed: int) -> torch.Tensor:
+    """The capture's example batch: 2 samples (torch.export specialises 1), within a batch
+    rule's range."""
+    low, high = (rules or ShapeRules()).batch_range()
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(min(max(2, low), high), *spec.input_shape, generator=generator)
+
+
+def _reference_inputs(
+    spec: ModelSpec, options: ExportOptions, seed: int, real: tuple[str, torch.Tensor] | None
+) -> list[tuple[str, Any]]:
+    """What the reference data keeps: parity's random batches, three more sizes when the
+    size varies, then the real samples."""
+    inputs = parity_inputs(spec.input_shape, options.batch_sizes, seed, None)
+    inputs += reference_sizes(spec.input_shape, options.dynamic, seed)
+    return inputs + parity_inputs(spec.input_shape, (), seed, real)
 
 
 def _refuse_failed(staging: Path, kept: Path, report: ParityRun, options: ExportOptions) -> None:

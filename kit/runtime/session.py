@@ -67,7 +67,7 @@ def _facts(session: ort.InferenceSession, path: Path) -> ModelFacts | None:
     if len(graph) != len(sample) or any(
         isinstance(g, int) and g != f for g, f in zip(graph, sample, strict=False)
     ):
-        said = ["N", *(d if d is not None else "?" for d in sample)]
+        said = [d if d is not None else "?" for d in sample]
         raise ArtifactError(
             f"{path}'s facts say input shape {said} but its graph takes "
             f"{['N', *graph]}; the file was edited after export, re-export it."
@@ -141,41 +141,20 @@ class Model:
         return dict(zip(self.output_names, outputs, strict=True))
 
     def fitted_shape(self, height: int, width: int) -> tuple[int, ...]:
-        """The (C, H, W) an image of ``height`` x ``width`` is fed at: the model's size, or
-        for a model whose size varies, the image's own where the rules allow it, else the
-        nearest they allow.
-
-        Raises:
-            ArtifactError: the file carries no kit facts (no input shape, no mean/std).
-        """
-        if self.facts is None or (self.rules is None and not self.check.fixed):
-            raise ArtifactError(
-                f"{self.path} carries no kit facts (input shape, mean/std); export it with kit "
-                "to classify images."
-            )
-        if self.rules is None or not self.rules.spatial:
-            return self.facts.input_shape
-        return self.rules.fit(self.facts.input_shape, height, width)
+        """The (C, H, W) an image of ``height`` x ``width`` is fed at (:func:`fitted`)."""
+        return fitted(self, height, width)
 
     def preprocess(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        """uint8 images (HxW, HxWxC; L/RGB/RGBA; any size) -> the model's normalised input
-        (a model whose size varies takes them at the size :meth:`fitted_shape` says, all
-        images of one call at one size).
+        """uint8 images (HxW, HxWxC; L/RGB/RGBA; any size) -> the model's normalised input,
+        at :meth:`fitted_shape`'s size (one size per call).
 
         Raises:
             ArtifactError: the file carries no kit facts.
             InputError: an image is not one, or the images need different sizes.
         """
-        one = isinstance(images, np.ndarray) and images.ndim in (2, 3)
-        listed = [images] if one else list(images)
-        shapes = {self.fitted_shape(*np.shape(i)[:2]) for i in listed} or {self.fitted_shape(1, 1)}
-        if len(shapes) > 1:
-            raise InputError(
-                f"These images are fed at different sizes ({', '.join(sorted(str(s[1:]) for s in shapes))}); "
-                "preprocess them one call at a time."
-            )
+        shape = _one_size(self, images)  # refuses a file without facts
         assert self.facts is not None
-        return prepare_images(images, shapes.pop(), self.facts.mean, self.facts.std)
+        return prepare_images(images, shape, self.facts.mean, self.facts.std)
 
     @property
     def is_classifier(self) -> bool:
@@ -241,6 +220,42 @@ class Model:
             return
         for b in batch_sizes:
             self.predict(np.zeros((b, *shape), dtype=np.float32))  # type: ignore[arg-type]
+
+
+def fitted(model: Model, height: int, width: int) -> tuple[int, ...]:
+    """The (C, H, W) an image of ``height`` x ``width`` is fed to ``model`` at: its size,
+    or for a model whose size varies, the image's own where the rules allow it, else the
+    nearest they allow.
+
+    Raises:
+        ArtifactError: the file carries no kit facts (no input shape, no mean/std).
+    """
+    if model.facts is None or (model.rules is None and not model.check.fixed):
+        raise ArtifactError(
+            f"{model.path} carries no kit facts (input shape, mean/std); export it with kit "
+            "to classify images."
+        )
+    if model.rules is None or not model.rules.spatial:
+        return model.facts.input_shape
+    return model.rules.fit(model.facts.input_shape, height, width)
+
+
+def _one_size(model: Model, images: np.ndarray | Sequence[np.ndarray]) -> tuple[int, ...]:
+    """The one size ``images`` are fed at.
+
+    Raises:
+        InputError: they need different sizes.
+    """
+    one = isinstance(images, np.ndarray) and images.ndim in (2, 3)
+    listed = [images] if one else list(images)
+    shapes = {fitted(model, *np.shape(i)[:2]) for i in listed} or {fitted(model, 1, 1)}
+    if len(shapes) > 1:
+        sizes = ", ".join(sorted(str(s[1:]) for s in shapes))
+        raise InputError(
+            f"These images are fed at different sizes ({sizes}); preprocess them one call "
+            "at a time."
+        )
+    return shapes.pop()
 
 
 def open_export(directory: Path) -> Manifest:
