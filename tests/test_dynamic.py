@@ -384,3 +384,25 @@ def test_variants_keep_the_rules_and_are_judged_at_every_grid_size(
     )
     assert code == 1 and "at 16x64 is under" in out
     assert "fp16" not in read_manifest(result.directory).variants
+
+
+def test_bench_times_the_grid_and_report_shows_the_sizes(tiny_export: Any) -> None:
+    where = str(tiny_export.directory)
+    args = ("--batch-sizes", "1", "--seconds", "0.05", "--cold-runs", "0", "--json")
+    code, out = run("bench", where, "--grid", *args, "--factory", "tests.user_nets:tiny")
+    assert code == 0, out
+    rows = json.loads(out[out.index("{") :])["rows"]
+    sized = {r["size"] for r in rows if r["size"]}
+    assert {"16x64", "64x16", "64x64"} <= sized and len(sized) >= 10
+    assert all(r["batch"] == 1 and r["peak_share"] is None for r in rows if r["size"])
+    code, out = run("report", where)
+    assert code == 0, out
+    rules = parse_dynamic([RULE], (3, 32, 32))
+    assert rules is not None
+    assert f"pass ({len(rules.grid((3, 32, 32)))} sizes)" in out, out
+    assert f"sizes that vary: {rules.describe()}" in out
+
+
+def test_bench_grid_of_a_fixed_size_export_is_one_sentence(lenet_export: Path) -> None:
+    code, out = run("bench", str(lenet_export), "--grid", "--cold-runs", "0")
+    assert code == 2 and "this export takes one size" in out and "Traceback" not in out
