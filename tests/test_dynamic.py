@@ -406,3 +406,33 @@ def test_bench_times_the_grid_and_report_shows_the_sizes(tiny_export: Any) -> No
 def test_bench_grid_of_a_fixed_size_export_is_one_sentence(lenet_export: Path) -> None:
     code, out = run("bench", str(lenet_export), "--grid", "--cold-runs", "0")
     assert code == 2 and "this export takes one size" in out and "Traceback" not in out
+
+
+@pytest.mark.slow
+def test_a_converter_that_cannot_vary_the_size_writes_a_static_file_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kit.export import edge
+
+    convert = edge.export_tflite
+
+    def no_varying_sizes(*args: Any, rules: Any = None, **kw: Any) -> Any:
+        if rules is not None:
+            raise ArtifactError("litert-torch could not convert tiny: dynamic shapes refused")
+        return convert(*args, rules=None, **kw)
+
+    monkeypatch.setattr(edge, "export_tflite", no_varying_sizes)
+    options = ExportOptions(formats=("onnx", "tflite"), progress=False)
+    result = export_network(
+        "tests.user_nets:tiny", tmp_path, input_shape=(3, 32, 32), options=options,
+        dynamic=(RULE,),
+    )  # fmt: skip
+    manifest = read_manifest(result.directory)
+    assert "static at 3x32x32" in manifest.static["model.tflite"]
+    assert any("model.tflite is static at 3x32x32" in n for n in result.report.notes)
+    tflite = {c.inputs for c in result.report.comparisons if c.artifact == "tflite"}
+    onnx = {c.inputs for c in result.report.comparisons if c.artifact == "onnx"}
+    assert tflite and all("x" not in i.rsplit(" ", 1)[-1] for i in tflite)  # the example only
+    assert len(onnx) > len(tflite) + 10
+    code, out = run("report", str(result.directory))
+    assert code == 0 and "model.tflite is static at 3x32x32" in out

@@ -179,6 +179,9 @@ class Manifest(msgspec.Struct, frozen=True):
     #: bytes of memory a file plans for its largest input, by file (ExecuTorch plans at
     #: the upper bound of every varying size)
     planned: dict[str, Annotated[int, msgspec.Meta(ge=0)]] = {}
+    #: files written at the example's size only though the rules let it vary, and why
+    #: (their converter could not do a varying size); parity checks them at that size
+    static: dict[str, Annotated[str, msgspec.Meta(max_length=4000)]] = {}
 
     def __post_init__(self) -> None:
         for where, name in self.named_paths():

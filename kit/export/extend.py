@@ -121,13 +121,14 @@ def _add_files(
             openvino_fp16=options.openvino_fp16,
             bar=bar,
         )
-        notes = check_declared(staging, written.files, manifest.facts)
+        notes = check_declared(staging, written.files, manifest.facts, written.static)
         with step(bar, "parity"):
             rules = manifest.facts.dynamic
             only = dataclasses.replace(options, formats=tuple(formats), dynamic=rules)
             real = parity_samples(spec, data)
             args = (real, manifest.model.seed, manifest.output_names)
-            report = check_formats(staging, export.network.model, spec, only, *args)
+            static = (*manifest.static, *written.static)
+            report = check_formats(staging, export.network.model, spec, only, *args, static)
         bar.close()
         report.notes += notes
         report.raise_for_failures()
@@ -177,8 +178,11 @@ def _add_reference(export: _Export, options: ExportOptions, data: DataChoice) ->
 
 def _listed(manifest: Manifest, files: dict[str, Any], written: Written) -> Manifest:
     updated = manifest.with_files(files)
-    if written.planned:
-        updated = msgspec.structs.replace(updated, planned={**updated.planned, **written.planned})
+    if written.planned or written.static:
+        planned = {**updated.planned, **written.planned}
+        updated = msgspec.structs.replace(
+            updated, planned=planned, static={**updated.static, **written.static}
+        )
     if written.mobile is None:
         return updated
     ops_file = next(n for n, f in written.files.items() if f == "ort-operators")

@@ -53,6 +53,8 @@ class Written:
     mobile: MobileFit | None = None
     #: the memory a file plans for its largest input, by file (ExecuTorch's)
     planned: dict[str, int] = field(default_factory=dict)
+    #: files written at the example's size only, though the rules let it vary: why
+    static: dict[str, str] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -80,7 +82,7 @@ def write_formats(
 ) -> Written:
     """Write each of ``formats`` into ``staging``. ``onnx_source`` is the ONNX file the ORT
     and OpenVINO files are made from when ``onnx`` is not among ``formats``."""
-    from .edge import export_openvino, export_pte, export_tflite
+    from .edge import export_openvino
     from .mobile import export_ort
     from .onnx import export_onnx
     from .program import export_program, save_program
@@ -105,11 +107,7 @@ def write_formats(
             elif (write := _added(fmt)) is not None:
                 write(model, example, path, source)
             elif fmt in ("pte", "tflite"):
-                write = export_pte if fmt == "pte" else export_tflite
-                # a phone's static batch of 1; the planned bytes of a varying size
-                planned = write(model, example[:1], path, name=facts.name, rules=facts.dynamic)
-                if planned is not None:
-                    written.planned[FILE_NAMES[fmt]] = planned
+                _write_phone(fmt, model, example[:1], path, facts, written)
             elif source is None:
                 raise ArtifactError(f"{fmt} is made from model.onnx; add onnx to the formats.")
             elif fmt == "ort":
@@ -120,6 +118,33 @@ def write_formats(
                 written.files[OPENVINO_WEIGHTS] = "openvino-weights"
         written.files[FILE_NAMES[fmt]] = fmt
     return written
+
+
+def _write_phone(
+    fmt: str,
+    model: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    facts: ModelFacts,
+    written: Written,
+) -> None:
+    """``.pte`` or ``.tflite`` at a phone's static batch of one, height and width varying as
+    the rules say; when the converter cannot do that, static at the example's size, the
+    reason recorded (the manifest, the parity table and the report say so for the file)."""
+    from .edge import export_pte, export_tflite
+
+    write = export_pte if fmt == "pte" else export_tflite
+    try:
+        planned = write(model, example, path, name=facts.name, rules=facts.dynamic)
+    except ArtifactError as exc:
+        if facts.dynamic is None or not facts.dynamic.spatial:
+            raise
+        path.unlink(missing_ok=True)
+        planned = write(model, example, path, name=facts.name, rules=None)
+        shape = "x".join(map(str, facts.input_shape))
+        written.static[path.name] = f"static at {shape}: varying sizes failed ({exc})"
+    if planned is not None:
+        written.planned[path.name] = planned
 
 
 def _added(fmt: str) -> Any:
@@ -164,6 +189,7 @@ def check_formats(
     real: tuple[str, torch.Tensor] | None,
     seed: int,
     outputs: Sequence[str],
+    static: Sequence[str] = (),
 ) -> ParityRun:
     """Parity of the ``options.formats`` files in ``staging`` against eager, each format in
     the runtime it is made for."""
@@ -179,6 +205,7 @@ def check_formats(
         input_shape=spec.input_shape,
         rules=options.dynamic,
         grid=options.grid,
+        static=static,
         rule=rule,
         batch_sizes=options.batch_sizes,
         real=real,

@@ -162,6 +162,7 @@ class _Staged:
     mobile: MobileFit | None
     report: ParityRun
     planned: dict[str, int]
+    static: dict[str, str]
 
 
 def _stage(
@@ -193,18 +194,19 @@ def _stage(
         openvino_fp16=options.openvino_fp16,
         bar=bar,
     )
-    notes = check_declared(staging, written.files, facts)
+    notes = check_declared(staging, written.files, facts, written.static)
     if source.weights is not None:
         _save_weights(network.model, staging / WEIGHTS_FILE)
         written.files[WEIGHTS_FILE] = "safetensors"
     with step(bar, "parity"):
         report = check_formats(
-            staging, network.model, spec, options, real, source.seed, facts.outputs
-        )
+            staging, network.model, spec, options, real, source.seed, facts.outputs,
+            tuple(written.static),
+        )  # fmt: skip
     bar.close()
     report.notes += notes
     files = describe_files(staging, written.files)
-    return _Staged(files, written.opset, written.mobile, report, written.planned)
+    return _Staged(files, written.opset, written.mobile, report, written.planned, written.static)
 
 
 def _save_weights(model: nn.Module, path: Path) -> None:
@@ -281,6 +283,7 @@ def export_model(
             mobile=_mobile_record(staged.mobile),
             training=training,
             planned=staged.planned,
+            static=staged.static,
         )
         write_manifest(staging, manifest)
         move_into_place(staging, out_root / spec.name)

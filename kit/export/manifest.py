@@ -107,6 +107,7 @@ def build_manifest(
     reference: ReferenceRecord | None = None,
     targets: tuple[str, ...] = (),
     planned: dict[str, int] | None = None,
+    static: dict[str, str] | None = None,
 ) -> Manifest:
     """The manifest of one export: the model, its facts, tensors, files and parity."""
     weights = None
@@ -141,6 +142,7 @@ def build_manifest(
         reference=reference,
         targets=targets,
         planned=dict(planned or {}),
+        static=dict(static or {}),
     )
 
 

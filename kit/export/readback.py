@@ -109,9 +109,12 @@ _READERS: dict[str, Callable[[Path], list[Accepts]]] = {
 }
 
 
-def check_declared(staging: Path, files: dict[str, str], facts: ModelFacts) -> list[str]:
+def check_declared(
+    staging: Path, files: dict[str, str], facts: ModelFacts, static: dict[str, str] | None = None
+) -> list[str]:
     """Compare what each file accepts with ``facts``' rules; notes on what could not be read
-    back (TorchScript keeps no input shape: the grid is its proof).
+    back (TorchScript keeps no input shape: the grid is its proof) and on the ``static``
+    files (written at the example's size only, by name: why).
 
     Raises:
         ArtifactError: a file fixes an axis the rules let vary, or bounds it elsewhere
@@ -120,8 +123,10 @@ def check_declared(staging: Path, files: dict[str, str], facts: ModelFacts) -> l
     rules = facts.dynamic
     if rules is None:
         return []
-    notes = []
+    notes = [f"{name} is {why}" for name, why in (static or {}).items()]
     for name, fmt in files.items():
+        if name in (static or {}):
+            continue
         reader = _READERS.get(fmt)
         if reader is None:
             if fmt == "torchscript":

@@ -46,6 +46,8 @@ def format_text(report: dict[str, Any]) -> str:
         lines.append(f"sizes that vary: {report['facts']['dynamic']} (others are refused)")
     for name, size in (report["facts"].get("planned") or {}).items():
         lines.append(f"{name} plans {size / 2**20:.1f} MiB for its largest input (ExecuTorch)")
+    for name, why in (report["facts"].get("static") or {}).items():
+        lines.append(f"{name} is {why}")
     for r in report["accuracy"]:
         if r.get("accuracy") is not None:
             delta = (

@@ -439,6 +439,7 @@ def _facts(manifest: Manifest) -> dict[str, Any]:
         "targets": list(manifest.targets),
         "dynamic": facts.dynamic.describe() if facts.dynamic else None,
         "planned": dict(manifest.planned),
+        "static": dict(manifest.static),
     }
 
 

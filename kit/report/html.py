@@ -170,6 +170,8 @@ def _facts_html(facts: dict[str, Any]) -> str:
         items.append(("sizes that vary", f"{facts['dynamic']} (other sizes are refused)"))
     for name, size in (facts.get("planned") or {}).items():
         items.append((f"{name} plans", f"{size / 2**20:.1f} MiB for its largest input"))
+    for name, why in (facts.get("static") or {}).items():
+        items.append((f"{name} is static", why))
     if facts["note"]:
         items.append(("note", facts["note"]))
     rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items)

@@ -9,7 +9,7 @@ full-precision artifacts by :class:`~kit.rule.Tolerance` on every input, a cheap
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,9 +158,10 @@ class Check:
         runtimes: Sequence[str] = ("python",),
         provider: str = "auto",
         limits: dict[str, Limits] | None = None,
+        static: Collection[str] = (),
     ) -> ParityRun:
         """Every artifact in every runtime; variants (``limits`` by artifact label, ``onnx
-        int8``) by agreement.
+        int8``) by agreement; the ``static`` files (names) at the example's size only.
 
         Raises:
             ProviderError: ``provider`` names a provider that cannot run here.
@@ -182,19 +183,26 @@ class Check:
         for runner in runners:
             if runner.note and runner.note not in self.report.notes:
                 self.report.notes.append(runner.note)
+        fixed = {artifact_label(a) for a in artifacts if a.name in static}
         with closing(runners):
             full = [r for r in runners if r.precision == "fp32"]
-            names = self.output_names
-            run_parity(
-                None,
-                full,
-                inputs,
-                report=self.report,
-                output_names=names,
-                expected=self.expected(inputs),
-            )
+            self._fp32([r for r in full if r.artifact not in fixed], inputs)
+            # a file written at the example's size only: checked there
+            example = [(label, x) for label, x in inputs if x.shape[1:] == inputs[0][1].shape[1:]]
+            self._fp32([r for r in full if r.artifact in fixed], example)
             self._variants([r for r in runners if r.precision != "fp32"], inputs, limits or {})
         return self.report
+
+    def _fp32(self, runners: list[Runner], inputs: list[tuple[str, np.ndarray]]) -> None:
+        if runners:
+            run_parity(
+                None,
+                runners,
+                inputs,
+                report=self.report,
+                output_names=self.output_names,
+                expected=self.expected(inputs),
+            )
 
     def _elsewhere(self, artifacts: Sequence[ArtifactFile], covered: set[str]) -> None:
         """A note naming the files no runtime of this run can run, and where they run."""
@@ -250,13 +258,15 @@ def check_artifacts(
     runtimes: Sequence[str] = ("python",),
     rules: ShapeRules | None = None,
     grid: Sequence[tuple[int, int]] = (),
+    static: Collection[str] = (),
 ) -> ParityRun:
     """Parity of the ``artifacts`` in ``directory`` against the eager ``model`` in each of
     ``runtimes`` (an export checks its files with this before anything lands), on the
-    ``rules``' size grid where height or width varies."""
+    ``rules``' size grid where height or width varies (the ``static`` files at the
+    example's size)."""
     inputs = parity_inputs(input_shape, batch_sizes, seed, real, rules, grid)
     check = Check(eager_run(model, name), name, rule, output_names)
-    return check.run(directory, artifacts, inputs, runtimes=runtimes)
+    return check.run(directory, artifacts, inputs, runtimes=runtimes, static=static)
 
 
 def saved_spec(manifest: Manifest, factory: str | None = None) -> ModelSpec:
@@ -382,8 +392,9 @@ def verify_saved(
     }
     artifacts = manifest.artifacts()
     report = check.run(
-        directory, artifacts, inputs, runtimes=runtimes, provider=provider, limits=limits
-    )
+        directory, artifacts, inputs, runtimes=runtimes, provider=provider, limits=limits,
+        static=manifest.static,
+    )  # fmt: skip
     if data is not None and MODEL_FILE in manifest.files and not report.failures:
         from .pipeline import check_pipeline
 
