@@ -159,9 +159,12 @@ class ShapeRules(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
         ends_h = sorted({hs[0], h0, hs[-1]})
         ends_w = sorted({ws[0], w0, ws[-1]})
         cells = [(h0, w0)] + [(h, w) for h in ends_h for w in ends_w]
-        inner_h, inner_w = hs[1:-1] or [h0], ws[1:-1] or [w0]
-        cells += list(zip(inner_h, inner_w, strict=False))
-        cells += list(zip(inner_h, reversed(inner_w), strict=False))
+        inner_h, inner_w = hs[1:-1], ws[1:-1]
+        if inner_h and inner_w:  # interior sizes, square-ish and not
+            cells += list(zip(inner_h, inner_w, strict=False))
+            cells += list(zip(inner_h, reversed(inner_w), strict=False))
+        else:  # one axis varies: each of its interior sizes
+            cells += [(h, w0) for h in inner_h] + [(h0, w) for w in inner_w]
         cells += list(extra)
         return list(dict.fromkeys(cells))
 

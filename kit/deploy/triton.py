@@ -128,7 +128,9 @@ def model_config(
             f"{options.max_opset}, or pass --max-opset {opset} for a newer Triton."
         )
     config = pb.ModelConfig(name=name, platform="onnxruntime_onnx")
-    config.max_batch_size = options.max_batch_size
+    rule = facts.dynamic.batch if facts is not None and facts.dynamic else None
+    most = min(options.max_batch_size, rule.max) if rule else options.max_batch_size
+    config.max_batch_size = most  # within a batch rule (kit export --dynamic batch=..)
     for field, tensors in ((config.input, inputs), (config.output, outputs)):
         for t in tensors:
             if t.data_type == "TYPE_INVALID":
@@ -138,7 +140,8 @@ def model_config(
         config.output[0].label_filename = LABELS_FILE  # Triton's classification extension
     batching = config.dynamic_batching
     batching.max_queue_delay_microseconds = options.max_queue_delay_us
-    batching.preferred_batch_size.extend(options.preferred_batch_sizes or [options.max_batch_size])
+    preferred = [b for b in options.preferred_batch_sizes if b <= most] or [most]
+    batching.preferred_batch_size.extend(preferred)
     kind = {"auto": "KIND_AUTO", "gpu": "KIND_GPU", "cpu": "KIND_CPU"}[options.device]
     group = config.instance_group.add(
         count=options.instances, kind=pb.ModelInstanceGroup.Kind.Value(kind)

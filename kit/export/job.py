@@ -45,7 +45,7 @@ from ..errors import ArtifactError, ParityError, UsageError, first_line
 from ..models import GivenFacts, Network, load_network, resolve_spec, with_facts
 from ..outputs import flatten_outputs, output_names
 from ..parity import ParityRun
-from ..verify.check import parity_inputs, reference_sizes
+from ..verify.check import allowed_batches, parity_inputs, reference_sizes
 from .evidence import vouch
 from .formats import check_formats, check_free_space, progress_bar, step, write_formats
 from .manifest import Provenance, build_manifest
@@ -310,8 +310,11 @@ def _reference_inputs(
 ) -> list[tuple[str, Any]]:
     """What the reference data keeps: parity's random batches, three more sizes when the
     size varies, then the real samples."""
-    inputs = parity_inputs(spec.input_shape, options.batch_sizes, seed, None)
-    inputs += reference_sizes(spec.input_shape, options.dynamic, seed)
+    rules, sizes = options.dynamic, options.batch_sizes
+    if rules is not None and rules.batch is not None:
+        sizes = allowed_batches(rules, sizes)  # every set a size the model takes
+    inputs = parity_inputs(spec.input_shape, sizes, seed, None)
+    inputs += reference_sizes(spec.input_shape, rules, seed)
     return inputs + parity_inputs(spec.input_shape, (), seed, real)
 
 

@@ -24,6 +24,7 @@ class InputCheck:
     def __init__(self, sample: tuple[int | None, ...], rules: ShapeRules | None = None) -> None:
         self.sample = sample
         self.rules = rules
+        self._batch = rules.batch if rules is not None else None  # a batch rule, if any
         self.rank = 1 + len(sample)
         self.fixed = all(isinstance(d, int) for d in sample)
         self._zeros = np.zeros(math.prod(sample) if self.fixed else 0, np.float32)  # type: ignore[arg-type]
@@ -71,6 +72,7 @@ class InputCheck:
             and x.dtype is _FLOAT32
             and x.shape[1:] == self.sample
             and x.shape[0]
+            and (self._batch is None or self._batch.allows(x.shape[0]))
             and self._finite(x)
         ):
             return

@@ -167,17 +167,20 @@ async def _lifespan(self: _App) -> AsyncIterator[None]:
     """Start each model's batcher, say what is served; at shutdown, stop them in order."""
     cfg = self.cfg
     for name, model in self.models.items():
+        # a batch rule's maximum (kit export --dynamic batch=..) caps requests and runs
+        rule = model.rules.batch if model.rules else None
+        most = min(cfg.max_batch_size, rule.max) if rule else cfg.max_batch_size
         entry = ServedModel(
             name,
             model,
             self.metrics,
             self.executor,
             inline=inline_rows(model, cfg.inline_seconds),
-            max_batch=cfg.max_batch_size,
+            max_batch=most,
             max_body=cfg.max_body_bytes,
         )
-        if cfg.batching and cfg.max_batch_size > 1:
-            entry.start_batching(cfg.max_batch_size, cfg.max_queue_delay_us / 1e6)
+        if cfg.batching and most > 1:
+            entry.start_batching(most, cfg.max_queue_delay_us / 1e6)
         self.served[name] = entry
     self.ready = True
     log.info(

@@ -2,8 +2,8 @@
 
 A request waits at most ``max_delay`` seconds for company; a batch never exceeds
 ``max_batch`` rows (a single larger request runs alone) and holds one sample size (a model
-whose size varies gets requests of several: the first of another size starts the next). Each caller gets exactly its own
-rows back. Where a batch runs (a worker thread, or the event loop for a fast model) is
+whose size varies gets requests of several: those of another size wait, in order, for the
+next batches). Each caller gets exactly its own rows back. Where a batch runs (a worker thread, or the event loop for a fast model) is
 ``run``'s business.
 """
 

@@ -51,6 +51,7 @@ from ..runners.torch import eager_run
 __all__ = [
     "Check",
     "EndpointCheck",
+    "allowed_batches",
     "check_artifacts",
     "parity_inputs",
     "rebuild_reference",
@@ -76,12 +77,31 @@ def parity_inputs(
     """Parity's inputs: seeded random batches at ``batch_sizes``; where height or width
     varies, every other size of the rules' grid (and ``grid``, the user's) at batch 1 and
     2; then the real samples."""
+    if rules is not None and rules.batch is not None:
+        batch_sizes = allowed_batches(rules, batch_sizes)
     inputs = random_inputs(input_shape, batch_sizes, seed=seed)
     if rules is not None and rules.spatial:
         inputs += grid_inputs(input_shape, rules, grid, seed)
     if real is not None:
         inputs.append((real[0], np.ascontiguousarray(real[1].numpy(), dtype=np.float32)))
     return inputs
+
+
+#: the largest batch parity runs a batch rule at (its maximum, when that is smaller)
+LARGEST_CHECKED_BATCH = 64
+
+
+def allowed_batches(rules: ShapeRules, wanted: Sequence[int], *, largest: bool = True) -> list[int]:
+    """The batch sizes a batch rule allows among ``wanted``, and (``largest``) the largest
+    it accepts, up to ``LARGEST_CHECKED_BATCH``."""
+    rule = rules.batch
+    assert rule is not None
+    found = {b for b in wanted if rule.allows(b)}
+    most = min(rule.max, LARGEST_CHECKED_BATCH)
+    most -= most % rule.multiple
+    if largest and rule.allows(most):
+        found.add(most)
+    return sorted(found) or [rule.min]
 
 
 def grid_inputs(
@@ -98,7 +118,7 @@ def grid_inputs(
     for h, w in rules.grid(input_shape, extra):
         if (h, w) == example:
             continue
-        for b in (1, 2):
+        for b in allowed_batches(rules, (1, 2), largest=False) if rules.batch else (1, 2):
             x = rng.standard_normal((b, channels, h, w), dtype=np.float32)
             inputs.append((f"random b={b} {h}x{w}", x))
     return inputs
