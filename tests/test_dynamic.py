@@ -470,3 +470,22 @@ def test_a_batch_rule_caps_the_server_and_triton(tmp_path: Path) -> None:
     code, out = run("triton", str(result.directory), "--repo", str(tmp_path / "repo"))
     assert code == 0, out
     assert "max_batch_size: 4\n" in (tmp_path / "repo" / "tiny" / "config.pbtxt").read_text()
+
+
+def test_the_self_check_refuses_reference_data_outside_the_rules(tmp_path: Path) -> None:
+    from onnx import numpy_helper
+
+    from kit.artifact import describe_files, write_manifest
+
+    result = _export(tmp_path)
+    folder = result.directory
+    manifest = read_manifest(folder)
+    first = manifest.reference.sets[0].directory  # type: ignore[union-attr]
+    x = np.zeros((1, 3, 20, 32), np.float32)  # 20 is off the multiple of 8
+    tensor = numpy_helper.from_array(x, "input")
+    (folder / first / "input_0.pb").write_bytes(tensor.SerializeToString())
+    write_manifest(
+        folder, manifest.with_files(describe_files(folder, {f"{first}/input_0.pb": "reference"}))
+    )
+    with pytest.raises(ArtifactError, match="height is 20; this model takes height 16..64"):
+        kr.load(folder).self_check()
