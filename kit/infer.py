@@ -319,22 +319,21 @@ def run_local(
     max_pixels: int,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Score every part not yet written, in this process: worker processes read, decode and
-    preprocess the next batches (off this process's interpreter lock) while the model
-    scores this one. Returns how many parts were already written."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    """Score every part not yet written, in this process: a thread reads, decodes and
+    preprocesses the next batches while the model scores this one (onnxruntime's run
+    leaves the interpreter lock; PNGs decode in libspng). Returns how many parts were
+    already written."""
+    from concurrent.futures import ThreadPoolExecutor
 
     todo = [n for n in range(job.parts) if not job.done(n)]
     facts = (model.facts.input_shape, model.facts.mean, model.facts.std)
-    workers = max(1, (os.cpu_count() or 2) - 1)
-    context = multiprocessing.get_context("spawn")  # never fork a process with threads
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    workers = 1
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kit-decode") as pool:
         for number in todo:
             rows: list[dict[str, Any]] = []
             batches = _batches(job.part_items(source.items, number), batch_size)
             jobs = ((b, _decode_args(b, source, facts, max_pixels)) for b in batches)
-            for batch, (x, errors) in _ahead(pool, jobs, 2 * workers):
+            for batch, (x, errors) in _ahead(pool, jobs, 4):
                 rows += score_batch(model, batch, x, errors, how)
                 if progress is not None:
                     progress(len(batch))
@@ -353,24 +352,40 @@ def decode_batch(
     paths: list[str], arrays: np.ndarray | None, facts: tuple[Any, Any, Any], max_pixels: int
 ) -> tuple[np.ndarray, list[str | None]]:
     """A batch's images read and preprocessed as the model was trained: the model's input
-    (zeros for an image that could not be read) and each row's error."""
+    (zeros for an image that could not be read) and each row's error. Images already at the
+    model's size and channels are normalised together, the others one by one (the same
+    arithmetic as ``prepare_images``)."""
     from .runtime.preprocess import prepare_images
 
     shape, mean, std = facts
     c, h, w = (int(v) for v in shape)
     x = np.zeros((len(paths), c, h, w), np.float32)
     errors: list[str | None] = []
+    ready: list[int] = []
+    native = (h, w) if c == 1 else (h, w, c)
     for i, path in enumerate(paths):
         image = arrays[i] if arrays is not None else _read(path, (h, w), max_pixels)
         if isinstance(image, str):
             errors.append(image)
             continue
+        errors.append(None)
+        if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.shape == native:
+            ready.append(i)
+            x[i] = _as_chw(image, c)  # raw pixels for now, normalised below with the rest
+            continue
         try:
             x[i] = prepare_images([image], shape, mean, std)[0]
-            errors.append(None)
         except InputError as exc:
-            errors.append(str(exc))
+            errors[i] = str(exc)
+    if ready:
+        m = np.asarray(mean, dtype=np.float32)[:, None, None]
+        s = np.asarray(std, dtype=np.float32)[:, None, None]
+        x[ready] = (x[ready] / 255.0 - m) / s  # float32 throughout, as prepare_images
     return x, errors
+
+
+def _as_chw(image: np.ndarray, channels: int) -> np.ndarray:
+    return image[None] if channels == 1 else image.transpose(2, 0, 1)
 
 
 def _read(path: str, size: tuple[int, int], max_pixels: int) -> Any:
@@ -394,7 +409,10 @@ def score_batch(
     rows = [_row(item, how.sha256, error) for item, error in zip(items, errors, strict=True)]
     good = [i for i, e in enumerate(errors) if e is None]
     if good:
-        logits = model.predict(x[good] if len(good) < len(x) else x)[model.output_names[0]]
+        # decode_batch's own batch: uint8 pixels normalised by the facts (std > 0), so
+        # finite and of the model's shape; the check would only cost time
+        batch = x[good] if len(good) < len(x) else x
+        logits = model.predict(batch, validate=False)[model.output_names[0]]
         for i, update in zip(good, _tops(model, logits, how), strict=True):
             rows[i].update(update)
     return rows

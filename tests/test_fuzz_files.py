@@ -186,3 +186,72 @@ def test_the_fuzzers_start_from_files_kit_reads(lenet_export: Path, tmp_path: Pa
     shutil.copytree(lenet_export, tmp_path / "lenet")
     assert read_manifest(tmp_path / "lenet").name == "lenet"
     assert kr.load(tmp_path / "lenet").facts is not None
+
+
+# -- kit infer's fast PNG path (libspng) reads what Pillow reads, and nothing more ---------
+
+
+@pytest.mark.parametrize(
+    ("mode", "shape"), [("L", (9, 17)), ("RGB", (9, 17, 3)), ("RGBA", (9, 17, 4))]
+)
+def test_the_fast_png_path_reads_what_pillow_reads(
+    tmp_path: Path, mode: str, shape: tuple[int, ...]
+) -> None:
+    from PIL import Image
+
+    from kit.runtime.images import _fast_png
+
+    pixels = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    path = tmp_path / "x.png"
+    Image.fromarray(pixels, mode).save(path)
+    fast = _fast_png(path, 1_000_000)
+    assert fast is not None, "an 8-bit PNG takes the fast path"
+    assert np.array_equal(fast, pixels) and np.array_equal(read_image(path), pixels)
+
+
+def test_a_png_bomb_and_a_16_bit_png_are_left_to_pillow(tmp_path: Path) -> None:
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    from kit.runtime.images import _fast_png
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+    (tmp_path / "bomb.png").write_bytes(bomb + chunk(b"IEND", b""))
+    assert _fast_png(tmp_path / "bomb.png", 1_000_000) is None
+    with pytest.raises(KitError, match="claims 100000x100000 pixels"):
+        read_image(tmp_path / "bomb.png", max_pixels=1_000_000)
+    Image.fromarray(np.full((5, 5), 40000, np.uint16)).save(tmp_path / "deep.png")
+    assert _fast_png(tmp_path / "deep.png", 1_000_000) is None
+    assert read_image(tmp_path / "deep.png").dtype == np.uint8  # Pillow's 8-bit reading
+
+
+@FUZZ
+@given(at=st.integers(min_value=0), chunk=st.binary(min_size=1, max_size=16), cut=st.booleans())
+def test_a_corrupted_png_on_the_fast_path_is_read_or_refused(
+    tmp_path_factory: pytest.TempPathFactory,
+    at: int,
+    chunk: bytes,
+    cut: bool,
+) -> None:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(np.arange(17 * 9 * 3, dtype=np.uint8).reshape(9, 17, 3)).save(out, "PNG")
+    raw = out.getvalue()
+    at %= len(raw)
+    data = raw[:at] if cut else raw[:at] + chunk + raw[at + len(chunk) :]
+    path = tmp_path_factory.mktemp("p") / "image.png"
+    path.write_bytes(data)
+    try:
+        pixels = read_image(path, max_pixels=1_000_000)
+    except KitError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert pixels.dtype == np.uint8 and pixels.ndim in (2, 3) and pixels.size <= 4_000_000

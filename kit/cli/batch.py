@@ -133,7 +133,9 @@ def infer(**given: Any) -> None:
 def _proven_model(a: _InferArgs) -> Any:
     from .. import runtime
 
-    model = runtime.load(a.export, providers=PROVIDERS[a.provider], warmup=False)
+    # the decoding thread needs a core between runs: onnxruntime's threads do not spin
+    spin = a.engine != "local"
+    model = runtime.load(a.export, providers=PROVIDERS[a.provider], warmup=False, spin=spin)
     model.self_check()  # nothing is scored by a model that disagrees with its own export
     return model
 
