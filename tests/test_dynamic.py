@@ -65,6 +65,7 @@ def test_a_rule_parses_and_describes_itself() -> None:
         ("height=256..512", "outside --dynamic height=256..512"),
         ("height=64..512:7", "multiples of 7"),
         ("height=1..4096,width=1..4096", "keep the largest sample at most"),
+        ("height=1.." + "9" * 5000, "is not AXIS=MIN..MAX"),  # no int() of 5,000 digits
     ],
 )
 def test_a_wrong_rule_is_one_sentence(text: str, says: str) -> None:

@@ -38,7 +38,7 @@ MAX_SIDE = 16384
 MAX_SAMPLE_VALUES = 1 << 24
 
 _RULE = re.compile(
-    r"^\s*(?P<axis>\w+)\s*=\s*(?P<min>\d+)\s*\.\.\s*(?P<max>\d+)\s*(?::\s*(?P<step>\d+))?\s*$"
+    r"^\s*(?P<axis>\w+)\s*=\s*(?P<min>\d{1,9})\s*\.\.\s*(?P<max>\d{1,9})\s*(?::\s*(?P<step>\d{1,9}))?\s*$"
 )
 
 
