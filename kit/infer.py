@@ -327,8 +327,7 @@ def run_local(
 
     todo = [n for n in range(job.parts) if not job.done(n)]
     facts = (model.facts.input_shape, model.facts.mean, model.facts.std)
-    workers = 1
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kit-decode") as pool:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kit-decode") as pool:
         for number in todo:
             rows: list[dict[str, Any]] = []
             batches = _batches(job.part_items(source.items, number), batch_size)

@@ -33,9 +33,11 @@ __all__ = [
     "Runner",
     "closing",
     "format_parity",
+    "input_size",
     "pipeline_line",
     "random_inputs",
     "run_parity",
+    "sized_label",
     "to_junit",
 ]
 
@@ -323,6 +325,18 @@ def to_junit(report: ParityRun) -> str:
     suite.set("failures", str(sum(f is not None for _, f in cases)))
     ET.SubElement(suite, "system-out").text = format_parity(report)
     return ET.tostring(suite, encoding="unicode", xml_declaration=True)
+
+
+def sized_label(batch: int, height: int, width: int) -> str:
+    """A random batch's label at another size than the export's: ``random b=1 64x512``."""
+    return f"random b={batch} {height}x{width}"
+
+
+def input_size(label: str) -> str | None:
+    """The size a parity input's label names (``64x512``), None for the export's own."""
+    last = label.rsplit(" ", 1)[-1]
+    h, x, w = last.partition("x")
+    return last if x and h.isdigit() and w.isdigit() else None
 
 
 def random_inputs(

@@ -26,6 +26,8 @@ from pathlib import Path
 
 from _bench import ROOT, env_info
 
+from kit.parity import input_size
+
 RESNET = ["--model", "torchvision.models:resnet18", "--input-shape", "3,224,224"]
 RULES = "height=64..512:32,width=64..512:32"
 
@@ -49,8 +51,7 @@ def _sizes(parity: dict) -> dict[tuple[str, str], set[str]]:
     """The sizes each (file, runtime) passed at (every row of a size passed)."""
     passed: dict[tuple[str, str], dict[str, bool]] = defaultdict(dict)
     for c in parity["comparisons"]:
-        last = c["inputs"].rsplit(" ", 1)[-1]
-        size = last if "x" in last and last.replace("x", "").isdigit() else "example"
+        size = input_size(c["inputs"]) or "example"
         key = (c["artifact"], c["runtime"])
         passed[key][size] = passed[key].get(size, True) and c["passed"]
     return {k: {s for s, ok in v.items() if ok} for k, v in passed.items()}

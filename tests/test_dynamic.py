@@ -374,13 +374,17 @@ def test_variants_keep_the_rules_and_are_judged_at_every_grid_size(
         int8.predict(np.zeros((1, 3, 20, 32), np.float32))
 
     # a variant that answers otherwise at one size, and only there, is refused
-    real = quantize.predictions
+    real = quantize.predictions_each
 
-    def wrong_at_16x64(path: Path, x: np.ndarray) -> np.ndarray:
-        found = real(path, x)
-        return found + 1 if "fp16" in path.name and x.shape[2:] == (16, 64) else found
+    def wrong_at_16x64(path: Path, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        found = real(path, inputs)
+        wrong = "fp16" in path.name
+        return [
+            f + 1 if wrong and x.shape[2:] == (16, 64) else f
+            for f, x in zip(found, inputs, strict=True)
+        ]
 
-    monkeypatch.setattr(quantize, "predictions", wrong_at_16x64)
+    monkeypatch.setattr(quantize, "predictions_each", wrong_at_16x64)
     code, out = run(
         "quantize", str(result.directory), "--precision", "fp16", "--random-calibration", *factory
     )

@@ -173,6 +173,11 @@ def test_a_corrupted_image_is_read_or_refused(
     data = raw[:at] if cut else raw[:at] + chunk + raw[at + len(chunk) :]
     path = tmp_path_factory.mktemp("i") / "image"
     path.write_bytes(data)
+    _read_or_refused(path)
+
+
+def _read_or_refused(path: Path) -> None:
+    """``path`` reads as a bounded 8-bit picture, or is refused in one sentence."""
     try:
         pixels = read_image(path, max_pixels=1_000_000)
     except KitError as exc:
@@ -249,9 +254,4 @@ def test_a_corrupted_png_on_the_fast_path_is_read_or_refused(
     data = raw[:at] if cut else raw[:at] + chunk + raw[at + len(chunk) :]
     path = tmp_path_factory.mktemp("p") / "image.png"
     path.write_bytes(data)
-    try:
-        pixels = read_image(path, max_pixels=1_000_000)
-    except KitError as exc:
-        assert "\n" not in str(exc)
-        return
-    assert pixels.dtype == np.uint8 and pixels.ndim in (2, 3) and pixels.size <= 4_000_000
+    _read_or_refused(path)

@@ -35,6 +35,7 @@ from ..catalogue import FORMATS as CATALOGUE
 from ..catalogue import PINNED
 from ..compat import oldest_readers, onnx_versions
 from ..errors import first_line
+from ..parity import input_size
 from ..results import (
     BenchData,
     CheckData,
@@ -320,7 +321,7 @@ def _judged(
         "top1": min(top1, default=None),
         "top1_on": "real data" if real else "random inputs",
         "checks": len(rows),
-        "sizes": sorted({_size(c.inputs) for c in rows}),
+        "sizes": sorted({input_size(c.inputs) or "example" for c in rows}),
         "source": e.source,
         "origin": "made here" if e.here else "carried in",
         "created": e.created,
@@ -338,14 +339,6 @@ def _judged(
         cell["was"], cell["status"] = status, "stale"
     cell["text"] = _cell_text(cell)
     return cell
-
-
-def _size(inputs: str) -> str:
-    """The sample size a parity row's inputs were at (``64x512``), ``example`` for the
-    export's own."""
-    last = inputs.rsplit(" ", 1)[-1]
-    h, x, w = last.partition("x")
-    return last if x and h.isdigit() and w.isdigit() else "example"
 
 
 def _cell_text(cell: dict[str, Any]) -> str:

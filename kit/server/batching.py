@@ -96,14 +96,17 @@ class Batcher:
         batch.append(item)
         return rows + len(item.x)
 
+    def _rejoin(self, batch: list[_Pending], rows: int) -> int:
+        """Requests set aside before, of the batch's size, join it first (once a batch)."""
+        waiting, self._waiting = self._waiting, collections.deque()
+        for item in waiting:  # set aside again in order, unless taken now
+            if rows < self.max_batch:
+                rows = self._take(batch, rows, item)
+            else:
+                self._waiting.append(item)
+        return rows
+
     def _drain(self, batch: list[_Pending], rows: int) -> int:
-        if self._waiting and len(batch) == 1:  # set aside before: its own size joins first
-            waiting, self._waiting = self._waiting, collections.deque()
-            for item in waiting:  # set aside again in order, unless taken now
-                if rows < self.max_batch:
-                    rows = self._take(batch, rows, item)
-                else:
-                    self._waiting.append(item)
         size, queue = batch[0].x.shape[1:], self._queue
         while rows < self.max_batch and not queue.empty():
             item = queue.get_nowait()
@@ -117,6 +120,8 @@ class Batcher:
     async def _collect(self) -> list[_Pending]:
         first = await self._next()
         batch, rows = [first], len(first.x)
+        if self._waiting:
+            rows = self._rejoin(batch, rows)
         # the delay bounds how long the oldest request waits, not how long collection takes
         deadline = first.enqueued + self.max_delay
         while rows < self.max_batch:

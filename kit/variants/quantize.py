@@ -191,11 +191,19 @@ def quantize_within_limits(
 
 def predictions(path: Path, x: np.ndarray) -> np.ndarray:
     """Top-1 class of every sample of ``x`` through the ONNX file at ``path`` (CPU)."""
+    return predictions_each(path, [x])[0]
+
+
+def predictions_each(path: Path, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """:func:`predictions` for each of ``inputs`` (of several sizes), one session for all."""
     from ..runtime.providers import CPU, create_session
 
     session = create_session(path, [CPU])
     name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: b})[0].argmax(1) for b in _batches(x)])
+    return [
+        np.concatenate([session.run(None, {name: b})[0].argmax(1) for b in _batches(x)])
+        for x in inputs
+    ]
 
 
 #: held-out samples a variant is compared with model.onnx on at each other grid size
@@ -214,15 +222,17 @@ def grid_agreement(
     if facts.dynamic is None or not facts.dynamic.spatial:
         return {}
     example = facts.input_shape
-    found = {}
-    for h, w in facts.dynamic.grid(example):
-        if (h, w) == tuple(example[1:]):
-            continue
-        xs = np.stack(
+    sizes = [(h, w) for h, w in facts.dynamic.grid(example) if (h, w) != tuple(example[1:])]
+    inputs = [
+        np.stack(
             [resize(s.transpose(1, 2, 0), h, w).transpose(2, 0, 1) for s in x[:GRID_SAMPLES]]
         ).astype(np.float32)
-        found[f"{h}x{w}"] = float((predictions(source, xs) == predictions(variant, xs)).mean())
-    return found
+        for h, w in sizes
+    ]
+    ours, theirs = predictions_each(source, inputs), predictions_each(variant, inputs)
+    return {
+        f"{h}x{w}": float((a == b).mean()) for (h, w), a, b in zip(sizes, ours, theirs, strict=True)
+    }
 
 
 def check_variant(

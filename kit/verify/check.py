@@ -42,7 +42,15 @@ from ..models import (
     resolve_spec,
     with_facts,
 )
-from ..parity import ParityRun, RunFn, Runner, closing, random_inputs, run_parity
+from ..parity import (
+    ParityRun,
+    RunFn,
+    Runner,
+    closing,
+    random_inputs,
+    run_parity,
+    sized_label,
+)
 from ..rule import Agreement, Tolerance
 from ..runners import RunnerOptions, artifact_label, covered_formats, home_select, make_runners
 from ..runners.endpoint import connect, metadata_problems
@@ -120,7 +128,7 @@ def grid_inputs(
             continue
         for b in allowed_batches(rules, (1, 2), largest=False) if rules.batch else (1, 2):
             x = rng.standard_normal((b, channels, h, w), dtype=np.float32)
-            inputs.append((f"random b={b} {h}x{w}", x))
+            inputs.append((sized_label(b, h, w), x))
     return inputs
 
 
@@ -138,7 +146,7 @@ def reference_sizes(
     rng = np.random.default_rng(seed + 2)
     sizes = dict.fromkeys([(hs[0], ws[0]), (hs[0], ws[1]), (hs[1], ws[0])])
     return [
-        (f"random b=1 {h}x{w}", rng.standard_normal((1, c, h, w), dtype=np.float32))
+        (sized_label(1, h, w), rng.standard_normal((1, c, h, w), dtype=np.float32))
         for h, w in sizes
         if (h, w) != (h0, w0)
     ]
