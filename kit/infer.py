@@ -12,9 +12,11 @@ scored is an engine's business: this process (``local``) or a Ray cluster (:mod:
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,16 +206,15 @@ def _tops(model: Any, logits: np.ndarray, how: Scoring) -> list[dict[str, Any]]:
     probs /= probs.sum(axis=1, keepdims=True)
     k = max(1, min(how.top_k, probs.shape[1]))
     best = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    names = [model.label(i) for i in range(probs.shape[1])]
-    found: list[dict[str, Any]] = []
-    for row, top, ok, raw in zip(probs, best, finite, logits, strict=True):
-        if not ok:
-            found.append({"error": "the model answered with NaN or infinite values"})
-            continue
-        labels = [names[i] for i in top]
-        found.append({"top1": labels[0], "labels": labels, "scores": row[top].tolist(),
-                      "outputs": raw.astype(np.float64).tolist() if how.raw else None})  # fmt: skip
-    return found
+    names = np.array([model.label(i) for i in range(probs.shape[1])], dtype=object)
+    labels, scores = names[best].tolist(), np.take_along_axis(probs, best, axis=1).tolist()
+    outputs = logits.astype(np.float64).tolist() if how.raw else [None] * len(finite)
+    return [
+        {"top1": top[0], "labels": top, "scores": score, "outputs": raw}
+        if ok
+        else {"error": "the model answered with NaN or infinite values"}
+        for top, score, raw, ok in zip(labels, scores, outputs, finite, strict=True)
+    ]
 
 
 # -- the output: parts written whole or not at all ---------------------------------------------
@@ -317,26 +318,34 @@ def run_local(
     *,
     batch_size: int = 64,
     max_pixels: int,
+    workers: int = 2,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Score every part not yet written, in this process: a thread reads, decodes and
-    preprocesses the next batches while the model scores this one (onnxruntime's run
-    leaves the interpreter lock; PNGs decode in libspng). Returns how many parts were
-    already written."""
+    """Score every part not yet written, in this process: ``workers`` threads each read,
+    decode and score one batch at a time, so that one's Python work overlaps another's
+    inference (onnxruntime's run and libspng's decoding leave the interpreter lock). Give
+    it a model whose session runs a batch on one thread (``load(threads=1)``): threads
+    that each own a core beat one run spread over every core, with decoding taking cores
+    away from it. Returns how many parts were already written."""
     from concurrent.futures import ThreadPoolExecutor
 
     todo = [n for n in range(job.parts) if not job.done(n)]
     facts = (model.facts.input_shape, model.facts.mean, model.facts.std)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kit-decode") as pool:
-        for number in todo:
-            rows: list[dict[str, Any]] = []
-            batches = _batches(job.part_items(source.items, number), batch_size)
-            jobs = ((b, _decode_args(b, source, facts, max_pixels)) for b in batches)
-            for batch, (x, errors) in _ahead(pool, jobs, 4):
-                rows += score_batch(model, batch, x, errors, how)
-                if progress is not None:
-                    progress(len(batch))
-            job.write(number, rows)
+
+    def scored(batch: Sequence[Item]) -> list[dict[str, Any]]:
+        x, errors = decode_batch(*_decode_args(batch, source, facts, max_pixels))
+        return score_batch(model, batch, x, errors, how)
+
+    work = ((n, b) for n in todo for b in _batches(job.part_items(source.items, n), batch_size))
+    rows: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kit-infer") as pool:
+        for (number, batch), found in _in_order(pool, scored, work, 2 * workers):
+            rows += found
+            if progress is not None:
+                progress(len(batch))
+            if len(rows) == len(job.part_items(source.items, number)):  # batches end with it
+                job.write(number, rows)
+                rows = []
     return job.parts - len(todo)
 
 
@@ -388,17 +397,37 @@ def _as_chw(image: np.ndarray, channels: int) -> np.ndarray:
 
 
 def _read(path: str, size: tuple[int, int], max_pixels: int) -> Any:
-    """The image at ``path`` (uint8), or the sentence saying why there is none."""
-    from .runtime.images import read_image
+    """The image at ``path`` (uint8), or the sentence saying why there is none. A link, a
+    pipe or a device is refused without being followed or read from; a small PNG decodes
+    from the one read that checked it."""
+    from .runtime.images import SMALL_FILE_BYTES, read_image, small_png
 
     try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
+        head = _regular_file_head(path, SMALL_FILE_BYTES)
+        if head is None:
             return f"{path} is not a regular file (a link, a pipe or a device): not read."
+        if (image := small_png(head, max_pixels)) is not None:
+            return image
         return read_image(Path(path), max_pixels=max_pixels, size=size)
     except (InputError, UsageError) as exc:
         return str(exc)
     except OSError as exc:
         return f"Cannot read image {path}: {exc.strerror or exc}."
+
+
+def _regular_file_head(path: str, size: int) -> bytes | None:
+    """The first ``size`` bytes of ``path``; None when it is a link (not followed), a pipe,
+    a device or a folder (opened without blocking, never read)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW's answer to a link
+            return None
+        raise
+    try:
+        return os.read(fd, size) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    finally:
+        os.close(fd)
 
 
 def score_batch(
@@ -417,16 +446,20 @@ def score_batch(
     return rows
 
 
-def _ahead(pool: Any, jobs: Iterator[tuple[Any, tuple[Any, ...]]], depth: int) -> Iterator[Any]:
-    """Each batch with its decoded input, up to ``depth`` batches decoding meanwhile."""
-    pending: list[tuple[Any, Any]] = []
-    for batch, args in jobs:
-        pending.append((batch, pool.submit(decode_batch, *args)))
+def _in_order(
+    pool: Any, fn: Callable[[Any], Any], jobs: Iterator[tuple[Any, Any]], depth: int
+) -> Iterator[tuple[tuple[Any, Any], Any]]:
+    """Each ``(key, arg)`` of ``jobs`` with ``fn(arg)``, in order; up to ``depth`` running
+    or done ahead of the one yielded."""
+    pending: deque[tuple[tuple[Any, Any], Any]] = deque()
+    for job in jobs:
+        pending.append((job, pool.submit(fn, job[1])))
         if len(pending) > depth:
-            batch0, future = pending.pop(0)
-            yield batch0, future.result()
-    for batch0, future in pending:
-        yield batch0, future.result()
+            done, future = pending.popleft()
+            yield done, future.result()
+    while pending:
+        done, future = pending.popleft()
+        yield done, future.result()
 
 
 def _batches(items: Sequence[Item], size: int) -> Iterator[Sequence[Item]]:

@@ -64,7 +64,8 @@ def test_every_row_is_accounted_for_and_agrees_with_the_runtime(
     assert len(list(out.glob("part-*.parquet"))) == 4
     errors = {Path(r["path"]).name: r["error"] for r in table if r["error"]}
     assert set(errors) == {"truncated.png", "notes.png", "zero.png", "pipe.png"}
-    assert "Cannot read image" in errors["truncated.png"] and "regular file" in errors["pipe.png"]
+    assert "Cannot read image" in errors["truncated.png"]
+    assert "regular file" in errors["pipe.png"] and "regular file" in errors["zero.png"]
     # the same answers as kit.runtime on the same files
     model = kr.load(export, warmup=False)
     from kit.runtime.images import read_image
@@ -76,6 +77,20 @@ def test_every_row_is_accounted_for_and_agrees_with_the_runtime(
     assert summary["accuracy"] == pytest.approx(np.mean([r["top1"] == r["label"] for r in good]))
     sha = json.loads((export / "manifest.json").read_text())["files"]["model.onnx"]["sha256"]
     assert {r["model_sha256"] for r in table} == {sha}
+
+
+def test_workers_in_parallel_write_the_rows_of_one_worker_in_order(
+    digits: Path, shipped: Path, tmp_path: Path
+) -> None:
+    tables = []
+    for workers in ("1", "4"):  # parts of 50 rows cut into batches of 8: the last one short
+        out = tmp_path / workers
+        _kit("infer", str(shipped / "mnist_cnn"), str(digits), "--out", str(out),
+             "--workers", workers, "--batch-size", "8", "--part-rows", "50")  # fmt: skip
+        assert len(list(out.glob("part-*.parquet"))) == 5
+        tables.append(read_predictions(out).to_pylist())
+    assert [r["index"] for r in tables[1]] == list(range(204))
+    assert tables[1] == tables[0]
 
 
 def test_the_output_is_refused_replaced_or_resumed_never_mixed(
@@ -189,3 +204,20 @@ def test_the_ray_engine_gives_the_local_engines_answers(shipped: Path, tmp_path:
     assert [r["top1"] for r in a] == [r["top1"] for r in b]
     np.testing.assert_allclose([r["outputs"] for r in a], [r["outputs"] for r in b],
                                rtol=1e-4, atol=1e-4)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("rows", "actors", "batch", "row_bytes", "blocks"),
+    [
+        (10_000, 2, 64, 4 * 784, 9),  # 1,216 rows a block: 19 batches, 4-5 blocks an actor
+        (100, 2, 64, 4 * 784, 2),  # never less than a batch a block
+        (10_000, 2, 64, 4 * 3 * 224 * 224, 157),  # 64 MB of input at most: one batch each
+        (10_000, 2, 16, 4 * 3 * 512 * 512, 625),
+    ],
+)
+def test_the_ray_engine_cuts_a_few_whole_batches_a_block(
+    rows: int, actors: int, batch: int, row_bytes: int, blocks: int
+) -> None:
+    from kit.infer_ray import _blocks
+
+    assert _blocks(rows, actors, batch, row_bytes) == blocks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ class _InferArgs:
     engine: str
     address: str | None
     actors: int
+    workers: int | None
     batch_size: int
     part_rows: int
     top_k: int
@@ -69,6 +71,12 @@ class _InferArgs:
     default=2,
     show_default=True,
     help="Ray actors, one model each, one CPU each (onnxruntime threads to match).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    help="Local engine: threads, each reading, decoding and scoring a batch on one "
+    "onnxruntime thread [default: the CPUs, plus one].",
 )
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True)
 @click.option(
@@ -133,9 +141,9 @@ def infer(**given: Any) -> None:
 def _proven_model(a: _InferArgs) -> Any:
     from .. import runtime
 
-    # the decoding thread needs a core between runs: onnxruntime's threads do not spin
-    spin = a.engine != "local"
-    model = runtime.load(a.export, providers=PROVIDERS[a.provider], warmup=False, spin=spin)
+    # the local engine's workers each run a batch on one thread (kit.infer.run_local)
+    threads = 1 if a.engine == "local" else None
+    model = runtime.load(a.export, providers=PROVIDERS[a.provider], warmup=False, threads=threads)
     model.self_check()  # nothing is scored by a model that disagrees with its own export
     return model
 
@@ -154,7 +162,8 @@ def _run(a: _InferArgs, model: Any, source: Any, job: Any, how: Any) -> int:
 
     todo = sum(len(job.part_items(source.items, n)) for n in range(job.parts) if not job.done(n))
     with tqdm(total=todo, desc=f"infer {model.name}", unit="img", leave=False, disable=None) as bar:
-        return run_local(model, source, job, how, batch_size=a.batch_size,
+        workers = a.workers or (os.cpu_count() or 1) + 1
+        return run_local(model, source, job, how, batch_size=a.batch_size, workers=workers,
                          max_pixels=a.max_image_pixels, progress=bar.update)  # fmt: skip
 
 

@@ -14,7 +14,14 @@ import numpy as np
 
 from ..errors import InputError, UsageError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "image_size", "read_image"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_SUFFIXES",
+    "SMALL_FILE_BYTES",
+    "image_size",
+    "read_image",
+    "small_png",
+]
 
 #: the image files kit reads from a folder (kit predict, kit infer)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -24,8 +31,8 @@ DEFAULT_MAX_PIXELS = 64_000_000
 #: a PNG file's first bytes, and the colour types libspng reads here (grey, RGB, RGBA)
 _PNG = b"\x89PNG\r\n\x1a\n"
 _FAST_COLOUR_TYPES = {0: 1, 2: 3, 6: 4}
-#: files this size or larger go to Pillow, which streams them
-_FAST_PNG_BYTES = 1 << 16
+#: PNG files this size or larger go to Pillow, which streams them
+SMALL_FILE_BYTES = 1 << 16
 #: modes Pillow converts losslessly to L, RGB or RGBA
 _CONVERTIBLE = {"1", "P", "PA", "LA", "La", "CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa"}
 
@@ -81,27 +88,36 @@ def read_image(
 
 
 def _fast_png(path: Path, max_pixels: int) -> np.ndarray | None:
-    """An 8-bit grey, RGB or RGBA PNG decoded by libspng (pyspng), several times faster
-    than Pillow on small images; None for anything else, or anything wrong (Pillow then
-    reads it, or says what is wrong). The header's size is checked before a pixel is
-    decoded, and a file larger than its pixels could need is left to Pillow's streaming."""
+    """An 8-bit grey, RGB or RGBA PNG decoded by libspng (:func:`small_png`); None for
+    anything else, or anything wrong (Pillow then reads it, or says what is wrong)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(SMALL_FILE_BYTES)  # one read for the small files this is for
+    except OSError:
+        return None
+    return small_png(data, max_pixels)
+
+
+def small_png(data: bytes, max_pixels: int) -> np.ndarray | None:
+    """A whole PNG file's bytes, if smaller than SMALL_FILE_BYTES and 8-bit grey, RGB or
+    RGBA, decoded by libspng (pyspng), several times faster than Pillow on small images;
+    None for anything else or anything wrong. The header's size is checked before a pixel
+    is decoded; a larger file is left to Pillow, which streams it."""
     try:
         import pyspng
     except ImportError:  # an optional speed-up (Linux wheels)
         return None
+    if len(data) >= SMALL_FILE_BYTES or len(data) < 29:
+        return None
+    if data[:8] != _PNG or data[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", data[16:24])
+    channels = _FAST_COLOUR_TYPES.get(data[25], 0)
+    if data[24] != 8 or not channels or not 0 < width * height <= max_pixels:
+        return None
     try:
-        with open(path, "rb") as f:
-            data = f.read(_FAST_PNG_BYTES)  # one read for the small files this is for
-            if len(data) == _FAST_PNG_BYTES:
-                return None  # a large file: Pillow streams it
-        if len(data) < 29 or data[:8] != _PNG or data[12:16] != b"IHDR":
-            return None
-        width, height = struct.unpack(">II", data[16:24])
-        channels = _FAST_COLOUR_TYPES.get(data[25], 0)
-        if data[24] != 8 or not channels or not 0 < width * height <= max_pixels:
-            return None
         image = pyspng.load(data)
-    except (OSError, RuntimeError, ValueError):
+    except (RuntimeError, ValueError):
         return None
     if image.dtype != np.uint8 or image.shape[:2] != (height, width):
         return None

@@ -302,7 +302,6 @@ def load(
     warmup: bool = True,
     io_binding: bool | None = None,
     precision: str = "fp32",
-    spin: bool = True,
 ) -> Model:
     """Load an ``exported/NAME`` directory (every sha256 verified) or a ``.onnx`` file.
 
@@ -314,9 +313,6 @@ def load(
         threads: Intra-op threads (onnxruntime's default when None).
         warmup: Run the model once so the first real call is not slow.
         io_binding: Bind inputs and outputs explicitly (default: on for GPU providers).
-        spin: Let onnxruntime's idle intra-op threads spin between runs (its default);
-            False when other threads of the process need the cores between runs (kit
-            infer's decoding thread).
 
     Raises:
         ArtifactError: missing file, sha256 mismatch against the manifest, or not ONNX.
@@ -335,8 +331,6 @@ def load(
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
-    if not spin:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = create_session(p, providers, options)
     except ProviderError:
