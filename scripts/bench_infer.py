@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -169,9 +170,9 @@ def main() -> None:
     for name, target in (("local", "local engine / in-process (target >= 80%)"),
                          ("ray", "ray, 2 actors, once up / local engine (target >= 70%)"),
                          ("scaling", "ray, 2 actors / 1 actor")):  # fmt: skip
-        low, high = min(ratios[name]), max(ratios[name])
-        print(f"{target}: {low:.2f}-{high:.2f}" if name == "scaling" else
-              f"{target}: {low:.0%}-{high:.0%}")  # fmt: skip
+        low, mid, high = min(ratios[name]), statistics.median(ratios[name]), max(ratios[name])
+        print(f"{target}: {low:.2f}-{high:.2f}, median {mid:.2f}" if name == "scaling" else
+              f"{target}: {low:.0%}-{high:.0%}, median {mid:.0%}")  # fmt: skip
     seconds, summary = engine(args.export, folder, work / "local")
     print(f"kit infer --engine local: {seconds:.1f} s end to end; {summary['rows']} rows, "
           f"{summary['predicted']} predicted, {summary['errors']} errors, accuracy "

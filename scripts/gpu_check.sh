@@ -15,9 +15,9 @@ mkdir -p "$OUT"
 PY=${PYTHON:-python3}
 
 # kit's pure-Python dependencies, if the machine lacks them and has no registry access.
-if ! "$PY" -c "import click, starlette, uvicorn, prometheus_client, safetensors, tqdm, matplotlib, PIL" 2>/dev/null; then
+if ! "$PY" -c "import click, starlette, uvicorn, prometheus_client, safetensors, tqdm, matplotlib, PIL, pyarrow" 2>/dev/null; then
     if [ -d .gpu-wheels ]; then
-        "$PY" -m pip install -q --no-index --find-links .gpu-wheels click starlette uvicorn prometheus-client safetensors tqdm matplotlib pillow
+        "$PY" -m pip install -q --no-index --find-links .gpu-wheels click starlette uvicorn prometheus-client safetensors tqdm matplotlib pillow pyarrow pyspng
     fi
 fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
@@ -115,4 +115,10 @@ echo "== serving through the CUDA provider: 32 concurrent batch-1 clients, alexn
 mkdir -p "$OUT/serve" && ln -sfn "$OUT/exported/alexnet" "$OUT/serve/alexnet" && ln -sfn "$PWD/exported/mnist_cnn" "$OUT/serve/mnist_cnn"
 "$PY" scripts/bench_server.py --models-dir "$OUT/serve" --model alexnet --clients 32 --seconds 10 --provider cuda
 "$PY" scripts/bench_server.py --models-dir "$OUT/serve" --model mnist_cnn --clients 32 --seconds 10 --provider cuda
+echo "== kit infer through the CUDA provider: the bundled MNIST test set, local engine"
+if "$PY" -c "import pyarrow" 2>/dev/null; then
+    timed "kit infer --provider cuda" "$PY" -m kit infer exported/mnist_cnn mnist --out "$OUT/infer" --force --provider cuda --json
+else
+    echo "kit infer NOT RUN: pyarrow is missing here (scripts/gpu_wheels.sh fetches it)"
+fi
 echo "== done: every CUDA path ran"

@@ -221,3 +221,31 @@ def test_the_ray_engine_cuts_a_few_whole_batches_a_block(
     from kit.infer_ray import _blocks
 
     assert _blocks(rows, actors, batch, row_bytes) == blocks
+
+
+def test_a_batch_s_rows_carry_scores_or_their_error_never_both() -> None:
+    from kit.infer import Item, Scoring, score_batch
+
+    class Answers:  # three classes; the first row's answer holds a NaN
+        class_names = ["a", "b", "c"]
+        output_names = ["y"]
+
+        def label(self, index: int) -> str:
+            return self.class_names[index]
+
+        def predict(self, x: np.ndarray, validate: bool) -> dict[str, np.ndarray]:
+            y = np.tile(np.array([[0.0, 2.0, 1.0]], np.float32), (len(x), 1))
+            y[0, 1] = np.nan
+            return {"y": y}
+
+    items = [Item(i, f"{i}.png", "b") for i in range(3)]
+    x = np.zeros((3, 1, 2, 2), np.float32)
+    rows = score_batch(Answers(), items, x, [None, "unreadable", None], Scoring(5, True, "f00"))
+    first, second, third = rows
+    assert first["error"] == "the model answered with NaN or infinite values"
+    assert second["error"] == "unreadable"
+    for row in (first, second):
+        assert row["top1"] is row["labels"] is row["scores"] is row["outputs"] is None
+    assert third["error"] is None and third["labels"] == ["b", "c", "a"]  # top 5 of 3: 3
+    assert third["scores"] == pytest.approx(np.exp([2.0, 1.0, 0.0]) / np.exp([2.0, 1.0, 0.0]).sum())
+    assert third["outputs"] == [0.0, 2.0, 1.0] and third["model_sha256"] == "f00"
