@@ -398,8 +398,8 @@ def _as_chw(image: np.ndarray, channels: int) -> np.ndarray:
 
 def _read(path: str, size: tuple[int, int], max_pixels: int) -> Any:
     """The image at ``path`` (uint8), or the sentence saying why there is none. A link, a
-    pipe or a device is refused without being followed or read from; a small PNG decodes
-    from the one read that checked it."""
+    pipe or a device is refused without being opened; a small PNG decodes from the one
+    read of the file."""
     from .runtime.images import SMALL_FILE_BYTES, read_image, small_png
 
     try:
@@ -416,8 +416,11 @@ def _read(path: str, size: tuple[int, int], max_pixels: int) -> Any:
 
 
 def _regular_file_head(path: str, size: int) -> bytes | None:
-    """The first ``size`` bytes of ``path``; None when it is a link (not followed), a pipe,
-    a device or a folder (opened without blocking, never read)."""
+    """The first ``size`` bytes of ``path``; None when it is a link, a pipe, a device or a
+    folder, which is never opened (and a regular file that became a link since is not
+    followed)."""
+    if not stat.S_ISREG(os.lstat(path).st_mode):
+        return None
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:

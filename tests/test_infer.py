@@ -227,8 +227,8 @@ def test_a_batch_s_rows_carry_scores_or_their_error_never_both() -> None:
     from kit.infer import Item, Scoring, score_batch
 
     class Answers:  # three classes; the first row's answer holds a NaN
-        class_names = ["a", "b", "c"]
-        output_names = ["y"]
+        class_names = ("a", "b", "c")
+        output_names = ("y",)
 
         def label(self, index: int) -> str:
             return self.class_names[index]
