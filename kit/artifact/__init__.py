@@ -34,7 +34,15 @@ from .manifest import (
     verify_files,
     write_manifest,
 )
-from .shapes import AXES, MAX_BATCH, AxisRule, ShapeRules, parse_dynamic, parse_grid
+from .shapes import (
+    AXES,
+    MAX_BATCH,
+    AxisRule,
+    ShapeRules,
+    capped_batch,
+    parse_dynamic,
+    parse_grid,
+)
 
 __all__ = [
     "AXES",
@@ -91,6 +99,7 @@ __all__ = [
     "TensorRecord",
     "VariantRecord",
     "WeightsRecord",
+    "capped_batch",
     "checked_export",
     "describe_files",
     "open_export",

@@ -24,6 +24,7 @@ __all__ = [
     "MAX_SAMPLE_VALUES",
     "AxisRule",
     "ShapeRules",
+    "capped_batch",
     "parse_dynamic",
     "parse_grid",
 ]
@@ -194,6 +195,13 @@ class ShapeRules(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
                 if size >= 1:
                     cells.append((size, w0) if axis == "height" else (h0, size))
         return cells
+
+
+def capped_batch(rules: ShapeRules | None, wanted: int) -> int:
+    """``wanted`` rows at most, and no more than a batch rule allows (a server's or
+    Triton's max batch size)."""
+    rule = rules.batch if rules is not None else None
+    return min(wanted, rule.max) if rule is not None else wanted
 
 
 def _nearest(rule: AxisRule, size: int) -> int:

@@ -28,6 +28,7 @@ from ..artifact import (
     MODEL_FILE,
     PERF_DATA_FILE,
     ModelFacts,
+    capped_batch,
     open_export,
     read_manifest,
     served_name,
@@ -128,8 +129,7 @@ def model_config(
             f"{options.max_opset}, or pass --max-opset {opset} for a newer Triton."
         )
     config = pb.ModelConfig(name=name, platform="onnxruntime_onnx")
-    rule = facts.dynamic.batch if facts is not None and facts.dynamic else None
-    most = min(options.max_batch_size, rule.max) if rule else options.max_batch_size
+    most = capped_batch(facts.dynamic if facts is not None else None, options.max_batch_size)
     config.max_batch_size = most  # within a batch rule (kit export --dynamic batch=..)
     for field, tensors in ((config.input, inputs), (config.output, outputs)):
         for t in tensors:

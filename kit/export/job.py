@@ -397,12 +397,10 @@ def export_network(
         UsageError: a rule or a grid size that is wrong, in one sentence.
     """
     spec = resolve_spec(model_name, input_shape)
-    if dynamic:
+    if dynamic or grid:  # --grid without --dynamic is refused by parse_grid
         rules = parse_dynamic(dynamic, spec.input_shape)
         sizes = parse_grid(grid, rules)
         options = dataclasses.replace(options or ExportOptions(), dynamic=rules, grid=sizes)
-    elif grid:
-        raise UsageError("--grid adds sizes to the grid of --dynamic; give --dynamic too.")
     network = load_network(spec, weights=weights, num_classes=num_classes, seed=seed)
     said = (given or GivenFacts()).over(network.facts)
     spec = with_facts(spec, said)

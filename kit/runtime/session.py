@@ -141,8 +141,27 @@ class Model:
         return dict(zip(self.output_names, outputs, strict=True))
 
     def fitted_shape(self, height: int, width: int) -> tuple[int, ...]:
-        """The (C, H, W) an image of ``height`` x ``width`` is fed at (:func:`fitted`)."""
-        return fitted(self, height, width)
+        """The (C, H, W) an image of ``height`` x ``width`` is fed at: the model's size, or
+        for a model whose size varies, the image's own where the rules allow it, else the
+        nearest they allow.
+
+        Raises:
+            ArtifactError: the file carries no kit facts (no input shape, no mean/std).
+        """
+        if self.facts is None or (self.rules is None and not self.check.fixed):
+            raise ArtifactError(
+                f"{self.path} carries no kit facts (input shape, mean/std); export it with kit "
+                "to classify images."
+            )
+        if self.rules is None or not self.rules.spatial:
+            return self.facts.input_shape
+        return self.rules.fit(self.facts.input_shape, height, width)
+
+    @property
+    def example_shape(self) -> tuple[int | None, ...]:
+        """One sample at the size the model was exported at (its facts' example; the
+        graph's own shape, None where free, for a file without facts)."""
+        return self.facts.input_shape if self.facts is not None else self.input_shape
 
     def preprocess(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         """uint8 images (HxW, HxWxC; L/RGB/RGBA; any size) -> the model's normalised input,
@@ -213,31 +232,11 @@ class Model:
     def warmup(self, batch_sizes: Sequence[int] = (1,)) -> None:
         """Run zeros through the model once per batch size (allocations, cuDNN choices), at
         the example's size when the size varies."""
-        shape = (
-            self.facts.input_shape if self.rules is not None and self.facts else self.input_shape
-        )
+        shape = self.example_shape
         if not all(isinstance(d, int) for d in shape):
             return
         for b in batch_sizes:
             self.predict(np.zeros((b, *shape), dtype=np.float32))  # type: ignore[arg-type]
-
-
-def fitted(model: Model, height: int, width: int) -> tuple[int, ...]:
-    """The (C, H, W) an image of ``height`` x ``width`` is fed to ``model`` at: its size,
-    or for a model whose size varies, the image's own where the rules allow it, else the
-    nearest they allow.
-
-    Raises:
-        ArtifactError: the file carries no kit facts (no input shape, no mean/std).
-    """
-    if model.facts is None or (model.rules is None and not model.check.fixed):
-        raise ArtifactError(
-            f"{model.path} carries no kit facts (input shape, mean/std); export it with kit "
-            "to classify images."
-        )
-    if model.rules is None or not model.rules.spatial:
-        return model.facts.input_shape
-    return model.rules.fit(model.facts.input_shape, height, width)
 
 
 def _one_size(model: Model, images: np.ndarray | Sequence[np.ndarray]) -> tuple[int, ...]:
@@ -248,7 +247,7 @@ def _one_size(model: Model, images: np.ndarray | Sequence[np.ndarray]) -> tuple[
     """
     one = isinstance(images, np.ndarray) and images.ndim in (2, 3)
     listed = [images] if one else list(images)
-    shapes = {fitted(model, *np.shape(i)[:2]) for i in listed} or {fitted(model, 1, 1)}
+    shapes = {model.fitted_shape(*np.shape(i)[:2]) for i in listed} or {model.fitted_shape(1, 1)}
     if len(shapes) > 1:
         sizes = ", ".join(sorted(str(s[1:]) for s in shapes))
         raise InputError(

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..artifact import capped_batch
 from ..runtime.session import Model
 from ._uvicorn import JsonFormatter, listen_socket, uvicorn_config
 from .config import LOOPBACK_HOSTS, ServerConfig
@@ -168,8 +169,7 @@ async def _lifespan(self: _App) -> AsyncIterator[None]:
     cfg = self.cfg
     for name, model in self.models.items():
         # a batch rule's maximum (kit export --dynamic batch=..) caps requests and runs
-        rule = model.rules.batch if model.rules else None
-        most = min(cfg.max_batch_size, rule.max) if rule else cfg.max_batch_size
+        most = capped_batch(model.rules, cfg.max_batch_size)
         entry = ServedModel(
             name,
             model,

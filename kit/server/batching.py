@@ -3,8 +3,8 @@
 A request waits at most ``max_delay`` seconds for company; a batch never exceeds
 ``max_batch`` rows (a single larger request runs alone) and holds one sample size (a model
 whose size varies gets requests of several: those of another size wait, in order, for the
-next batches). Each caller gets exactly its own rows back. Where a batch runs (a worker thread, or the event loop for a fast model) is
-``run``'s business.
+next batches). Each caller gets exactly its own rows back. Where a batch runs (a worker
+thread, or the event loop for a fast model) is ``run``'s business.
 """
 
 from __future__ import annotations

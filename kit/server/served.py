@@ -29,10 +29,9 @@ _HEADER_ROOM = 64 * 1024
 
 
 def example_shape(model: Model) -> tuple[int, ...]:
-    """One sample at the size the model was exported at (its facts' example)."""
-    if model.facts is not None:
-        return model.facts.input_shape
-    return tuple(d or 1 for d in model.input_shape)
+    """One sample at the size the model was exported at (1 where a file without facts
+    leaves a dimension free)."""
+    return tuple(d or 1 for d in model.example_shape)
 
 
 def inline_rows(model: Model, budget: float) -> int:
