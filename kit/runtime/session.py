@@ -141,21 +141,8 @@ class Model:
         return dict(zip(self.output_names, outputs, strict=True))
 
     def fitted_shape(self, height: int, width: int) -> tuple[int, ...]:
-        """The (C, H, W) an image of ``height`` x ``width`` is fed at: the model's size, or
-        for a model whose size varies, the image's own where the rules allow it, else the
-        nearest they allow.
-
-        Raises:
-            ArtifactError: the file carries no kit facts (no input shape, no mean/std).
-        """
-        if self.facts is None or (self.rules is None and not self.check.fixed):
-            raise ArtifactError(
-                f"{self.path} carries no kit facts (input shape, mean/std); export it with kit "
-                "to classify images."
-            )
-        if self.rules is None or not self.rules.spatial:
-            return self.facts.input_shape
-        return self.rules.fit(self.facts.input_shape, height, width)
+        """The (C, H, W) an image of ``height`` x ``width`` is fed at (:func:`_fitted`)."""
+        return _fitted(self, height, width)
 
     @property
     def example_shape(self) -> tuple[int | None, ...]:
@@ -237,6 +224,24 @@ class Model:
             return
         for b in batch_sizes:
             self.predict(np.zeros((b, *shape), dtype=np.float32))  # type: ignore[arg-type]
+
+
+def _fitted(model: Model, height: int, width: int) -> tuple[int, ...]:
+    """The (C, H, W) an image of ``height`` x ``width`` is fed to ``model`` at: its size,
+    or for a model whose size varies, the image's own where the rules allow it, else the
+    nearest they allow.
+
+    Raises:
+        ArtifactError: the file carries no kit facts (no input shape, no mean/std).
+    """
+    if model.facts is None or (model.rules is None and not model.check.fixed):
+        raise ArtifactError(
+            f"{model.path} carries no kit facts (input shape, mean/std); export it with kit "
+            "to classify images."
+        )
+    if model.rules is None or not model.rules.spatial:
+        return model.facts.input_shape
+    return model.rules.fit(model.facts.input_shape, height, width)
 
 
 def _one_size(model: Model, images: np.ndarray | Sequence[np.ndarray]) -> tuple[int, ...]:
