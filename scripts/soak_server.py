@@ -9,6 +9,7 @@ good request fails, the server's RSS stays within ``--rss-mb`` of its start (aft
 and no health check takes over 100 ms.
 
     python scripts/soak_server.py --seconds 60 --clients 32
+    python scripts/soak_server.py --seconds 60 --clients 32 --processes 2
 """
 
 from __future__ import annotations
@@ -133,6 +134,20 @@ def _rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
+def _server_rss_mb(pid: int, processes: int) -> float:
+    """The server's RSS: with ``--processes``, its serving processes' together (the
+    supervisor's direct children; their decoding workers are not counted, as in one
+    process)."""
+    if processes == 1:
+        return _rss_mb(pid)
+    children = [
+        int(stat.parent.name)
+        for stat in Path("/proc").glob("[0-9]*/stat")
+        if stat.exists() and int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid
+    ]
+    return sum(_rss_mb(child) for child in children)
+
+
 async def _soak(port: int, pid: int, args: argparse.Namespace) -> dict[str, object]:
     digits = _digits(2000)
     tally = {"good": 0, "good failed": 0}
@@ -141,12 +156,12 @@ async def _soak(port: int, pid: int, args: argparse.Namespace) -> dict[str, obje
     rss: list[float] = []
     warm = time.perf_counter() + args.warmup
     await asyncio.gather(*(_good(port, digits, warm, tally) for _ in range(4)))
-    start_rss = _rss_mb(pid)
+    start_rss = _server_rss_mb(pid, args.processes)
     deadline = time.perf_counter() + args.seconds
 
     async def sample() -> None:
         while time.perf_counter() < deadline:
-            rss.append(_rss_mb(pid))
+            rss.append(_server_rss_mb(pid, args.processes))
             await asyncio.sleep(1)
 
     hostile = max(1, args.clients // 4)
@@ -157,7 +172,7 @@ async def _soak(port: int, pid: int, args: argparse.Namespace) -> dict[str, obje
         sample(),
     )
     await asyncio.sleep(2)  # let the server drop what hostile clients left open
-    rss.append(_rss_mb(pid))
+    rss.append(_server_rss_mb(pid, args.processes))
     return {
         "rss_start_mb": round(start_rss, 1),
         "rss_max_mb": round(max(rss), 1),
@@ -185,11 +200,16 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--warmup", type=float, default=5)
     parser.add_argument("--rss-mb", type=float, default=50)
+    parser.add_argument("--processes", type=int, default=1, help="kit serve --processes")
     args = parser.parse_args()
-    print(f"# soak_server {MODEL} ({env_info()}): {args.clients} clients, {args.seconds:g} s")
-    proc, port, _ = start_server(
-        ROOT / "exported" / MODEL, "--header-timeout", "5", "--body-timeout", "5"
+    print(
+        f"# soak_server {MODEL} ({env_info()}): {args.clients} clients, {args.seconds:g} s, "
+        f"{args.processes} process(es)"
     )
+    proc, port, _ = start_server(
+        ROOT / "exported" / MODEL, "--header-timeout", "5", "--body-timeout", "5",
+        "--processes", str(args.processes),
+    )  # fmt: skip
     try:
         result = asyncio.run(_soak(port, proc.pid, args))
     finally:

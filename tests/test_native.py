@@ -68,10 +68,10 @@ def test_uvicorn_still_has_the_protocol_kit_extends() -> None:
     overrides must still exist."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    from kit.server._uvicorn import _http_protocol
+    from kit.server._uvicorn import http_protocol
     from kit.server.config import ServerConfig
 
-    protocol = _http_protocol(ServerConfig())
+    protocol = http_protocol(ServerConfig())
     assert isinstance(protocol, type) and issubclass(protocol, HttpToolsProtocol)
     overridden = ("connection_made", "connection_lost", "send_400_response", "on_message_begin")
     overridden += ("on_url", "on_header", "on_headers_complete", "on_message_complete")

@@ -256,7 +256,20 @@ def _print_predictions(used: dict[str, Any], rows: list[dict[str, Any]]) -> None
 )
 @provider_option
 @click.option(
-    "--threads", type=click.IntRange(min=1), help="onnxruntime intra-op threads per model."
+    "--threads",
+    type=click.IntRange(min=1),
+    help="onnxruntime intra-op threads per model (default: onnxruntime's, one per core; "
+    "with --processes, the CPUs shared out between the processes).",
+)
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Server processes answering on the one port, each with its own event loop and its "
+    "own copy of every model (memory x N). On a CPU, 2 or more keep the cores busy while "
+    "one process parses requests; /metrics adds all processes up, and --max-connections "
+    "holds for them together.",
 )
 @click.option(
     "--log-level",
@@ -279,6 +292,7 @@ def serve(
     allow_hosts: tuple[str, ...],
     provider: str,
     threads: int | None,
+    processes: int,
     log_level: str,
 ) -> None:
     """Serve exported models over the Open Inference Protocol (KServe v2 / Triton).
@@ -306,7 +320,7 @@ def serve(
     --max-connections, send larger headers or bodies than the limits, or reach it under
     another Host name than its address's (README: "Running kit serve safely").
     """
-    from ..server.app import serve as run_server
+    from ..server.main import serve as run_server
 
     providers = PROVIDERS[provider]
     config = ServerConfig(
@@ -328,4 +342,5 @@ def serve(
         providers=providers,
         threads=threads,
         log_level=log_level,
+        processes=processes,
     )

@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import UsageError
 from .config import ServerConfig
 
-__all__ = ["JsonFormatter", "listen_socket", "uvicorn_config"]
+__all__ = ["JsonFormatter", "http_protocol", "json_logs", "listen_socket", "uvicorn_config"]
 
 
 #: attributes every LogRecord has; anything else on a record came through ``extra=``
@@ -39,6 +39,17 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
+
+
+def json_logs(level: str) -> None:
+    """kit's and uvicorn's log lines as JSON objects on stderr, from ``level`` up."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    for name in ("kit", "uvicorn", "uvicorn.error"):
+        lg = logging.getLogger(name)
+        lg.handlers = [handler]
+        lg.setLevel(level.upper())
+        lg.propagate = False
 
 
 class _CoalescingTransport:
@@ -119,7 +130,7 @@ class _Deadlines:
         self._handle = loop.call_later(self.SWEEP_S, self._sweep, loop) if self.open else None
 
 
-def _http_protocol(cfg: ServerConfig) -> type[asyncio.Protocol] | str:
+def http_protocol(cfg: ServerConfig) -> type[asyncio.Protocol] | str:
     """uvicorn's httptools protocol with coalesced writes, JSON errors, a connection limit,
     header size and count limits, and header and body timeouts ("auto", uvicorn's own
     choice, without httptools)."""
@@ -223,7 +234,7 @@ def uvicorn_config(
         server_header=False,
         proxy_headers=False,  # kit logs no client addresses; skip the per-request middleware
         ws="none",  # no websockets: an upgrade request is answered as plain HTTP (JSON)
-        http=_http_protocol(cfg),
+        http=http_protocol(cfg),
     )
 
 

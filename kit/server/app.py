@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -26,7 +23,6 @@ from starlette.routing import Route
 
 from ..artifact import capped_batch
 from ..runtime.session import Model
-from ._uvicorn import JsonFormatter, listen_socket, uvicorn_config
 from .config import LOOPBACK_HOSTS, ServerConfig
 from .decoding import Decoder
 from .fast import GONE as _GONE
@@ -40,7 +36,7 @@ from .protocol import (
 from .repository import load_models
 from .served import VERSION, ServedModel, inline_rows
 
-__all__ = ["ServerConfig", "create_app", "load_models", "serve"]
+__all__ = ["ServerConfig", "create_app", "load_models"]
 
 log = logging.getLogger("kit.server")
 
@@ -234,51 +230,3 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         exc.status_code, f"{exc.detail} ({request.method} {request.url.path})."
     )
     return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
-
-
-def _json_logs(level: str) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    for name in ("kit", "uvicorn", "uvicorn.error"):
-        lg = logging.getLogger(name)
-        lg.handlers = [handler]
-        lg.setLevel(level.upper())
-        lg.propagate = False
-
-
-def serve(
-    directory: Path,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    config: ServerConfig | None = None,
-    providers: list[Any] | None = None,
-    threads: int | None = None,
-    log_level: str = "info",
-) -> None:
-    """Load every model in ``directory``, then serve them until SIGINT/SIGTERM.
-
-    Shutdown stops accepting connections, finishes in-flight requests, then exits.
-    """
-    import uvicorn
-
-    sock = listen_socket(host, port)  # before loading: a busy port fails in milliseconds
-    bound = sock.getsockname()[1]
-    _json_logs(log_level)
-    cfg = config or ServerConfig()
-    t0 = time.perf_counter()
-    models = load_models(directory, providers=providers, threads=threads)
-    log.info(
-        "loaded",
-        extra={
-            "event": "loaded",
-            "seconds": round(time.perf_counter() - t0, 3),
-            "models": {
-                n: {"provider": m.provider, "input": list(m.input_shape)} for n, m in models.items()
-            },
-        },
-    )
-    app = create_app(models, cfg, host=host)
-    log.info("listening", extra={"event": "listening", "host": host, "port": bound})
-    server = uvicorn.Server(uvicorn_config(app, cfg, host=host, port=bound))
-    server.run(sockets=[sock])

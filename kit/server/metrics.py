@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client import generate_latest as _generate
+from prometheus_client.multiprocess import MultiProcessCollector
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -36,5 +39,10 @@ class Metrics:
         return Histogram(name, doc, ["model"], registry=self.registry, buckets=_SECONDS)
 
     def exposition(self) -> bytes:
-        """The registry in Prometheus's text format."""
-        return _generate(self.registry)
+        """The registry in Prometheus's text format: of every process, added up, when
+        ``kit serve --processes`` runs several (prometheus_client's multiprocess mode)."""
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            return _generate(self.registry)
+        every = CollectorRegistry()
+        MultiProcessCollector(every)
+        return _generate(every)

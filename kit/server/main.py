@@ -1,0 +1,190 @@
+"""``kit serve``: one server process, or N answering on one listening socket.
+
+One process answers HTTP on one event loop, and on a CPU that loop and onnxruntime take
+turns: while the loop parses and answers requests, onnxruntime waits for its next batch.
+Several processes, each with its own loop, its own copy of every model and its share of the
+cores, keep the cores busy (docs/DESIGN.md, "Serving").
+
+uvicorn's own supervisor starts the processes, restarts one that dies, and stops them all on
+SIGINT/SIGTERM. uvicorn calls a factory without arguments in each process, so what a
+process needs (the folder, the limits) travels in one environment variable, as JSON that
+kit wrote itself. prometheus_client's multiprocess mode adds the processes' metrics up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import logging
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ._uvicorn import http_protocol, json_logs, listen_socket, uvicorn_config
+from .app import create_app
+from .config import ServerConfig
+from .repository import load_models
+
+__all__ = ["app", "per_process", "serve", "threads_each"]
+
+log = logging.getLogger("kit.server")
+
+#: the environment variable that carries a process's settings from ``kit serve``
+SPEC_ENV = "KIT_SERVE_PROCESS"
+#: prometheus_client's multiprocess mode: each process writes its metrics to files here
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def serve(
+    directory: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    config: ServerConfig | None = None,
+    providers: list[Any] | None = None,
+    threads: int | None = None,
+    log_level: str = "info",
+    processes: int = 1,
+) -> None:
+    """Load every model in ``directory``, then serve them until SIGINT/SIGTERM (from
+    ``processes`` processes on one port, each loading the models itself).
+
+    Shutdown stops accepting connections, finishes in-flight requests, then exits.
+    """
+    import uvicorn
+
+    sock = listen_socket(host, port)  # before loading: a busy port fails in milliseconds
+    bound = sock.getsockname()[1]
+    json_logs(log_level)
+    cfg = config or ServerConfig()
+    t0 = time.perf_counter()
+    models = load_models(directory, providers=providers, threads=threads)  # refused here
+    log.info(
+        "loaded",
+        extra={
+            "event": "loaded",
+            "seconds": round(time.perf_counter() - t0, 3),
+            "models": {
+                n: {"provider": m.provider, "input": list(m.input_shape)} for n, m in models.items()
+            },
+        },
+    )
+    log.info("listening", extra={"event": "listening", "host": host, "port": bound})
+    if processes > 1:  # each process loads its own copy
+        del models
+        _run_processes(
+            sock,
+            directory,
+            host=host,
+            cfg=cfg,
+            providers=providers,
+            threads=threads,
+            log_level=log_level,
+            processes=processes,
+        )
+        return
+    server = uvicorn.Server(
+        uvicorn_config(create_app(models, cfg, host=host), cfg, host=host, port=bound)
+    )
+    server.run(sockets=[sock])
+
+
+def per_process(cfg: ServerConfig, processes: int) -> ServerConfig:
+    """``cfg`` with the limits all clients share split between the processes, so the whole
+    server still keeps them (each process counts only its own connections and bodies)."""
+    return dataclasses.replace(
+        cfg,
+        max_connections=max(1, cfg.max_connections // processes),
+        max_inflight_body_bytes=max(1, cfg.max_inflight_body_bytes // processes),
+    )
+
+
+def threads_each(processes: int) -> int:
+    """onnxruntime threads per model in each process: the CPUs, shared out (two processes
+    whose onnxruntime threads outnumber the cores slow each other down)."""
+    return max(1, (os.cpu_count() or 1) // processes)
+
+
+def _run_processes(
+    sock: socket.socket,
+    directory: Path,
+    *,
+    host: str,
+    cfg: ServerConfig,
+    providers: list[str] | None,
+    threads: int | None,
+    log_level: str,
+    processes: int,
+) -> None:
+    """Serve ``directory`` from ``processes`` processes on ``sock`` until SIGINT/SIGTERM."""
+    from uvicorn.supervisors import Multiprocess
+
+    spec = {
+        "directory": str(directory),
+        "host": host,
+        "providers": providers,
+        "threads": threads or threads_each(processes),
+        "log_level": log_level,
+        "config": dataclasses.asdict(per_process(cfg, processes)),
+    }
+    config = uvicorn_config(f"{__name__}:app", cfg, host=host, port=sock.getsockname()[1])
+    config.factory, config.workers = True, processes
+    if not isinstance(config.http, str):  # the class is rebuilt in each process, by name
+        config.http = f"{__name__}:Protocol"
+    with (
+        tempfile.TemporaryDirectory(prefix="kit-serve-metrics-") as metrics,
+        _environment({SPEC_ENV: json.dumps(spec), METRICS_ENV: metrics}),
+    ):
+        Multiprocess(config, sockets=[sock]).run()
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in the environment the processes inherit, restored afterwards."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@functools.cache
+def _spec() -> dict[str, Any]:
+    spec: dict[str, Any] = json.loads(os.environ[SPEC_ENV])
+    fields = spec["config"]
+    spec["config"] = ServerConfig(**{**fields, "allowed_hosts": tuple(fields["allowed_hosts"])})
+    return spec
+
+
+def app() -> Any:
+    """uvicorn's factory, in each process: its own copy of the models, and the app."""
+    spec = _spec()
+    json_logs(spec["log_level"])
+    models = load_models(
+        Path(spec["directory"]), providers=spec["providers"], threads=spec["threads"]
+    )
+    return create_app(models, spec["config"], host=spec["host"])
+
+
+def __getattr__(name: str) -> Any:
+    """``Protocol``: uvicorn's HTTP protocol with this server's limits, which uvicorn imports
+    by name in each process (a class made at run time does not travel to a new process)."""
+    if name == "Protocol":
+        return _protocol()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _protocol() -> Any:
+    return http_protocol(_spec()["config"])
