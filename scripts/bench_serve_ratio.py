@@ -4,7 +4,7 @@ sets targets for, and an interleaved A/B of other checkouts of kit.
     python scripts/bench_serve_ratio.py                             # shipped mnist_cnn
     python scripts/bench_serve_ratio.py --export exported/alexnet --no-mlserver
     python scripts/bench_serve_ratio.py --checkout /tmp/base --rounds 2   # A/B, interleaved
-    python scripts/bench_serve_ratio.py --processes 2     # also kit serve --processes 2
+    python scripts/bench_serve_ratio.py --processes 2     # each kit also with --processes 2
 
 Load: wrk (apt-get install wrk), one thread, ``--clients`` keep-alive connections sending
 batch-1 requests of a real test sample for ``--seconds`` each: JSON tensors, and the binary
@@ -245,7 +245,7 @@ def main() -> None:
     parser.add_argument("--granian", action="store_true", help="also kit's app under granian")
     parser.add_argument("--server-arg", action="append", default=[], help="passed to kit serve")
     parser.add_argument(
-        "--processes", type=int, default=1, help="also kit HEAD with --processes N (N > 1)"
+        "--processes", type=int, default=1, help="also each kit with --processes N (N > 1)"
     )
     args = parser.parse_args()
     commit = subprocess.run(
@@ -259,11 +259,13 @@ def main() -> None:
     script = work / "post.lua"
     script.write_text(_LUA)
     body = bodies(_sample(args.export), input_name, work)
-    servers = [("HEAD", ROOT, args.server_arg)]
-    if args.processes > 1:
-        many = [*args.server_arg, "--processes", str(args.processes)]
-        servers.append((f"HEAD --processes {args.processes}", ROOT, many))
-    servers += [(str(c), c, args.server_arg) for c in args.checkout]
+    servers = []
+    for checkout in [ROOT, *args.checkout]:
+        label = "HEAD" if checkout == ROOT else str(checkout)
+        servers.append((label, checkout, args.server_arg))
+        if args.processes > 1:
+            many = [*args.server_arg, "--processes", str(args.processes)]
+            servers.append((f"{label} --processes {args.processes}", checkout, many))
     for round_ in range(1, args.rounds + 1):
         top = ceiling(args.export)
         found: dict[str, float] = {}

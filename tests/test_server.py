@@ -383,6 +383,20 @@ def test_inline_rows_follow_the_measured_cost(model: kr.Model) -> None:
     assert 0 < _inline_rows(model, 0.01) < _inline_rows(model, 10.0)
 
 
+def test_a_model_slower_than_the_budget_never_runs_on_the_event_loop(model: kr.Model) -> None:
+    from kit.server.served import inline_rows as _inline_rows
+
+    class Slow:  # a model whose fixed cost alone (20 ms) is past a 10 ms budget
+        example_shape = model.example_shape
+
+        def predict(self, x: np.ndarray) -> None:
+            time.sleep(0.02 + 0.001 * len(x))
+
+    assert _inline_rows(Slow(), 0.01) == 0  # type: ignore[arg-type]
+    # 20 ms fixed + 1 ms a row: a 40 ms budget holds about 20 rows (sleep only overshoots)
+    assert 10 <= _inline_rows(Slow(), 0.04) <= 20  # type: ignore[arg-type]
+
+
 def test_graceful_shutdown_finishes_in_flight_requests(lenet_export: Path) -> None:
     slow = kr.load(lenet_export)
     original = slow.predict

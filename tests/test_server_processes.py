@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from kit.server.config import ServerConfig
-from kit.server.main import per_process, threads_each
+from kit.server.main import PROCESS_INLINE_SECONDS, per_process, threads_each
 from kit.server.metrics import Metrics
 
 from .server_utils import json_body, request
@@ -32,6 +32,7 @@ def test_the_limits_all_clients_share_are_split_between_the_processes() -> None:
     each = per_process(cfg, 3)
     assert (each.max_connections, each.max_inflight_body_bytes) == (85, 100)
     assert each.header_timeout == 3.0 and each.max_header_bytes == cfg.max_header_bytes
+    assert each.inline_seconds == max(cfg.inline_seconds, PROCESS_INLINE_SECONDS)
     assert per_process(cfg, 1000).max_connections == 1  # never none at all
     assert threads_each(1) == (os.cpu_count() or 1)
     assert threads_each(10_000) == 1

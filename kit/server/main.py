@@ -95,13 +95,21 @@ def serve(
     server.run(sockets=[sock])
 
 
+#: in a process of several, batches expected within this run on its event loop
+PROCESS_INLINE_SECONDS = 0.01
+
+
 def per_process(cfg: ServerConfig, processes: int) -> ServerConfig:
-    """``cfg`` with the limits all clients share split between the processes, so the whole
-    server still keeps them (each process counts only its own connections and bodies)."""
+    """``cfg`` for one of ``processes``: the limits all clients share split between them, so
+    the whole server still keeps them (each process counts only its own connections and
+    bodies), and batches of up to ``PROCESS_INLINE_SECONDS`` run on the event loop (beside
+    the other processes, a thread reading requests while a batch runs gains less than the
+    handovers to it and back cost: docs/BENCHMARKS.md, issue 26)."""
     return dataclasses.replace(
         cfg,
         max_connections=max(1, cfg.max_connections // processes),
         max_inflight_body_bytes=max(1, cfg.max_inflight_body_bytes // processes),
+        inline_seconds=max(cfg.inline_seconds, PROCESS_INLINE_SECONDS),
     )
 
 
