@@ -383,11 +383,36 @@ def test_inline_rows_follow_the_measured_cost(model: kr.Model) -> None:
     assert 0 < _inline_rows(model, 0.01) < _inline_rows(model, 10.0)
 
 
+@pytest.mark.parametrize(
+    ("low", "high", "multiple", "timed"),
+    [
+        (1, 64, 1, (1, 8)),
+        (1, 4, 1, (1, 4)),
+        (2, 64, 2, (2, 8)),
+        (5, 100, 5, (5, 5)),
+        (16, 64, 16, (16, 16)),
+    ],
+)
+def test_the_inline_estimate_times_only_batches_the_rule_allows(
+    low: int, high: int, multiple: int, timed: tuple[int, int]
+) -> None:
+    from types import SimpleNamespace
+
+    from kit.artifact.shapes import AxisRule, ShapeRules
+    from kit.server.served import _timed_batches
+
+    rule = AxisRule(low, high, multiple)
+    model = SimpleNamespace(rules=ShapeRules(batch=rule))
+    assert _timed_batches(model) == timed  # type: ignore[arg-type]
+    assert all(rule.allows(size) for size in timed)
+
+
 def test_a_model_slower_than_the_budget_never_runs_on_the_event_loop(model: kr.Model) -> None:
     from kit.server.served import inline_rows as _inline_rows
 
     class Slow:  # a model whose fixed cost alone (20 ms) is past a 10 ms budget
         example_shape = model.example_shape
+        rules = None
 
         def predict(self, x: np.ndarray) -> None:
             time.sleep(0.02 + 0.001 * len(x))

@@ -4,6 +4,7 @@ with one /metrics for all of them."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -54,6 +55,35 @@ def test_metrics_add_up_what_every_process_counted(
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     text = Metrics().exposition().decode()
     assert 'kit_requests_total{model="lenet",status="200"} 7.0' in text
+
+
+def test_a_process_that_cannot_load_stops_the_server_not_restarts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """uvicorn's supervisor starts a process again when it dies, unless it exits with the
+    start-up failure code: a folder that became unreadable must not loop forever."""
+    from uvicorn.config import STARTUP_FAILURE
+
+    from kit.server import main
+
+    spec = {
+        "directory": str(tmp_path / "gone"),
+        "host": "127.0.0.1",
+        "providers": None,
+        "threads": 1,
+        "log_level": "info",
+        "config": dataclasses.asdict(ServerConfig()),
+    }
+    monkeypatch.setenv(main.SPEC_ENV, json.dumps(spec))
+    monkeypatch.setattr(main, "json_logs", lambda level: None)  # keep pytest's log capture
+    main._spec.cache_clear()
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            main.app()
+    finally:
+        main._spec.cache_clear()
+    assert stopped.value.code == STARTUP_FAILURE
+    assert [r.message for r in caplog.records if r.levelname == "ERROR"] == ["could not start"]
 
 
 @contextlib.contextmanager

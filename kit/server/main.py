@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..errors import KitError
 from ._uvicorn import http_protocol, json_logs, listen_socket, uvicorn_config
 from .app import create_app
 from .config import ServerConfig
@@ -75,9 +76,9 @@ def serve(
             },
         },
     )
-    log.info("listening", extra={"event": "listening", "host": host, "port": bound})
     if processes > 1:  # each process loads its own copy
         del models
+        log.info("listening", extra={"event": "listening", "host": host, "port": bound})
         _run_processes(
             sock,
             directory,
@@ -89,9 +90,9 @@ def serve(
             processes=processes,
         )
         return
-    server = uvicorn.Server(
-        uvicorn_config(create_app(models, cfg, host=host), cfg, host=host, port=bound)
-    )
+    app = create_app(models, cfg, host=host)
+    log.info("listening", extra={"event": "listening", "host": host, "port": bound})
+    server = uvicorn.Server(uvicorn_config(app, cfg, host=host, port=bound))
     server.run(sockets=[sock])
 
 
@@ -131,6 +132,7 @@ def _run_processes(
     processes: int,
 ) -> None:
     """Serve ``directory`` from ``processes`` processes on ``sock`` until SIGINT/SIGTERM."""
+    from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
     spec = {
@@ -149,7 +151,10 @@ def _run_processes(
         tempfile.TemporaryDirectory(prefix="kit-serve-metrics-") as metrics,
         _environment({SPEC_ENV: json.dumps(spec), METRICS_ENV: metrics}),
     ):
-        Multiprocess(config, sockets=[sock]).run()
+        supervisor = Multiprocess(config, sockets=[sock])
+        supervisor.run()
+    if any(p.process.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        raise KitError("A server process failed to start (its log above says why).")
 
 
 @contextlib.contextmanager
@@ -176,13 +181,21 @@ def _spec() -> dict[str, Any]:
 
 
 def app() -> Any:
-    """uvicorn's factory, in each process: its own copy of the models, and the app."""
+    """uvicorn's factory, in each process: its own copy of the models, and the app. A
+    process that cannot load them exits with uvicorn's start-up failure code, so the
+    supervisor stops instead of starting it again and again."""
+    from uvicorn.config import STARTUP_FAILURE
+
     spec = _spec()
     json_logs(spec["log_level"])
-    models = load_models(
-        Path(spec["directory"]), providers=spec["providers"], threads=spec["threads"]
-    )
-    return create_app(models, spec["config"], host=spec["host"])
+    try:
+        models = load_models(
+            Path(spec["directory"]), providers=spec["providers"], threads=spec["threads"]
+        )
+        return create_app(models, spec["config"], host=spec["host"])
+    except Exception as exc:  # the process's boundary: one line, then the code
+        log.error("could not start", extra={"event": "failed", "error": str(exc)})
+        raise SystemExit(STARTUP_FAILURE) from None
 
 
 def __getattr__(name: str) -> Any:

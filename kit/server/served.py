@@ -36,13 +36,25 @@ def example_shape(model: Model) -> tuple[int, ...]:
 
 def inline_rows(model: Model, budget: float) -> int:
     """How many rows ``model`` runs within ``budget`` seconds: a straight line through its
-    best times at batch 1 and batch 8 (a batch's cost per row only falls as it grows, so
-    larger batches take no longer than the line says)."""
-    one = _best_time(model, 1)
-    if budget <= 0 or one > budget:
+    best times at two batch sizes it takes, near 1 and 8 (a batch's cost per row only
+    falls as it grows, so larger batches take no longer than the line says)."""
+    small, large = _timed_batches(model)
+    first = _best_time(model, small)
+    if budget <= 0 or first > budget:
         return 0
-    per_row = max((_best_time(model, 8) - one) / 7, 1e-9)
-    return 1 + int((budget - one) // per_row)
+    if large == small:  # a rule that allows one size
+        return small
+    per_row = max((_best_time(model, large) - first) / (large - small), 1e-9)
+    return small + int((budget - first) // per_row)
+
+
+def _timed_batches(model: Model) -> tuple[int, int]:
+    """1 and 8, or the sizes nearest them that the model's batch rule allows."""
+    rule = model.rules.batch if model.rules is not None else None
+    if rule is None:
+        return 1, 8
+    step = rule.multiple  # both ends are multiples of it
+    return rule.min, max(rule.min, min(rule.max, 8) // step * step)
 
 
 def _best_time(model: Model, rows: int) -> float:
