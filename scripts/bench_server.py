@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=None, help="default: --clients")
     parser.add_argument("--max-queue-delay-us", type=int, default=500)
     parser.add_argument("--provider", choices=["auto", "cpu", "cuda"], default="cpu")
+    parser.add_argument("--processes", type=int, default=1, help="kit serve --processes")
     args = parser.parse_args()
     max_batch = args.max_batch_size or args.clients
     providers = {
@@ -111,7 +112,9 @@ def main() -> None:
     ):
         # the batch-N ceiling is measured right before and after each run (the machine drifts)
         before = batch_n_us()
-        proc, port, ready_s = start_server(args.models_dir, "--provider", args.provider, *extra)
+        proc, port, ready_s = start_server(
+            args.models_dir, "--provider", args.provider, "--processes", str(args.processes), *extra
+        )
         try:
             rt = round_trip_us(port, request, n=300 if bare1 > 5000 else 2000)
             stats = load(port, request, clients=args.clients, seconds=args.seconds)

@@ -115,6 +115,8 @@ echo "== serving through the CUDA provider: 32 concurrent batch-1 clients, alexn
 mkdir -p "$OUT/serve" && ln -sfn "$OUT/exported/alexnet" "$OUT/serve/alexnet" && ln -sfn "$PWD/exported/mnist_cnn" "$OUT/serve/mnist_cnn"
 "$PY" scripts/bench_server.py --models-dir "$OUT/serve" --model alexnet --clients 32 --seconds 10 --provider cuda
 "$PY" scripts/bench_server.py --models-dir "$OUT/serve" --model mnist_cnn --clients 32 --seconds 10 --provider cuda
+# two server processes on one GPU, each with its own CUDA context (kit serve --processes)
+"$PY" scripts/bench_server.py --models-dir "$OUT/serve" --model mnist_cnn --clients 32 --seconds 10 --provider cuda --processes 2
 echo "== kit infer through the CUDA provider: the bundled MNIST test set, local engine"
 if "$PY" -c "import pyarrow" 2>/dev/null; then
     timed "kit infer --provider cuda" "$PY" -m kit infer exported/mnist_cnn mnist --out "$OUT/infer" --force --provider cuda --json

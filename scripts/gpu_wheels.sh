@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip download -q -d .gpu-wheels --python-version 3.12 --only-binary=:all: --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 \
-    click starlette 'uvicorn[standard]' prometheus-client safetensors tqdm matplotlib pillow \
+    click starlette 'uvicorn[standard]>=0.52' prometheus-client safetensors tqdm matplotlib pillow \
     pyarrow pyspng
 du -sh .gpu-wheels
