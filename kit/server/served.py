@@ -38,11 +38,13 @@ def inline_rows(model: Model, budget: float) -> int:
     """How many rows ``model`` runs within ``budget`` seconds: a straight line through its
     best times at two batch sizes it takes, near 1 and 8 (a batch's cost per row only
     falls as it grows, so larger batches take no longer than the line says)."""
+    if budget <= 0:
+        return 0
     small, large = _timed_batches(model)
     first = _best_time(model, small)
-    if budget <= 0 or first > budget:
+    if first > budget:
         return 0
-    if large == small:  # a rule that allows one size
+    if large == small:  # the rule leaves no second size near 8 to draw the line through
         return small
     per_row = max((_best_time(model, large) - first) / (large - small), 1e-9)
     return small + int((budget - first) // per_row)
