@@ -336,6 +336,7 @@ def run_local(
         x, errors = decode_batch(*_decode_args(batch, source, facts, max_pixels))
         return score_batch(model, batch, x, errors, how)
 
+    rows_in = {n: len(job.part_items(source.items, n)) for n in todo}
     work = ((n, b) for n in todo for b in _batches(job.part_items(source.items, n), batch_size))
     rows: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kit-infer") as pool:
@@ -343,7 +344,7 @@ def run_local(
             rows += found
             if progress is not None:
                 progress(len(batch))
-            if len(rows) == len(job.part_items(source.items, number)):  # batches end with it
+            if len(rows) == rows_in[number]:  # the part's last batch
                 job.write(number, rows)
                 rows = []
     return job.parts - len(todo)
@@ -408,7 +409,7 @@ def _read(path: str, size: tuple[int, int], max_pixels: int) -> Any:
             return f"{path} is not a regular file (a link, a pipe or a device): not read."
         if (image := small_png(head, max_pixels)) is not None:
             return image
-        return read_image(Path(path), max_pixels=max_pixels, size=size)
+        return read_image(Path(path), max_pixels=max_pixels, size=size, small_png_tried=True)
     except (InputError, UsageError) as exc:
         return str(exc)
     except OSError as exc:

@@ -54,11 +54,17 @@ def _own_pixel_limit() -> Iterator[None]:
 
 
 def read_image(
-    path: Path, *, max_pixels: int = DEFAULT_MAX_PIXELS, size: tuple[int, int] | None = None
+    path: Path,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    size: tuple[int, int] | None = None,
+    small_png_tried: bool = False,
 ) -> np.ndarray:
     """``path`` as a uint8 HxW (L), HxWx3 (RGB) or HxWx4 (RGBA) array.
 
     A JPEG much larger than ``size`` (height, width) is reduced while it is decoded.
+    ``small_png_tried``: the caller already gave the file's first bytes to
+    :func:`small_png`, so they are not read again for it.
 
     Raises:
         UsageError: the file does not exist.
@@ -67,7 +73,8 @@ def read_image(
     """
     from PIL import Image, UnidentifiedImageError
 
-    if path.suffix.lower() == ".png" and (fast := _fast_png(path, max_pixels)) is not None:
+    png = path.suffix.lower() == ".png" and not small_png_tried
+    if png and (fast := _fast_png(path, max_pixels)) is not None:
         return fast
     try:
         with _own_pixel_limit(), Image.open(path) as img:
