@@ -19,7 +19,9 @@ scripts/install_test_tools.sh || echo "could not install every test tool; see ab
 "$bin/lint-imports"  # the layers of docs/DESIGN.md, as contracts in pyproject.toml
 
 set +e
-"$bin/python" -m pytest "$@"
+# Two processes, a test file each at a time (module fixtures start once); KIT_TEST_WORKERS=0
+# runs the suite in this process, in order.
+"$bin/python" -m pytest -n "${KIT_TEST_WORKERS:-2}" --dist loadfile "$@"
 code=$?
 set -e
 if [ "$code" -eq 5 ]; then

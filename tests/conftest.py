@@ -73,9 +73,11 @@ def shipped_mnist_cnn(shipped: Path) -> Path:
     return shipped / "mnist_cnn"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """The system Chromium under playwright (never a browser download of its own)."""
+    """The system Chromium under playwright (never a browser download of its own). One per
+    module: playwright's sync API keeps an event loop running while it is open, and a later
+    module's `asyncio.run` would refuse to start beside it."""
     from kit.embed.packages import find_browser
 
     executable = find_browser()
