@@ -60,6 +60,7 @@ def children(pid: int) -> list[int]:
 
 
 def machine() -> list[float]:
+    """The machine's CPU seconds so far, by the kinds in ``STAT``."""
     return [int(v) / HZ for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
 
 
@@ -73,7 +74,8 @@ def batches(port: int, model: str) -> dict[float, float]:
 
 
 def in_process_ms(export: Path, threads: int, sizes: list[int]) -> dict[int, float]:
-    """CPU milliseconds per image of onnxruntime in process, at each batch size."""
+    """Core-milliseconds per image of onnxruntime in process at each batch size: wall time
+    times ``threads``, which keep their cores busy while a run lasts."""
     model = kr.load(export, threads=threads)
     cost = {}
     for size in sizes:
