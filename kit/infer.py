@@ -336,15 +336,15 @@ def run_local(
         x, errors = decode_batch(*_decode_args(batch, source, facts, max_pixels))
         return score_batch(model, batch, x, errors, how)
 
-    rows_in = {n: len(job.part_items(source.items, n)) for n in todo}
-    work = ((n, b) for n in todo for b in _batches(job.part_items(source.items, n), batch_size))
+    parts = {n: job.part_items(source.items, n) for n in todo}
+    work = ((n, b) for n, items in parts.items() for b in _batches(items, batch_size))
     rows: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kit-infer") as pool:
         for (number, batch), found in _in_order(pool, scored, work, 2 * workers):
             rows += found
             if progress is not None:
                 progress(len(batch))
-            if len(rows) == rows_in[number]:  # the part's last batch
+            if len(rows) == len(parts[number]):  # the part's last batch
                 job.write(number, rows)
                 rows = []
     return job.parts - len(todo)
