@@ -2,6 +2,7 @@
 and the collapsed stacks are summed by function (self time and time inside).
 
     python scripts/profile_serve.py [--kind binary|json] [--seconds 10] [--checkout DIR]
+    python scripts/profile_serve.py --export /tmp/alex/alexnet --native   # C frames too
 
 Prints the top entries (the flame graph's widest frames) and writes the collapsed stacks and
 an SVG flame graph beside them (/tmp/kit-profile.*).
@@ -68,6 +69,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--checkout", type=Path, default=ROOT)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--native", action="store_true", help="C frames too (uvloop, httptools, numpy, libc)"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp())
     (work / "post.lua").write_text(_LUA)
@@ -86,6 +90,7 @@ def main() -> None:
             str(pid),
             "--duration",
             str(args.seconds),
+            *(["--native"] if args.native else []),
         ]
         subprocess.run([*spy, "--format", "raw", "-o", f"{out}.txt"], check=True,
                        capture_output=True)  # fmt: skip

@@ -74,6 +74,6 @@ def test_uvicorn_still_has_the_protocol_kit_extends() -> None:
     protocol = http_protocol(ServerConfig())
     assert isinstance(protocol, type) and issubclass(protocol, HttpToolsProtocol)
     overridden = ("connection_made", "connection_lost", "send_400_response", "on_message_begin")
-    overridden += ("on_url", "on_header", "on_headers_complete", "on_message_complete")
+    overridden += ("on_url", "on_header", "on_headers_complete", "on_body", "on_message_complete")
     for name in (*overridden, "on_response_complete"):
         assert callable(getattr(HttpToolsProtocol, name, None)), f"uvicorn has no {name}"

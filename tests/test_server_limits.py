@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -13,15 +15,18 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from uvicorn.server import ServerState
 
 import kit.runtime as kr
 from kit.deploy.triton import TritonOptions
+from kit.server._uvicorn import uvicorn_config
 from kit.server.app import ServerConfig
 
-from .server_utils import binary_body, json_body, request, running_server
+from .server_utils import binary_body, decode_binary, json_body, request, running_server
 
 RNG = np.random.default_rng(0)
 INFER = "/v2/models/lenet/infer"
@@ -177,6 +182,121 @@ def test_a_client_that_stops_mid_headers_is_dropped(server: str) -> None:
     status, error = _status_and_error(raw)
     assert status == 408 and "headers did not arrive within 1 s" in error
     assert time.perf_counter() - started < 8
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.01])
+def test_a_body_sent_in_pieces_arrives_whole_and_in_order(
+    server: str, model: kr.Model, pause: float
+) -> None:
+    """The server hands a body on chunk by chunk, joining those that arrive before it reads:
+    uneven pieces, back to back or apart, must make the same tensor (over 64 KB, so
+    reading pauses and resumes too)."""
+    x = RNG.standard_normal((40, *model.input_shape)).astype(np.float32)
+    body, headers = binary_body(x)
+    head = (
+        f"POST {INFER} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
+        f"Inference-Header-Content-Length: {headers['Inference-Header-Content-Length']}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    host, port = server.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(head)
+        sizes = iter([1, 7, 4093, 70_000, 3, 20_000, *([997] * 40)])
+        start = 0
+        while start < len(body):
+            end = start + next(sizes, len(body))
+            s.sendall(body[start:end])
+            start = end
+            time.sleep(pause)
+        answer = b"".join(iter(lambda: s.recv(65536), b""))
+    head_out, _, payload = answer.partition(b"\r\n\r\n")
+    assert head_out.startswith(b"HTTP/1.1 200"), answer[:300]
+    found = {
+        k.lower(): v.strip()
+        for k, _, v in (line.partition(":") for line in head_out.decode().split("\r\n")[1:])
+    }
+    np.testing.assert_allclose(
+        decode_binary(found, payload), model.predict(x)["logits"], rtol=1e-5, atol=1e-5
+    )
+
+
+class _Transport(asyncio.Transport):
+    """A connection's far end for the protocol alone: keeps what the server writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written, self.closed = bytearray(), False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 8000) if name in ("sockname", "peername") else default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def _echo_digest(scope: dict, receive: Any, send: Any) -> None:
+    """ASGI: answers a body's length and SHA-256, read the way kit's infer path reads it."""
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    answer = f"{len(body)} {hashlib.sha256(body).hexdigest()}".encode()
+    headers = [(b"content-length", b"%d" % len(answer))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": answer})
+
+
+@pytest.mark.parametrize("reads_between", [False, True])
+def test_body_chunks_reach_the_app_whole_however_they_arrive(reads_between: bool) -> None:
+    """kit's protocol hands each body chunk to ``receive`` as it is, and joins the chunks
+    that arrive before the app reads (fed here back to back, or with the app reading
+    between them): either way the app reads the body whole and in order."""
+    body = RNG.integers(0, 256, 150_000, dtype=np.uint8).tobytes()
+    head = f"POST /x HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n"
+    data = head.encode() + body
+    cuts = [len(head) + n for n in (0, 1, 9, 70_000, 70_001, 120_000)] + [len(data)]
+
+    expected = f"{len(body)} {hashlib.sha256(body).hexdigest()}".encode()
+
+    async def scenario() -> bytes:
+        config = uvicorn_config(_echo_digest, ServerConfig())
+        config.load()
+        server_state = ServerState()
+        protocol = config.http_protocol_class(config, server_state, app_state={})
+        transport = _Transport()
+        protocol.connection_made(transport)
+        start = 0
+        for end in cuts:
+            protocol.data_received(data[start:end])
+            start = end
+            for _ in range(5 if reads_between else 0):
+                await asyncio.sleep(0)  # the app's task runs and reads what has come
+        for _ in range(400):
+            if transport.written.endswith(expected):
+                break
+            await asyncio.sleep(0.005)
+        protocol.connection_lost(None)
+        return bytes(transport.written)
+
+    answer = asyncio.run(scenario())
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert answer.split(b"\r\n\r\n", 1)[1] == expected
 
 
 def test_a_client_that_stops_mid_body_is_dropped(server: str) -> None:
