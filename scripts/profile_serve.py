@@ -27,7 +27,7 @@ import kit.runtime as kr
 def _frame(entry: str) -> str:
     """``fn (path/to/file.py:12)`` -> ``fn (file.py)``."""
     name, _, where = entry.partition(" (")
-    return f"{name} ({Path(where.split(':')[0]).name})" if where else name
+    return f"{name} ({Path(where.rstrip(')').split(':')[0]).name})" if where else name
 
 
 def summarize(collapsed: Path, top: int) -> None:
