@@ -75,5 +75,6 @@ def test_uvicorn_still_has_the_protocol_kit_extends() -> None:
     assert isinstance(protocol, type) and issubclass(protocol, HttpToolsProtocol)
     overridden = ("connection_made", "connection_lost", "send_400_response", "on_message_begin")
     overridden += ("on_url", "on_header", "on_headers_complete", "on_body", "on_message_complete")
+    overridden += ("data_received",)
     for name in (*overridden, "on_response_complete"):
         assert callable(getattr(HttpToolsProtocol, name, None)), f"uvicorn has no {name}"

@@ -316,6 +316,30 @@ def test_headers_past_the_limits_get_431(server: str) -> None:
     assert status == 431 and "more than 100 headers" in error
 
 
+def test_a_client_still_writing_when_refused_reads_its_answer(server: str) -> None:
+    """Refused while it is still sending (8 MB of headers), a client gets its 431: the server
+    half-closes and drops the rest, where closing outright would reset the connection."""
+    flood = b"GET /v2 HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-A: 1\r\n" * 1_000_000
+    status, error = _status_and_error(_raw(server, flood, wait=10))
+    assert status == 431 and "headers" in error
+
+
+def test_a_refused_client_that_keeps_sending_is_closed_after_a_linger(server: str) -> None:
+    """After a refusal the server half-closes (the client reads its answer, then the end of
+    the stream), drops what else comes, and closes within its linger."""
+    host, port = server.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(b"\x16\x03\x01\x02\x00" + bytes(200))  # a TLS hello, not HTTP
+        answer = b"".join(iter(lambda: s.recv(65536), b""))  # ends: the server wrote its EOF
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+        started = time.perf_counter()
+        with pytest.raises(OSError):  # reset once the server has closed
+            while time.perf_counter() - started < 8:
+                s.sendall(b"more junk " * 100)
+                time.sleep(0.05)
+        assert time.perf_counter() - started < 4  # the linger (2 s) and a sweep (0.25 s)
+
+
 @pytest.mark.parametrize("value", ["9" * 5000, "1" * 19])
 def test_a_header_length_no_integer_holds_is_a_400(server: str, value: str) -> None:
     """Python refuses to convert a number of 4,300 digits or more: a 400, not a 500."""

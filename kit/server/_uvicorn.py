@@ -65,7 +65,7 @@ class _CoalescingTransport:
     uvicorn writes a response's status line and headers, then its body, in two calls;
     with TCP_NODELAY each becomes a packet and the client wakes twice. Joined, a small
     inference response is one packet.
-    Everything but ``write`` and ``close`` goes straight to the real transport.
+    Everything but ``write``, ``write_eof`` and ``close`` goes straight to the real transport.
     """
 
     def __init__(self, transport: asyncio.Transport) -> None:
@@ -82,6 +82,10 @@ class _CoalescingTransport:
             self._transport.write(b"".join(self._pending))
         self._pending.clear()
 
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
     def close(self) -> None:
         self._flush()
         self._transport.close()
@@ -94,13 +98,19 @@ _REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fie
 _REASONS[503] = "Service Unavailable"
 
 
-def _refuse(transport: Any, status: int, message: str) -> None:
-    """Answer with the protocol's JSON error and close: for what HTTP parsing rejects."""
+def _answer(transport: Any, status: int, message: str) -> None:
+    """The protocol's JSON error, as the connection's last answer."""
     body = json.dumps({"error": message}).encode()
     transport.write(
         b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
         b"connection: close\r\n\r\n%s" % (status, _REASONS[status].encode(), len(body), body)
     )
+
+
+def _refuse(transport: Any, status: int, message: str) -> None:
+    """Answer with the protocol's JSON error and close: a connection past the limit, or a
+    client whose headers or body missed their deadline."""
+    _answer(transport, status, message)
     transport.close()
 
 
@@ -131,10 +141,45 @@ class _Deadlines:
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         now = loop.time()
         for protocol in [p for p in self.open if p.deadline is not None and p.deadline[0] < now]:
-            _, status, message = protocol.deadline
-            protocol.deadline = None
-            _refuse(protocol.transport, status, message)
+            protocol.expire()
         self._handle = loop.call_later(self.SWEEP_S, self._sweep, loop) if self.open else None
+
+
+class _Refusing(_HttpTools):
+    """uvicorn's httptools protocol with deadlines, and refusals that let the client read them.
+
+    A client refused while it still sends (headers past the limits, say) would lose the
+    answer if the server closed at once: closing with unread data resets the connection.
+    So a refusal half-closes, drops whatever else comes, and closes when the client does,
+    or ``LINGER_S`` later.
+    """
+
+    LINGER_S = 2.0
+    #: (loop time, status, message): when the current stage must be over, and the answer
+    deadline: tuple[float, int, str] | None = None
+    _refused = False
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            super().data_received(data)
+
+    def refuse(self, status: int, message: str) -> None:
+        """Answer ``status`` with ``message``, then half-close and linger."""
+        self._refused = True
+        self.deadline = (self.loop.time() + self.LINGER_S, status, message)
+        _answer(self.transport, status, message)
+        if not self.transport.is_closing():  # the client may be gone already
+            self.transport.write_eof()
+
+    def expire(self) -> None:
+        """The deadline passed: refuse with its answer, or close after a refusal's linger."""
+        assert self.deadline is not None
+        _, status, message = self.deadline
+        self.deadline = None
+        if self._refused:
+            self.transport.close()
+        else:
+            _refuse(self.transport, status, message)
 
 
 class _ChunksHandedOn(_HttpTools):
@@ -166,10 +211,8 @@ def http_protocol(cfg: ServerConfig) -> type[asyncio.Protocol] | str:
     headers_late = (408, f"The request headers did not arrive within {cfg.header_timeout:g} s.")
     body_late = (408, f"The body did not arrive within {cfg.body_timeout:g} s.")
 
-    class Protocol(_ChunksHandedOn, HttpToolsProtocol):
+    class Protocol(_Refusing, _ChunksHandedOn, HttpToolsProtocol):
         _refusal: tuple[int, str] | None = None
-        #: (loop time, status, message): when the current stage must be over, and the answer
-        deadline: tuple[float, int, str] | None = None
         _header_bytes = 0
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -227,9 +270,8 @@ def http_protocol(cfg: ServerConfig) -> type[asyncio.Protocol] | str:
 
         def send_400_response(self, msg: str) -> None:
             """What HTTP parsing itself rejects gets the protocol's JSON error too."""
-            self.deadline = None
             default = (400, f"{msg.rstrip('.')}: not a valid HTTP/1.1 request.")
-            _refuse(self.transport, *(self._refusal or default))
+            self.refuse(*(self._refusal or default))
 
     return Protocol
 
