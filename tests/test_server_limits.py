@@ -377,6 +377,26 @@ def test_a_client_hanging_up_is_one_line_not_a_traceback(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "says"),
+    [
+        (b"\x16\x03\x01\x02\x00" + bytes(200), 400, "not a valid HTTP/1.1 request"),
+        (b"GET /v2 HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X-A: 1\r\n" * 20_000, 431, "headers"),
+    ],
+)
+def test_a_request_http_rejects_is_one_line_saying_why(
+    server: str, caplog: pytest.LogCaptureFixture, request_bytes: bytes, status: int, says: str
+) -> None:
+    """kit's line (the status and the client's sentence), not uvicorn's bare warning."""
+    with caplog.at_level(logging.INFO):
+        assert _status_and_error(_raw(server, request_bytes))[0] == status
+        time.sleep(0.2)
+    lines = [r for r in caplog.records if r.name.startswith(("kit", "uvicorn"))]
+    assert [(r.getMessage(), r.status, says in r.error) for r in lines] == [  # type: ignore[attr-defined]
+        ("rejected", status, True)
+    ]
+
+
 # -- 5. the Host header ------------------------------------------------------------------------
 
 

@@ -114,6 +114,21 @@ def _refuse(transport: Any, status: int, message: str) -> None:
     transport.close()
 
 
+#: uvicorn's warning for any request httptools rejects; kit logs its own line, with the reason
+_PARSER_WARNING = "Invalid HTTP request received."
+
+
+class _OwnRefusalLines(logging.Filter):
+    """Drops uvicorn's warning for requests HTTP parsing rejects: kit logs each of those
+    once, with what was wrong (the status and the sentence the client got)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != _PARSER_WARNING
+
+
+_OWN_REFUSAL_LINES = _OwnRefusalLines()  # one instance: adding it twice adds it once
+
+
 class _TooLarge(Exception):
     """Headers past the limits; raised inside httptools' callbacks to stop the parser."""
 
@@ -165,6 +180,8 @@ class _Refusing(_HttpTools):
 
     def refuse(self, status: int, message: str) -> None:
         """Answer ``status`` with ``message``, then half-close and linger."""
+        extra = {"event": "rejected", "status": status, "error": message}
+        logging.getLogger("kit.server").info("rejected", extra=extra)
         self._refused = True
         self.deadline = (self.loop.time() + self.LINGER_S, status, message)
         _answer(self.transport, status, message)
@@ -207,6 +224,7 @@ def http_protocol(cfg: ServerConfig) -> type[asyncio.Protocol] | str:
         logging.getLogger("kit.server").warning("httptools is missing: no header limits")
         return "auto"
 
+    logging.getLogger("uvicorn.error").addFilter(_OWN_REFUSAL_LINES)
     deadlines = _Deadlines()
     headers_late = (408, f"The request headers did not arrive within {cfg.header_timeout:g} s.")
     body_late = (408, f"The body did not arrive within {cfg.body_timeout:g} s.")
