@@ -444,11 +444,16 @@ def test_a_failing_model_is_counted_as_500(lenet_export: Path) -> None:
         assert 'kit_requests_total{model="lenet",status="500"} 1.0' in metrics
 
 
-def test_websocket_and_range_requests_stay_in_the_protocol(server: str) -> None:
+def test_websocket_and_range_requests_stay_in_the_protocol(
+    server: str, caplog: pytest.LogCaptureFixture
+) -> None:
     upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}
     upgrade["Sec-WebSocket-Key"] = "dGhlIHNhbXBsZSBub25jZQ=="
-    status, _, body = request(server, "GET", "/nope", headers=upgrade)
+    with caplog.at_level(logging.INFO):
+        status, _, body = request(server, "GET", "/nope", headers=upgrade)
     assert status == 404 and json.loads(body)["error"].startswith("No endpoint")
+    # kit serves no websockets by design: no advice to install a library for them
+    assert not [r for r in caplog.records if "WebSocket library" in r.getMessage()]
     for bad in ("bytes=999999999-", "bytes=5-1", "lines=1-2"):
         status, _headers, body = request(server, "GET", "/", headers={"Range": bad})
         assert status == 200 and b"<html" in body.lower()  # the whole page, never plain text

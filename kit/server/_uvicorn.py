@@ -114,8 +114,9 @@ def _refuse(transport: Any, status: int, message: str) -> None:
     transport.close()
 
 
-#: uvicorn's warning for any request httptools rejects; kit logs its own line, with the reason
-_PARSER_WARNING = "Invalid HTTP request received."
+#: uvicorn's warnings kit replaces: any request httptools rejects (kit logs its own line,
+#: with the reason), and advice to install a websocket library (kit serves none, by design)
+_DROPPED = ("Invalid HTTP request received.", "No supported WebSocket library detected.")
 
 
 class _OwnRefusalLines(logging.Filter):
@@ -123,7 +124,7 @@ class _OwnRefusalLines(logging.Filter):
     once, with what was wrong (the status and the sentence the client got)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.msg != _PARSER_WARNING
+        return not (isinstance(record.msg, str) and record.msg.startswith(_DROPPED))
 
 
 _OWN_REFUSAL_LINES = _OwnRefusalLines()  # one instance: adding it twice adds it once
