@@ -200,10 +200,11 @@ def mlserver(export: Path, input_name: str) -> Iterator[tuple[int, str]]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def ceiling(export: Path, seconds: float = 3.0) -> float:
-    """In-process onnxruntime at batch 32 (kit.runtime, validation off): images per second,
-    the best of five timed stretches."""
-    model = kr.load(export)
+def ceiling(export: Path, seconds: float = 3.0, threads: int | None = None) -> float:
+    """In-process onnxruntime at batch 32 (kit.runtime, validation off; ``threads``
+    onnxruntime threads, kit's default when None): images per second, the best of five
+    timed stretches."""
+    model = kr.load(export, threads=threads)
     x = np.ascontiguousarray(np.resize(_sample(export), (32, *model.input_shape)), np.float32)
     best = 0.0
     for _ in range(5):

@@ -17,11 +17,9 @@ import os
 import re
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import bench_serve_ratio as ratio
-import numpy as np
 from serve_cpu_budget import batch_mix, batches
 
 import kit.runtime as kr
@@ -29,20 +27,11 @@ import kit.runtime as kr
 LOOP_CORE, COMPUTE_CORE = 0, 1
 
 
-def ceiling_one_core(export: Path, seconds: float = 3.0) -> float:
+def ceiling_one_core(export: Path) -> float:
     """Images per second of one onnxruntime thread on the compute core, batch 32."""
     os.sched_setaffinity(0, {COMPUTE_CORE})
     try:
-        model = kr.load(export, threads=1)
-        x = np.resize(ratio._sample(export), (32, *model.input_shape)).astype(np.float32)
-        best = 0.0
-        for _ in range(5):
-            n, start = 0, time.perf_counter()
-            while time.perf_counter() - start < seconds / 5:
-                model.predict(x, validate=False)
-                n += 32
-            best = max(best, n / (time.perf_counter() - start))
-        return best
+        return ratio.ceiling(export, threads=1)
     finally:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
 
