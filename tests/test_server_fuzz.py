@@ -9,7 +9,9 @@ correctly afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,6 +178,53 @@ def test_any_binary_body(server: str, head: Any, tensor: bytes, header_length: A
 def test_any_path_and_method(server: str, method: str, parts: list[str], body: bytes) -> None:
     path = "/" + "/".join(parts)
     _assert_protocol_answer(*request(server, method, path, body or None))
+
+
+# request heads: bytes of any kind, or a real request line cut or spoiled anywhere
+heads = st.binary(max_size=300) | st.builds(
+    lambda cut, junk: b"POST /v2/models/lenet/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"[:cut] + junk,
+    st.integers(0, 60),
+    st.binary(max_size=40),
+)
+
+
+def _on_the_wire(url: str, data: bytes) -> bytes:
+    """Send ``data`` on a new connection; what comes back before the server ends the stream
+    or falls silent for a second (a request it took as whole, on a kept-alive connection)."""
+    host, port = url.split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(data)
+        s.settimeout(1.0)
+        chunks = []
+        with contextlib.suppress(TimeoutError, ConnectionResetError):
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+
+@FUZZ
+@given(head=heads)
+def test_any_bytes_as_a_request_head(server: str, head: bytes) -> None:
+    """Whatever the request line and headers hold, the answer is HTTP, below 500, with the
+    protocol's JSON error for an error (a head the parser takes whole may get any page)."""
+    answer = _on_the_wire(server, head + b"\r\n\r\n")
+    if not head.strip(b"\r\n"):  # blank lines before a request are skipped: none came yet
+        assert answer == b""
+        return
+    assert answer.startswith(b"HTTP/1.1 "), answer[:200]
+    status = int(answer[9:12])
+    assert status < 500, answer[:300]
+    top, _, body = answer.partition(b"\r\n\r\n")
+    if status >= 400 and b"content-type: application/json" in top.lower():
+        assert isinstance(json.loads(body[: int(_header(top, b"content-length"))])["error"], str)
+
+
+def _header(top: bytes, name: bytes) -> bytes:
+    for line in top.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip()
+    raise AssertionError(f"no {name!r} in {top[:300]!r}")
 
 
 def test_the_server_answers_correctly_after_the_fuzzing(server: str, model: kr.Model) -> None:
