@@ -30,7 +30,7 @@ from ._native import keep_freed_memory
 from .artifact import BEST_CHECKPOINT, LAST_CHECKPOINT, RESUME_STATE
 from .augment import random_affine
 from .data import DataBundle, DataChoice, channel_stats, choose_data, data_channels, load_dataset
-from .errors import TrainingError, UsageError
+from .errors import TrainingError, UsageError, first_line
 from .models import GivenFacts, build_model, resolve_spec, with_facts
 
 __all__ = [
@@ -360,10 +360,18 @@ def _check_width(model: nn.Module, spec: ModelSpec, classes: int, data: str) -> 
     """The network answers one score per class of the data.
 
     Raises:
-        UsageError: it answers another number (or not one [batch, classes] tensor).
+        UsageError: it fails on the input shape, or answers another number of scores (or
+            not one [batch, classes] tensor).
     """
-    with torch.no_grad():
-        out = model.eval()(torch.zeros(2, *spec.input_shape))
+    example = torch.zeros(2, *spec.input_shape)
+    try:
+        with torch.no_grad():
+            out = model.eval()(example)
+    except Exception as exc:  # layers that do not fit the shape; a user's network in any way
+        raise UsageError(
+            f"{spec.name} fails on an input of shape {tuple(example.shape)}: "
+            f"{first_line(exc)}; check --input-shape."
+        ) from None
     width = int(out.shape[1]) if isinstance(out, torch.Tensor) and out.ndim == 2 else None
     if width != classes:
         said = f"{width} class scores" if width else "no [batch, classes] tensor"
@@ -631,8 +639,8 @@ def train(
         TrainingError: the loss became NaN or Inf.
         UsageError: a bad option, or ``resume`` with a different network.
     """
+    run = _prepare(cfg, spec, data)  # refuses a network that does not fit before any file
     cfg.out.mkdir(parents=True, exist_ok=True)
-    run = _prepare(cfg, spec, data)
     result = TrainResult(out=cfg.out)
     start = _resume(run, cfg, spec, result) if resume else 0
     if run.world > 1:

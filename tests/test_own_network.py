@@ -300,6 +300,18 @@ def test_a_one_channel_network_on_colour_images_is_told(work: Path) -> None:
     assert "colour (3 channels)" in result.output
 
 
+def test_a_shape_the_network_cannot_take_is_one_sentence_and_no_run_folder(work: Path) -> None:
+    """lenet's first layer takes one channel: three are refused before anything is written."""
+    result = kit(
+        "train", "--model", "lenet", "--input-shape", "3,32,32", "--dataset", "fake",
+        "--mean", "0.5", "--std", "0.25", "--num-classes", "3", "--fake-size", "16",
+        "--out", "runs/unfit", code=2,
+    )  # fmt: skip
+    assert "lenet fails on an input of shape (2, 3, 32, 32)" in result.output
+    assert "check --input-shape" in result.output
+    assert not (work / "runs" / "unfit").exists()
+
+
 def test_the_module_is_imported_from_the_current_folder(work: Path) -> None:
     done = subprocess.run(
         [str(Path(sys.executable).with_name("kit")), "export", "--model", FACTORY,
