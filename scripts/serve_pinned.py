@@ -13,8 +13,10 @@ requests, 32 clients, ``--max-batch-size 32 --max-queue-delay-us 500``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -40,7 +42,8 @@ def pin(pid: int) -> None:
     """The server's event loop (its main thread) on the loop core, every other thread on
     the compute core."""
     for tid in os.listdir(f"/proc/{pid}/task"):
-        os.sched_setaffinity(int(tid), {LOOP_CORE} if int(tid) == pid else {COMPUTE_CORE})
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(tid), {LOOP_CORE} if int(tid) == pid else {COMPUTE_CORE})
 
 
 def served(export: Path, work: Path, seconds: int) -> tuple[float, dict[int, float]]:
@@ -79,15 +82,18 @@ def main() -> None:
     work = Path(tempfile.mkdtemp())
     (work / "post.lua").write_text(ratio._LUA)
     print(f"# serve_pinned, {args.export.name}: loop and wrk on core 0, onnxruntime on core 1")
-    for n in range(1, args.rounds + 1):
-        top = ceiling_one_core(args.export)
-        rps, mix = served(args.export, work, args.seconds)
-        after = ceiling_one_core(args.export)
-        print(
-            f"round {n}: one-thread ceiling {top:.1f} / {after:.1f} img/s (before / after); "
-            f"served {rps:.1f} req/s = {rps / top:.1%} / {rps / after:.1%}"
-        )
-        print(f"  batches run, by rows (bucket middle: batches): {mix}")
+    try:
+        for n in range(1, args.rounds + 1):
+            top = ceiling_one_core(args.export)
+            rps, mix = served(args.export, work, args.seconds)
+            after = ceiling_one_core(args.export)
+            print(
+                f"round {n}: one-thread ceiling {top:.1f} / {after:.1f} img/s (before / after); "
+                f"served {rps:.1f} req/s = {rps / top:.1%} / {rps / after:.1%}"
+            )
+            print(f"  batches run, by rows (bucket middle: batches): {mix}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
