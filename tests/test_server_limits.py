@@ -226,10 +226,15 @@ class _Transport(asyncio.Transport):
 
     def __init__(self) -> None:
         super().__init__()
-        self.written, self.closed = bytearray(), False
+        self.written, self.closed, self.ended = bytearray(), False, False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self.ended:
+            raise RuntimeError("Cannot call write() after write_eof()")  # as uvloop does
         self.written += data
+
+    def write_eof(self) -> None:
+        self.ended = True
 
     def close(self) -> None:
         self.closed = True
@@ -297,6 +302,37 @@ def test_body_chunks_reach_the_app_whole_however_they_arrive(reads_between: bool
     answer = asyncio.run(scenario())
     assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
     assert answer.split(b"\r\n\r\n", 1)[1] == expected
+
+
+def test_an_answer_after_a_refusal_on_the_same_connection_is_dropped_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A request, then junk on the same connection: the junk is refused (400, half-close)
+    while the first is still being answered; that answer, too late, goes nowhere, and
+    nothing fails in the server's log."""
+
+    async def slow(scope: dict, receive: Any, send: Any) -> None:
+        await receive()
+        await asyncio.sleep(0.05)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"late"})
+
+    async def scenario() -> _Transport:
+        config = uvicorn_config(slow, ServerConfig())
+        config.load()
+        protocol = config.http_protocol_class(config, ServerState(), app_state={})
+        transport = _Transport()
+        protocol.connection_made(transport)
+        protocol.data_received(b"GET /a HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n\x16\x03junk")
+        await asyncio.sleep(0.2)
+        protocol.connection_lost(None)
+        return transport
+
+    with caplog.at_level(logging.INFO):
+        transport = asyncio.run(scenario())
+    assert transport.ended and transport.written.startswith(b"HTTP/1.1 400"), transport.written
+    assert b"late" not in transport.written
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
 
 
 def test_a_client_that_stops_mid_body_is_dropped(server: str) -> None:

@@ -71,8 +71,11 @@ class _CoalescingTransport:
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         self._pending: list[bytes] = []
+        self._ended = False  # write_eof: a refusal was the last answer
 
     def write(self, data: bytes) -> None:
+        if self._ended:  # an answer to a request before the refused one: too late
+            return
         if not self._pending:
             asyncio.get_running_loop().call_soon(self._flush)
         self._pending.append(data)
@@ -84,6 +87,7 @@ class _CoalescingTransport:
 
     def write_eof(self) -> None:
         self._flush()
+        self._ended = True
         self._transport.write_eof()
 
     def close(self) -> None:
