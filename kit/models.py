@@ -307,6 +307,25 @@ def build_model(
     return model.eval()
 
 
+def run_example(
+    spec: ModelSpec, model: nn.Module, example: torch.Tensor, error: type[KitError] = UsageError
+) -> Any:
+    """``model``'s output for ``example``, without gradients.
+
+    Raises:
+        KitError: ``error``, in one sentence, when the network fails on it (layers that do
+            not fit the input shape; a user's network can fail in any way).
+    """
+    try:
+        with torch.no_grad():
+            return model(example)
+    except Exception as exc:
+        raise error(
+            f"{spec.name} fails on an input of shape {tuple(example.shape)}: "
+            f"{first_line(exc)}; check --input-shape."
+        ) from exc
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Read a state_dict from ``.safetensors`` or ``.pt``/``.pth`` (``weights_only=True``).
 

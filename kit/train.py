@@ -30,8 +30,8 @@ from ._native import keep_freed_memory
 from .artifact import BEST_CHECKPOINT, LAST_CHECKPOINT, RESUME_STATE
 from .augment import random_affine
 from .data import DataBundle, DataChoice, channel_stats, choose_data, data_channels, load_dataset
-from .errors import TrainingError, UsageError, first_line
-from .models import GivenFacts, build_model, resolve_spec, with_facts
+from .errors import TrainingError, UsageError
+from .models import GivenFacts, build_model, resolve_spec, run_example, with_facts
 
 __all__ = [
     "RunWriter",
@@ -363,15 +363,7 @@ def _check_width(model: nn.Module, spec: ModelSpec, classes: int, data: str) -> 
         UsageError: it fails on the input shape, or answers another number of scores (or
             not one [batch, classes] tensor).
     """
-    example = torch.zeros(2, *spec.input_shape)
-    try:
-        with torch.no_grad():
-            out = model.eval()(example)
-    except Exception as exc:  # layers that do not fit the shape; a user's network in any way
-        raise UsageError(
-            f"{spec.name} fails on an input of shape {tuple(example.shape)}: "
-            f"{first_line(exc)}; check --input-shape."
-        ) from None
+    out = run_example(spec, model.eval(), torch.zeros(2, *spec.input_shape))
     width = int(out.shape[1]) if isinstance(out, torch.Tensor) and out.ndim == 2 else None
     if width != classes:
         said = f"{width} class scores" if width else "no [batch, classes] tensor"

@@ -41,8 +41,8 @@ from ..artifact import (
     write_manifest,
 )
 from ..data import DataChoice, choose_data, parity_samples
-from ..errors import ArtifactError, ParityError, UsageError, first_line
-from ..models import GivenFacts, Network, load_network, resolve_spec, with_facts
+from ..errors import ArtifactError, ParityError, UsageError
+from ..models import GivenFacts, Network, load_network, resolve_spec, run_example, with_facts
 from ..outputs import flatten_outputs, output_names
 from ..parity import ParityRun
 from ..verify.check import allowed_batches, parity_inputs, reference_sizes
@@ -122,14 +122,7 @@ class _Traced:
 def _trace_outputs(
     spec: ModelSpec, model: nn.Module, example: torch.Tensor, override: Sequence[str] | None
 ) -> _Traced:
-    try:
-        with torch.no_grad():
-            out = model(example)
-    except Exception as exc:  # a user's network can fail in any way
-        raise ArtifactError(
-            f"{spec.name} fails on an input of shape {tuple(example.shape)}: "
-            f"{first_line(exc)}; check --input-shape."
-        ) from exc
+    out = run_example(spec, model, example, ArtifactError)
     tensors = flatten_outputs(out, network=spec.name)
     names = output_names(out, override, network=spec.name)
     classes = None

@@ -124,8 +124,8 @@ _DROPPED = ("Invalid HTTP request received.", "No supported WebSocket library de
 
 
 class _OwnRefusalLines(logging.Filter):
-    """Drops uvicorn's warning for requests HTTP parsing rejects: kit logs each of those
-    once, with what was wrong (the status and the sentence the client got)."""
+    """Drops the uvicorn warnings in ``_DROPPED``: kit logs each refused request once, with
+    what was wrong (the status and the sentence the client got)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (isinstance(record.msg, str) and record.msg.startswith(_DROPPED))
