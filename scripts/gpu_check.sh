@@ -117,6 +117,13 @@ mkdir -p "$OUT/serve" && ln -sfn "$OUT/exported/alexnet" "$OUT/serve/alexnet" &&
 "$PY" scripts/bench_server.py --models-dir "$OUT/serve" --model mnist_cnn --clients 32 --seconds 10 --provider cuda
 # two server processes on one GPU, each with its own CUDA context (kit serve --processes)
 "$PY" scripts/bench_server.py --models-dir "$OUT/serve" --model mnist_cnn --clients 32 --seconds 10 --provider cuda --processes 2
+# ...and their parent, which serves nothing, holds no GPU memory (it checks exports on the CPU)
+"$PY" -m kit serve exported/mnist_cnn --provider cuda --processes 2 --port 8123 2> "$OUT/serve/processes.log" &
+parent=$!
+for _ in $(seq 60); do curl -sf localhost:8123/v2/health/ready > /dev/null && break; sleep 1; done
+nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader | tee "$OUT/serve/gpu_apps.txt"
+kill "$parent"; wait "$parent" || true
+if grep -q "^$parent," "$OUT/serve/gpu_apps.txt"; then echo "FAIL: the parent of kit serve --processes holds GPU memory"; exit 1; fi
 echo "== kit infer through the CUDA provider: the bundled MNIST test set, local engine"
 if "$PY" -c "import pyarrow" 2>/dev/null; then
     timed "kit infer --provider cuda" "$PY" -m kit infer exported/mnist_cnn mnist --out "$OUT/infer" --force --provider cuda --json

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -84,6 +85,46 @@ def test_a_process_that_cannot_load_stops_the_server_not_restarts(
         main._spec.cache_clear()
     assert stopped.value.code == STARTUP_FAILURE
     assert [r.message for r in caplog.records if r.levelname == "ERROR"] == ["could not start"]
+
+
+def test_the_parent_of_several_processes_checks_every_export_on_the_cpu(
+    lenet_export: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It serves nothing, so it must not start a GPU (whose memory it would hold for good);
+    each process then loads its own copy with the providers asked for, and says so."""
+    from kit.server import main
+
+    asked: list[Any] = []
+    loaded = main.load_models
+
+    def recording(directory: Path, *, providers: Any, threads: Any) -> Any:
+        asked.append(providers)
+        return loaded(directory, providers=providers, threads=threads)
+
+    monkeypatch.setattr(main, "load_models", recording)
+    monkeypatch.setattr(main, "json_logs", lambda level: None)  # keep pytest's log capture
+    monkeypatch.setattr(main, "_run_processes", lambda *a, **k: None)
+    caplog.set_level("INFO", logger=main.log.name)
+    main.serve(lenet_export, port=0, processes=2)
+    assert asked == [["CPUExecutionProvider"]]
+    spec = {
+        "directory": str(lenet_export),
+        "host": "127.0.0.1",
+        "providers": None,
+        "threads": 1,
+        "log_level": "info",
+        "config": dataclasses.asdict(ServerConfig()),
+    }
+    monkeypatch.setenv(main.SPEC_ENV, json.dumps(spec))
+    main._spec.cache_clear()
+    try:
+        main.app()  # what each process runs
+    finally:
+        main._spec.cache_clear()
+    assert asked[1] is None  # the process's own choice: CUDA where a GPU is, else the CPU
+    events = [getattr(r, "event", None) for r in caplog.records]
+    assert events[:3] == ["checked", "listening", "loaded"]
+    assert list(caplog.records[2].models) == ["lenet"]  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import KitError
+from ..runtime import Model
+from ..runtime.providers import CPU, check_providers
 from ._uvicorn import http_protocol, json_logs, listen_socket, uvicorn_config
 from .app import create_app
 from .config import ServerConfig
@@ -64,20 +66,9 @@ def serve(
     bound = sock.getsockname()[1]
     json_logs(log_level)
     cfg = config or ServerConfig()
-    t0 = time.perf_counter()
-    models = load_models(directory, providers=providers, threads=threads)  # refused here
-    log.info(
-        "loaded",
-        extra={
-            "event": "loaded",
-            "seconds": round(time.perf_counter() - t0, 3),
-            "models": {
-                n: {"provider": m.provider, "input": list(m.input_shape)} for n, m in models.items()
-            },
-        },
-    )
-    if processes > 1:  # each process loads its own copy
-        del models
+    if processes > 1:  # each process loads its own copy; this one refuses what none could
+        check_providers(providers or [])  # without starting a GPU it would then hold
+        _load_logged(directory, [CPU], 1, event="checked")
         log.info("listening", extra={"event": "listening", "host": host, "port": bound})
         _run_processes(
             sock,
@@ -90,10 +81,30 @@ def serve(
             processes=processes,
         )
         return
+    models = _load_logged(directory, providers, threads, event="loaded")  # refused here
     app = create_app(models, cfg, host=host)
     log.info("listening", extra={"event": "listening", "host": host, "port": bound})
     server = uvicorn.Server(uvicorn_config(app, cfg, host=host, port=bound))
     server.run(sockets=[sock])
+
+
+def _load_logged(
+    directory: Path, providers: list[Any] | None, threads: int | None, *, event: str
+) -> dict[str, Model]:
+    """Every model under ``directory``, and one log line saying where each runs."""
+    t0 = time.perf_counter()
+    models = load_models(directory, providers=providers, threads=threads)
+    log.info(
+        event,
+        extra={
+            "event": event,
+            "seconds": round(time.perf_counter() - t0, 3),
+            "models": {
+                n: {"provider": m.provider, "input": list(m.input_shape)} for n, m in models.items()
+            },
+        },
+    )
+    return models
 
 
 #: in a process of several, batches expected within this run on its event loop
@@ -189,8 +200,8 @@ def app() -> Any:
     spec = _spec()
     json_logs(spec["log_level"])
     try:
-        models = load_models(
-            Path(spec["directory"]), providers=spec["providers"], threads=spec["threads"]
+        models = _load_logged(
+            Path(spec["directory"]), spec["providers"], spec["threads"], event="loaded"
         )
         return create_app(models, spec["config"], host=spec["host"])
     except Exception as exc:  # the process's boundary: one line, then the code
