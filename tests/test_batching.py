@@ -11,18 +11,18 @@ import numpy as np
 import pytest
 import uvloop
 
-from kit.server.batching import Batcher, BatchStats
+from kit.server.batching import Batch, Batcher, BatchStats
 
 
-def _double(x: np.ndarray) -> dict[str, np.ndarray]:
-    return {"y": x * 2}
+def _double(batch: Batch) -> dict[str, np.ndarray]:
+    return {"y": batch.array() * 2}
 
 
-def _on(pool: ThreadPoolExecutor) -> Callable[[np.ndarray], Awaitable[dict[str, np.ndarray]]]:
-    """``_double`` on a worker thread, as the server runs a model."""
+def _on(pool: ThreadPoolExecutor) -> Callable[[Batch], Awaitable[dict[str, np.ndarray]]]:
+    """``_double`` on a worker thread, as the server runs a model (the rows joined there)."""
 
-    async def run(x: np.ndarray) -> dict[str, np.ndarray]:
-        return await asyncio.get_running_loop().run_in_executor(pool, _double, x)
+    async def run(batch: Batch) -> dict[str, np.ndarray]:
+        return await asyncio.get_running_loop().run_in_executor(pool, _double, batch)
 
     return run
 

@@ -312,11 +312,12 @@ def test_serve_reports_the_rules_and_refuses_other_sizes(tiny_export: Any) -> No
 def test_the_batcher_never_merges_two_sizes() -> None:
     import asyncio
 
-    from kit.server.batching import Batcher
+    from kit.server.batching import Batch, Batcher
 
     shapes: list[tuple[int, ...]] = []
 
-    async def record(x: np.ndarray) -> dict[str, np.ndarray]:
+    async def record(batch: Batch) -> dict[str, np.ndarray]:
+        x = batch.array()
         shapes.append(x.shape)
         return {"y": x.reshape(len(x), -1).sum(axis=1)}
 

@@ -407,6 +407,32 @@ def test_the_inline_estimate_times_only_batches_the_rule_allows(
     assert all(rule.allows(size) for size in timed)
 
 
+@pytest.mark.parametrize(("inline", "on_loop"), [(0, False), (64, True)])
+def test_a_batch_is_joined_where_it_runs(model: kr.Model, inline: int, on_loop: bool) -> None:
+    """A batch for a worker thread is joined there: the copy of a large batch (19 MB of
+    AlexNet images) leaves the event loop. One run on the loop is joined on the loop."""
+    import asyncio
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kit.server.batching import Batch
+    from kit.server.metrics import Metrics
+    from kit.server.served import ServedModel
+
+    joined_on: list[threading.Thread] = []
+
+    def join(parts: list[np.ndarray]) -> np.ndarray:
+        joined_on.append(threading.current_thread())
+        return np.concatenate(parts)
+
+    parts = [RNG.standard_normal((n, 1, 28, 28), dtype=np.float32) for n in (1, 2)]
+    with ThreadPoolExecutor(1) as pool:
+        served = ServedModel("lenet", model, Metrics(), pool, inline=inline)
+        out = asyncio.run(served.run(Batch(parts, join)))
+    np.testing.assert_array_equal(out["logits"], model.predict(np.concatenate(parts))["logits"])
+    assert (joined_on == [threading.main_thread()]) is on_loop and len(joined_on) == 1
+
+
 def test_a_model_slower_than_the_budget_never_runs_on_the_event_loop(model: kr.Model) -> None:
     from kit.server.served import inline_rows as _inline_rows
 

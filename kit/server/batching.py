@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BatchStats", "Batcher"]
+__all__ = ["Batch", "BatchStats", "Batcher"]
 
 
 @dataclass
@@ -29,6 +29,22 @@ class BatchStats:
     rows: int
     requests: int
     compute_seconds: float
+
+
+class Batch:
+    """One run's rows: the requests' arrays, joined by :meth:`array` where the run happens.
+    For a large batch that is a worker thread, so the copy leaves the event loop (numpy
+    copies without holding the GIL)."""
+
+    def __init__(
+        self, parts: list[np.ndarray], join: Callable[[list[np.ndarray]], np.ndarray] | None = None
+    ) -> None:
+        self.parts = parts
+        self.rows = sum(len(p) for p in parts)
+        self._join = join or np.concatenate
+
+    def array(self) -> np.ndarray:
+        return self.parts[0] if len(self.parts) == 1 else self._join(self.parts)
 
 
 @dataclass
@@ -43,7 +59,7 @@ class Batcher:
 
     def __init__(
         self,
-        run: Callable[[np.ndarray], Awaitable[dict[str, np.ndarray]]],
+        run: Callable[[Batch], Awaitable[dict[str, np.ndarray]]],
         *,
         max_batch: int,
         max_delay: float,
@@ -145,7 +161,7 @@ class Batcher:
     def _concatenate(self, parts: list[np.ndarray]) -> np.ndarray:
         # Into one buffer reused batch after batch: a fresh array for a large batch costs
         # its page faults every time (docs/BENCHMARKS.md, Serving). Safe because one batch
-        # runs at a time and onnxruntime's outputs are new arrays.
+        # runs at a time (``_loop`` awaits each) and onnxruntime's outputs are new arrays.
         rows = sum(len(p) for p in parts)
         shape = (rows, *parts[0].shape[1:])
         buf = self._buffer
@@ -165,9 +181,9 @@ class Batcher:
             if not batch:
                 continue
             started = time.perf_counter()
-            x = batch[0].x if len(batch) == 1 else self._concatenate([p.x for p in batch])
+            rows = Batch([p.x for p in batch], self._concatenate)
             try:
-                outputs = await self._run(x)
+                outputs = await self._run(rows)
             except Exception as exc:
                 for p in batch:
                     if not p.future.done():
@@ -175,7 +191,7 @@ class Batcher:
                 continue
             elapsed = time.perf_counter() - started
             if self._on_batch is not None:
-                self._on_batch(BatchStats(len(x), len(batch), elapsed))
+                self._on_batch(BatchStats(rows.rows, len(batch), elapsed))
             offset = 0
             for p in batch:
                 n = len(p.x)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import math
 import time
@@ -15,7 +14,7 @@ import numpy as np
 from ..artifact import LABELS_FILE
 from ..datatypes import ONNX_DATATYPES
 from ..runtime.session import Model
-from .batching import Batcher, BatchStats
+from .batching import Batch, Batcher, BatchStats
 from .metrics import Metrics
 
 __all__ = ["VERSION", "ServedModel", "inline_rows"]
@@ -184,19 +183,19 @@ class ServedModel:
         if self.batcher is not None:
             return await self.batcher.submit(x)
         t = time.perf_counter()
-        outputs = await self.run(x)
+        outputs = await self.run(Batch([x]))
         self.observe_batch(BatchStats(len(x), 1, time.perf_counter() - t))
         return outputs, 0.0
 
-    async def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        """``model.predict(x)``: on the event loop when that is cheaper than a thread hop
-        (a batch the model answers within ``ServerConfig.inline_seconds``)."""
-        if len(x) <= self.inline_rows:
-            return self.model.predict(x, validate=False)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self.executor, functools.partial(self.model.predict, x, validate=False)
-        )
+    async def run(self, batch: Batch) -> dict[str, np.ndarray]:
+        """The model's outputs for ``batch``: on the event loop when that is cheaper than a
+        thread hop (a batch the model answers within ``ServerConfig.inline_seconds``)."""
+        if batch.rows <= self.inline_rows:
+            return self._predict(batch)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self._predict, batch)
+
+    def _predict(self, batch: Batch) -> dict[str, np.ndarray]:
+        return self.model.predict(batch.array(), validate=False)
 
     def observe_batch(self, stats: BatchStats) -> None:
         self.batch_rows.observe(stats.rows)
