@@ -407,17 +407,25 @@ def test_the_inline_estimate_times_only_batches_the_rule_allows(
     assert all(rule.allows(size) for size in timed)
 
 
-@pytest.mark.parametrize(("inline", "on_loop"), [(0, False), (64, True)])
-def test_a_batch_is_joined_where_it_runs(model: kr.Model, inline: int, on_loop: bool) -> None:
-    """A batch for a worker thread is joined there: the copy of a large batch (19 MB of
-    AlexNet images) leaves the event loop. One run on the loop is joined on the loop."""
+@pytest.mark.parametrize(
+    ("inline", "large", "on_loop"), [(0, 0, False), (0, 1 << 30, True), (64, 0, True)]
+)
+def test_a_large_batch_is_joined_where_it_runs(
+    model: kr.Model, monkeypatch: pytest.MonkeyPatch, inline: int, large: int, on_loop: bool
+) -> None:
+    """A large batch for a worker thread is joined there: the copy (19 MB for 32 AlexNet
+    images) leaves the event loop. A small one, or one run on the loop, is joined on the
+    loop."""
     import asyncio
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
+    from kit.server import served as served_module
     from kit.server.batching import Batch
     from kit.server.metrics import Metrics
     from kit.server.served import ServedModel
+
+    monkeypatch.setattr(served_module, "THREAD_JOIN_BYTES", large)
 
     joined_on: list[threading.Thread] = []
 

@@ -41,10 +41,15 @@ class Batch:
     ) -> None:
         self.parts = parts
         self.rows = sum(len(p) for p in parts)
+        self.nbytes = sum(p.nbytes for p in parts)
         self._join = join or np.concatenate
 
     def array(self) -> np.ndarray:
         return self.parts[0] if len(self.parts) == 1 else self._join(self.parts)
+
+    def joined(self) -> Batch:
+        """The same rows, joined here and now."""
+        return self if len(self.parts) == 1 else Batch([self.array()])
 
 
 @dataclass

@@ -68,6 +68,12 @@ def _best_time(model: Model, rows: int) -> float:
     return best
 
 
+#: a batch of this many bytes or more is joined on the worker thread that runs it: numpy
+#: copies without the GIL, but hands it back and forth once a request, which costs more than
+#: a small batch's copy on the event loop
+THREAD_JOIN_BYTES = 1 << 20
+
+
 class ServedModel:
     """A loaded model under a name, with its batcher (None when batching is off)."""
 
@@ -189,9 +195,12 @@ class ServedModel:
 
     async def run(self, batch: Batch) -> dict[str, np.ndarray]:
         """The model's outputs for ``batch``: on the event loop when that is cheaper than a
-        thread hop (a batch the model answers within ``ServerConfig.inline_seconds``)."""
+        thread hop (a batch the model answers within ``ServerConfig.inline_seconds``), else
+        on a worker thread, which joins the rows of a batch of ``THREAD_JOIN_BYTES`` or more."""
         if batch.rows <= self.inline_rows:
             return self._predict(batch)
+        if batch.nbytes < THREAD_JOIN_BYTES:
+            batch = batch.joined()
         return await asyncio.get_running_loop().run_in_executor(self.executor, self._predict, batch)
 
     def _predict(self, batch: Batch) -> dict[str, np.ndarray]:
