@@ -216,11 +216,20 @@ def main() -> None:
         proc.terminate()
         proc.wait(30)
     grew = result["rss_max_mb"] - result["rss_start_mb"]  # type: ignore[operator]
-    held = (
-        result["good_failed"] == 0 and grew <= args.rss_mb and result["health_max_ms"] < 100  # type: ignore[operator]
-    )
+    broken = [
+        what
+        for what, bad in [
+            (f"{result['good_failed']} good requests failed", result["good_failed"] != 0),
+            (f"RSS grew past {args.rss_mb:g} MB", grew > args.rss_mb),
+            ("a health check took 100 ms or more", result["health_max_ms"] >= 100),  # type: ignore[operator]
+        ]
+        if bad
+    ]
+    held = not broken
     print(json.dumps(result, indent=2))
-    print(f"held: {held} (RSS grew {grew:.1f} MB; limit {args.rss_mb:g} MB)")
+    print(
+        f"held: {held} (RSS grew {grew:.1f} MB; limit {args.rss_mb:g} MB){'; '.join(['', *broken])}"
+    )
     raise SystemExit(0 if held else 1)
 
 
