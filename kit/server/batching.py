@@ -186,9 +186,9 @@ class Batcher:
             if not batch:
                 continue
             started = time.perf_counter()
-            rows = Batch([p.x for p in batch], self._concatenate)
+            x = Batch([p.x for p in batch], self._concatenate)
             try:
-                outputs = await self._run(rows)
+                outputs = await self._run(x)
             except Exception as exc:
                 for p in batch:
                     if not p.future.done():
@@ -196,7 +196,7 @@ class Batcher:
                 continue
             elapsed = time.perf_counter() - started
             if self._on_batch is not None:
-                self._on_batch(BatchStats(rows.rows, len(batch), elapsed))
+                self._on_batch(BatchStats(x.rows, len(batch), elapsed))
             offset = 0
             for p in batch:
                 n = len(p.x)
