@@ -95,7 +95,7 @@ def test_the_parent_of_several_processes_checks_every_export_on_the_cpu(
     from kit.server import main
 
     asked: list[Any] = []
-    loaded = main.load_models
+    loaded, listen = main.load_models, main.listen_socket
 
     def recording(directory: Path, *, providers: Any, threads: Any) -> Any:
         asked.append(providers)
@@ -104,8 +104,16 @@ def test_the_parent_of_several_processes_checks_every_export_on_the_cpu(
     monkeypatch.setattr(main, "load_models", recording)
     monkeypatch.setattr(main, "json_logs", lambda level: None)  # keep pytest's log capture
     monkeypatch.setattr(main, "_run_processes", lambda *a, **k: None)
+    sockets: list[Any] = []
+
+    def listening(host: str, port: int) -> Any:  # kept, to close it here
+        sockets.append(listen(host, port))
+        return sockets[-1]
+
+    monkeypatch.setattr(main, "listen_socket", listening)
     caplog.set_level("INFO", logger=main.log.name)
     main.serve(lenet_export, port=0, processes=2)
+    sockets[0].close()
     assert asked == [["CPUExecutionProvider"]]
     spec = {
         "directory": str(lenet_export),
