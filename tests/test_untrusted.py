@@ -3,6 +3,7 @@ file outside the folder, run code, or take unbounded memory; every problem is on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -329,6 +330,22 @@ def test_sigterm_during_export_leaves_nothing(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(120) == 128 + signal.SIGTERM
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_sigterm_whose_exception_was_swallowed_still_stops_the_export(tmp_path: Path) -> None:
+    """Python only prints an exception raised inside a ``__del__`` or a callback, so the
+    handler's exception can be lost; the export must still never land."""
+    from kit.export.staging import move_into_place, staging_dir
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped, staging_dir(tmp_path, "lenet") as staging:
+        (staging / "model.onnx").write_bytes(b"half")
+        with contextlib.suppress(BaseException):  # what Python does in a __del__
+            signal.raise_signal(signal.SIGTERM)  # the handler runs here, in this thread
+        move_into_place(staging, tmp_path / "lenet")
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is before  # put back
 
 
 def test_a_sigkill_leftover_is_ignored_then_cleaned(lenet_export: Path, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -51,7 +52,13 @@ class _Terminated(BaseException):
     """SIGTERM during an export: unwinds like Ctrl-C, so the staging directory goes."""
 
 
+#: set by SIGTERM during an export, so the export never lands even where its exception was
+#: swallowed (raised inside a ``__del__`` or a callback, Python only prints it)
+_TERMINATED = threading.Event()
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    _TERMINATED.set()
     raise _Terminated()
 
 
@@ -62,6 +69,22 @@ def staging_dir(out_root: Path, name: str) -> Iterator[Path]:
     Raises:
         ArtifactError: ``out_root`` cannot be written.
     """
+    _TERMINATED.clear()
+    previous = _catch_sigterm()  # before the folder exists: a SIGTERM from then on cleans it
+    staging = None
+    try:
+        staging = _make_staging(out_root, name)
+        yield staging
+    except _Terminated:
+        raise SystemExit(128 + signal.SIGTERM) from None
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _make_staging(out_root: Path, name: str) -> Path:
     try:
         out_root.mkdir(parents=True, exist_ok=True)
         clean_leftovers(out_root, name)
@@ -72,21 +95,11 @@ def staging_dir(out_root: Path, name: str) -> Iterator[Path]:
         raise ArtifactError(
             f"Cannot write to output directory {out_root}: {exc.strerror}."
         ) from None
-    previous = _catch_sigterm()
-    try:
-        yield staging
-    except _Terminated:
-        raise SystemExit(128 + signal.SIGTERM) from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    return staging
 
 
 def _catch_sigterm() -> signal.Handlers | None:
     """Turn SIGTERM into an exception (main thread only; elsewhere signals are not ours)."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return None
     previous = signal.getsignal(signal.SIGTERM)
@@ -95,7 +108,10 @@ def _catch_sigterm() -> signal.Handlers | None:
 
 
 def move_into_place(staging: Path, target: Path) -> None:
-    """Rename ``staging`` to ``target``; an older ``target`` is swapped out only now."""
+    """Rename ``staging`` to ``target``; an older ``target`` is swapped out only now.
+    Never after a SIGTERM, even one whose exception was lost."""
+    if _TERMINATED.is_set():
+        raise _Terminated()
     (staging / _OWNER).unlink(missing_ok=True)
     backup = None
     if target.exists():
