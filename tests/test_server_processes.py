@@ -58,6 +58,27 @@ def test_metrics_add_up_what_every_process_counted(
     assert 'kit_requests_total{model="lenet",status="200"} 7.0' in text
 
 
+def _as_a_process(monkeypatch: pytest.MonkeyPatch, directory: Path) -> Any:
+    """``main.app()`` as each server process runs it, with the settings kit serve passes on
+    for ``directory`` (default limits, automatic providers, one thread)."""
+    from kit.server import main
+
+    spec = {
+        "directory": str(directory),
+        "host": "127.0.0.1",
+        "providers": None,
+        "threads": 1,
+        "log_level": "info",
+        "config": dataclasses.asdict(ServerConfig()),
+    }
+    monkeypatch.setenv(main.SPEC_ENV, json.dumps(spec))
+    main._spec.cache_clear()
+    try:
+        return main.app()
+    finally:
+        main._spec.cache_clear()
+
+
 def test_a_process_that_cannot_load_stops_the_server_not_restarts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -67,22 +88,9 @@ def test_a_process_that_cannot_load_stops_the_server_not_restarts(
 
     from kit.server import main
 
-    spec = {
-        "directory": str(tmp_path / "gone"),
-        "host": "127.0.0.1",
-        "providers": None,
-        "threads": 1,
-        "log_level": "info",
-        "config": dataclasses.asdict(ServerConfig()),
-    }
-    monkeypatch.setenv(main.SPEC_ENV, json.dumps(spec))
     monkeypatch.setattr(main, "json_logs", lambda level: None)  # keep pytest's log capture
-    main._spec.cache_clear()
-    try:
-        with pytest.raises(SystemExit) as stopped:
-            main.app()
-    finally:
-        main._spec.cache_clear()
+    with pytest.raises(SystemExit) as stopped:
+        _as_a_process(monkeypatch, tmp_path / "gone")
     assert stopped.value.code == STARTUP_FAILURE
     assert [r.message for r in caplog.records if r.levelname == "ERROR"] == ["could not start"]
 
@@ -115,20 +123,7 @@ def test_the_parent_of_several_processes_checks_every_export_on_the_cpu(
     main.serve(lenet_export, port=0, processes=2)
     sockets[0].close()
     assert asked == [["CPUExecutionProvider"]]
-    spec = {
-        "directory": str(lenet_export),
-        "host": "127.0.0.1",
-        "providers": None,
-        "threads": 1,
-        "log_level": "info",
-        "config": dataclasses.asdict(ServerConfig()),
-    }
-    monkeypatch.setenv(main.SPEC_ENV, json.dumps(spec))
-    main._spec.cache_clear()
-    try:
-        main.app()  # what each process runs
-    finally:
-        main._spec.cache_clear()
+    _as_a_process(monkeypatch, lenet_export)
     assert asked[1] is None  # the process's own choice: CUDA where a GPU is, else the CPU
     said = [r for r in caplog.records if r.name == main.log.name]
     assert [getattr(r, "event", None) for r in said] == ["checked", "listening", "loaded"]
